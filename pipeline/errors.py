@@ -1,0 +1,26 @@
+"""One error type for bad input, so stages and commands can exit cleanly with a useful message."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class InputError(ValueError):
+    """Bad input: a malformed file row, a missing video, a wrong params value.
+
+    The message always names where the problem is (file and line, or params key), so a user can
+    fix it without reading a traceback.
+    """
+
+    def __init__(self, message: str, *, path: str | Path | None = None,
+                 line: int | None = None, key: str | None = None):
+        self.path = None if path is None else str(path)
+        self.line = line
+        self.key = key
+        where = []
+        if self.path is not None:
+            where.append(self.path if line is None else f"{self.path}:{line}")
+        if key is not None:
+            where.append(f"key '{key}'")
+        prefix = ", ".join(where)
+        super().__init__(f"{prefix}: {message}" if prefix else message)

@@ -1,0 +1,92 @@
+"""Atomic, deterministic writers for the pipeline's artefacts.
+
+Every output goes to a sibling temporary path (``<name>.partial``) and is renamed into place
+when complete, so an interrupted stage never leaves a half-written output behind. The temporary
+name is deterministic so that long stages can resume from it, and ``.dvcignore`` hides it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+PARTIAL_SUFFIX = ".partial"
+
+
+def partial_path(path: str | Path) -> Path:
+    """The temporary sibling a writer fills before renaming it to ``path``."""
+    path = Path(path)
+    return path.with_name(path.name + PARTIAL_SUFFIX)
+
+
+def remove_path(path: str | Path) -> None:
+    """Remove a file or a directory tree if it exists."""
+    path = Path(path)
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    elif path.exists() or path.is_symlink():
+        path.unlink()
+
+
+def commit_partial(tmp: str | Path, path: str | Path) -> None:
+    """Move a finished temporary output into place, replacing what was there."""
+    tmp, path = Path(tmp), Path(path)
+    if path.exists() and path.is_dir():
+        remove_path(path)
+    os.replace(tmp, path)
+
+
+@contextlib.contextmanager
+def atomic_output(path: str | Path, *, resume: bool = False) -> Iterator[Path]:
+    """Yield a temporary path to fill; on success it is renamed to ``path``.
+
+    With ``resume=False`` a leftover temporary path from an interrupted run is removed first;
+    with ``resume=True`` it is kept so the caller can continue where it stopped. On an exception
+    the temporary path is removed unless ``resume`` is set (then it stays for the next run).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = partial_path(path)
+    if not resume:
+        remove_path(tmp)
+    try:
+        yield tmp
+    except BaseException:
+        if not resume:
+            remove_path(tmp)
+        raise
+    commit_partial(tmp, path)
+
+
+def write_bytes(path: str | Path, data: bytes) -> None:
+    with atomic_output(path) as tmp:
+        tmp.write_bytes(data)
+
+
+def write_text(path: str | Path, text: str) -> None:
+    write_bytes(path, text.encode("utf-8"))
+
+
+def write_json(path: str | Path, obj: Any) -> None:
+    """JSON with sorted keys and a trailing newline: stable bytes for DVC metrics."""
+    write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+def write_parquet(path: str | Path, table: pa.Table | pd.DataFrame, *,
+                  schema: pa.Schema | None = None, row_group_size: int = 1 << 20) -> None:
+    """Write one Parquet file (zstd) atomically; byte-identical for identical input."""
+    if isinstance(table, pd.DataFrame):
+        table = pa.Table.from_pandas(table, schema=schema, preserve_index=False)
+    elif schema is not None:
+        table = table.cast(schema)
+    with atomic_output(path) as tmp:
+        pq.write_table(table, tmp, compression="zstd", row_group_size=row_group_size)
