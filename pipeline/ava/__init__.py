@@ -1,0 +1,1 @@
+"""AVA file formats: label maps, annotation/exclusion/result CSVs, proposal pickles, clock."""

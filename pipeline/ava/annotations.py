@@ -1,0 +1,124 @@
+"""AVA annotation CSVs (``ava_{train,val}_v2.x.csv``) <-> typed tables.
+
+One row per (person box, action): ``video_id, timestamp, x1, y1, x2, y2, action_id,
+person_id``; no header; boxes normalised xyxy. Files with 7 columns (no person id) are
+accepted and get ``person_id = -1``.
+
+Dirty rows: a row that cannot be right (non-numeric value, box outside [0, 1], x1 >= x2 or
+y1 >= y2, non-integer timestamp, action id missing from the given label map) is an error that
+names the file and line. Nothing is dropped silently: a user who wants to keep such a file
+fixes or filters those lines explicitly. Exact duplicate rows are kept, because the reference
+evaluators count every row as one ground-truth instance.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from pipeline.ava._csv import FLOAT, INT, STRING, check_integral, check_rows, count_columns
+from pipeline.ava._csv import read_table, write_csv
+from pipeline.ava.label_map import LabelMap
+from pipeline.errors import InputError
+
+BOX_COLUMNS = ["x1", "y1", "x2", "y2"]
+COLUMNS = ["video_id", "timestamp", *BOX_COLUMNS, "action_id", "person_id"]
+_FILE_COLUMNS = [("video_id", STRING), ("timestamp", INT), ("x1", FLOAT), ("y1", FLOAT),
+                 ("x2", FLOAT), ("y2", FLOAT), ("action_id", INT), ("person_id", INT)]
+INT16_MAX, INT32_MAX = np.iinfo(np.int16).max, np.iinfo(np.int32).max
+
+
+def check_boxes(path: Path, x1, y1, x2, y2) -> None:
+    """Boxes must be normalised (inside [0, 1]) with positive width and height."""
+    for name, values in zip(BOX_COLUMNS, (x1, y1, x2, y2)):
+        check_rows(path, ~((values >= 0) & (values <= 1)),
+                   lambda row, name=name, values=values:
+                   f"{name}={values[row]} is outside [0, 1] (AVA boxes are normalised xyxy)")
+    check_rows(path, x1 >= x2, lambda row: f"x1={x1[row]} is not left of x2={x2[row]}")
+    check_rows(path, y1 >= y2, lambda row: f"y1={y1[row]} is not above y2={y2[row]}")
+
+
+def check_action_ids(path: Path, action_id: np.ndarray, label_map: LabelMap) -> None:
+    known = np.isin(action_id, np.asarray(label_map.ids))
+    check_rows(path, ~known,
+               lambda row: f"action_id={action_id[row]} is not in the label map")
+
+
+def read_annotations(path: str | Path, label_map: LabelMap | None = None, *,
+                     box_dtype: type = np.float32) -> pd.DataFrame:
+    """Read an AVA annotation CSV into columns ``COLUMNS`` (narrow dtypes, file order).
+
+    ``box_dtype=np.float64`` keeps the exact values of the text (the evaluator needs them).
+    """
+    path = Path(path)
+    n_columns = count_columns(path) if path.is_file() else 8
+    if n_columns not in (0, 7, 8):
+        raise InputError(f"expected 7 or 8 columns, found {n_columns}", path=path, line=1)
+    table = read_table(path, _FILE_COLUMNS[:7] if n_columns == 7 else _FILE_COLUMNS)
+    timestamp = table["timestamp"].to_numpy()
+    check_integral(path, "timestamp", timestamp, 0, INT32_MAX)
+    action_id = table["action_id"].to_numpy()
+    check_integral(path, "action_id", action_id, 1, INT16_MAX)
+    boxes = [table[name].to_numpy() for name in BOX_COLUMNS]
+    check_boxes(path, *boxes)
+    if label_map is not None:
+        check_action_ids(path, action_id, label_map)
+    if "person_id" in table.column_names:
+        person_id = table["person_id"].to_numpy()
+        check_integral(path, "person_id", person_id, -1, INT32_MAX)
+    else:
+        person_id = np.full(len(table), -1)
+    df = pd.DataFrame({
+        "video_id": table["video_id"].cast("string").to_pandas().astype("str"),
+        "timestamp": timestamp.astype(np.int32),
+        **{name: values.astype(box_dtype) for name, values in zip(BOX_COLUMNS, boxes)},
+        "action_id": action_id.astype(np.int16),
+        "person_id": person_id.astype(np.int32),
+    })
+    return df
+
+
+def write_annotations(path: str | Path, df: pd.DataFrame) -> None:
+    """Write the exact AVA CSV: no header, ``0902`` timestamps, boxes with 3 decimals.
+
+    Rows with ``person_id == -1`` everywhere are written with 7 columns, like the files that
+    have no person id.
+    """
+    missing = [c for c in COLUMNS if c not in df.columns]
+    if missing:
+        raise ValueError(f"annotation table lacks columns {missing}")
+    out = df[COLUMNS]
+    if len(out) and (out["person_id"].to_numpy() == -1).all():
+        out = out.drop(columns="person_id")
+    write_csv(path, out, float_decimals=3)
+
+
+def merge_boxes(df: pd.DataFrame, label_map: LabelMap) -> tuple[pd.DataFrame, np.ndarray]:
+    """One row per person box per keyframe, and its multi-hot labels.
+
+    Rows are merged by exact box equality within a keyframe (as AVA and mmaction2 do);
+    ``person_id`` is the one of the box's first row. Rows whose action is not in the label map
+    are dropped before merging (as mmaction2 does with a class subset), so a person with only
+    such actions has no box. Output rows are sorted by (video_id, timestamp, first appearance);
+    labels are ``uint8[n_boxes, label_map.num_classes]`` in label-map index order.
+    """
+    known = np.isin(df["action_id"].to_numpy(), np.asarray(label_map.ids))
+    df = df.loc[known].reset_index(drop=True)
+    keys = ["video_id", "timestamp", *BOX_COLUMNS]
+    box_code = df.groupby(keys, sort=False).ngroup().to_numpy()
+    n_boxes = int(box_code.max()) + 1 if len(df) else 0
+    first_row = np.full(n_boxes, len(df), dtype=np.int64)
+    np.minimum.at(first_row, box_code, np.arange(len(df)))
+    boxes = df.iloc[first_row][["video_id", "timestamp", *BOX_COLUMNS, "person_id"]]
+    boxes = boxes.assign(_first=first_row).set_axis(np.arange(n_boxes))
+    order = boxes.sort_values(["video_id", "timestamp", "_first"], kind="stable").index
+    rank = np.empty(n_boxes, dtype=np.int64)
+    rank[order] = np.arange(n_boxes)
+    index_of = np.zeros(max(label_map.ids) + 1, dtype=np.int64)
+    index_of[list(label_map.ids)] = np.arange(label_map.num_classes)
+    labels = np.zeros((n_boxes, label_map.num_classes), dtype=np.uint8)
+    labels[rank[box_code], index_of[df["action_id"].to_numpy()]] = 1
+    merged = boxes.loc[order].drop(columns="_first").reset_index(drop=True)
+    return merged, labels

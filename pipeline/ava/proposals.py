@@ -1,0 +1,91 @@
+"""The person-proposal pickles used by mmaction2 and PySlowFast <-> a proposals table.
+
+The pickle is a dict ``"{video_id},{timestamp:04d}" -> float ndarray`` of shape ``N x 5``
+(``x1, y1, x2, y2, score``, normalised) or ``N x 4`` (boxes without scores). The table has one
+row per box: ``video_id, timestamp, x1, y1, x2, y2, score`` (score 1.0 for ``N x 4``).
+"""
+
+from __future__ import annotations
+
+import pickle
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from pipeline.errors import InputError
+from pipeline.io import write_bytes
+
+COLUMNS = ["video_id", "timestamp", "x1", "y1", "x2", "y2", "score"]
+_KEY = re.compile(r"(?P<video_id>[^,]+),(?P<timestamp>\d+)")
+
+
+def read_proposal_pickle(path: str | Path) -> pd.DataFrame:
+    """Read a proposal pickle; rows keep the pickle's key order and in-frame box order."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as f:
+            data = pickle.load(f)
+    except FileNotFoundError:
+        raise InputError("file not found", path=path) from None
+    except (pickle.UnpicklingError, EOFError, ValueError) as error:
+        raise InputError(f"not a readable pickle: {error}", path=path) from error
+    if not isinstance(data, dict):
+        raise InputError(f"expected a dict of arrays, found {type(data).__name__}", path=path)
+    video_ids, timestamps, arrays = [], [], []
+    for key, value in data.items():
+        match = _KEY.fullmatch(key) if isinstance(key, str) else None
+        if match is None:
+            raise InputError("key is not 'video_id,timestamp'", path=path, key=str(key))
+        array = np.asarray(value)
+        if array.ndim != 2 or array.shape[1] not in (4, 5) or not np.issubdtype(array.dtype,
+                                                                                np.number):
+            raise InputError(f"expected a numeric N x 5 or N x 4 array, found shape "
+                             f"{array.shape} of {array.dtype}", path=path, key=key)
+        array = array.astype(np.float64)
+        if array.shape[1] == 4:
+            array = np.concatenate([array, np.ones((len(array), 1))], axis=1)
+        coords = array[:, :4]
+        if not ((coords >= 0) & (coords <= 1)).all():
+            bad = coords[~((coords >= 0) & (coords <= 1)).all(axis=1)][0]
+            raise InputError(f"box {bad.tolist()} is outside [0, 1] (proposals are "
+                             f"normalised xyxy)", path=path, key=key)
+        video_ids.append(match["video_id"])
+        timestamps.append(int(match["timestamp"]))
+        arrays.append(array)
+    counts = np.array([len(a) for a in arrays], dtype=np.int64)
+    values = np.concatenate(arrays) if arrays else np.zeros((0, 5))
+    return pd.DataFrame({
+        "video_id": pd.array(np.repeat(np.array(video_ids, dtype=object), counts), dtype="str"),
+        "timestamp": np.repeat(np.array(timestamps, dtype=np.int32), counts),
+        **{name: values[:, k] for k, name in enumerate(COLUMNS[2:])},
+    })
+
+
+def write_proposal_pickle(path: str | Path, df: pd.DataFrame) -> None:
+    """Write the ``N x 5`` float64 pickle, keys in order of first appearance, atomically."""
+    groups = df.groupby(["video_id", "timestamp"], sort=False).indices
+    values = df[COLUMNS[2:]].to_numpy(dtype=np.float64)
+    data = {f"{video_id},{int(timestamp):04d}": values[rows]
+            for (video_id, timestamp), rows in groups.items()}
+    write_bytes(path, pickle.dumps(data, protocol=pickle.HIGHEST_PROTOCOL))
+
+
+def filter_proposals(df: pd.DataFrame, score_thr: float,
+                     max_per_frame: int | None) -> pd.DataFrame:
+    """mmaction2's per-keyframe rule: keep ``score >= min(score_thr, best score)``.
+
+    Using the frame's best score as a floor means every keyframe keeps at least its best box.
+    Then at most ``max_per_frame`` boxes are kept, highest scores first (ties keep input
+    order). The result keeps input row order.
+    """
+    keys = [df["video_id"], df["timestamp"]]
+    best = df["score"].groupby(keys, sort=False).transform("max").to_numpy()
+    keep = df["score"].to_numpy() >= np.minimum(score_thr, best)
+    kept = df.loc[keep].reset_index(drop=True)
+    if max_per_frame is not None:
+        rank = (kept.sort_values("score", ascending=False, kind="stable")
+                .groupby(["video_id", "timestamp"], sort=False).cumcount())
+        kept = kept.loc[rank.sort_index().to_numpy() < max_per_frame].reset_index(drop=True)
+    return kept

@@ -1,0 +1,210 @@
+"""Frame-level AVA evaluation: tables in, per-class AP and mAP out.
+
+Every step works on whole columns (factorize, lexsort, segmented reductions); the only Python
+loop runs over classes (at most a few dozen) to rank each class's detections exactly as the
+references do. See :mod:`pipeline.evaluation.protocols` for what each protocol means.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from pipeline.ava.annotations import BOX_COLUMNS, read_annotations
+from pipeline.ava.exclusions import read_exclusions
+from pipeline.ava.label_map import LabelMap, read_label_map
+from pipeline.ava.results import read_results
+from pipeline.evaluation.average_precision import average_precision, rank_detections
+from pipeline.evaluation.matching import match
+from pipeline.evaluation.protocols import get_protocol
+from pipeline.evaluation.top_k import cap_per_frame
+
+
+@dataclass(frozen=True)
+class ClassResult:
+    ap: float  # NaN when the class takes no part in the mean
+    gt_count: int
+    n_detections: int
+    recall: np.ndarray = field(repr=False)  # points where recall changes (for PR plots)
+    precision: np.ndarray = field(repr=False)  # interpolated precision at those points
+
+
+@dataclass(frozen=True)
+class EvaluationResult:
+    protocol: str
+    map: float
+    per_class: dict[int, ClassResult]
+    group_means: dict[str, float]
+    label_map: LabelMap = field(repr=False)
+
+    def to_json(self) -> dict:
+        """Plain JSON: ``mAP`` in [0, 1], ``per_class`` AP by class id (null when not scored)."""
+        def number(value: float) -> float | None:
+            return None if math.isnan(value) else float(value)
+
+        return {
+            "protocol": self.protocol,
+            "mAP": number(self.map),
+            "group_mAP": {group: number(v) for group, v in self.group_means.items()},
+            "per_class": {str(i): number(r.ap) for i, r in self.per_class.items()},
+            "gt_count": {str(i): r.gt_count for i, r in self.per_class.items()},
+            "n_detections": {str(i): r.n_detections for i, r in self.per_class.items()},
+            "class_names": {str(i): self.label_map.names[i] for i in self.per_class},
+        }
+
+    def pr_points(self) -> pd.DataFrame:
+        """Long table ``action_id, recall, precision`` for PR plots."""
+        parts = [pd.DataFrame({"action_id": np.full(len(r.recall), i, dtype=np.int16),
+                               "recall": r.recall, "precision": r.precision})
+                 for i, r in self.per_class.items()]
+        return pd.concat(parts, ignore_index=True)
+
+
+def _video_codes(*columns: pd.Series) -> list[np.ndarray]:
+    """Integer codes of video ids shared across several columns (str or categorical)."""
+    factorized = [pd.factorize(column) for column in columns]
+    vocabulary = pd.Index(np.concatenate([np.asarray(u, dtype=object) for _, u in factorized]
+                                         + [np.zeros(0, dtype=object)])).unique()
+    return [vocabulary.get_indexer(np.asarray(u, dtype=object))[codes]
+            if len(codes) else codes.astype(np.int64) for codes, u in factorized]
+
+
+def _frame_keys(video_codes: np.ndarray, timestamps) -> np.ndarray:
+    return (video_codes.astype(np.int64) << 32) | np.asarray(timestamps, dtype=np.int64)
+
+
+def _class_index(action_id, label_map: LabelMap) -> np.ndarray:
+    """Contiguous class index of each row, -1 for ids outside the label map."""
+    action_id = np.asarray(action_id, dtype=np.int64)
+    lookup = np.full(max(max(label_map.ids), int(action_id.max(initial=0))) + 1, -1,
+                     dtype=np.int64)
+    lookup[list(label_map.ids)] = np.arange(label_map.num_classes)
+    return lookup[np.clip(action_id, 0, None)]
+
+
+def evaluate(gt: pd.DataFrame, detections: pd.DataFrame, label_map: LabelMap, *,
+             exclusions: pd.DataFrame | None = None, protocol: str = "mmaction2",
+             score_threshold: float | None = None) -> EvaluationResult:
+    """Evaluate AVA detections against ground truth under one protocol.
+
+    ``gt`` has the columns of :func:`read_annotations` (``person_id`` optional),
+    ``detections`` those of :func:`read_results`; ``exclusions`` lists keyframes
+    (``video_id, timestamp``) to leave out. ``score_threshold=None`` uses the protocol's
+    default (0.002 for mmaction2, none otherwise); detections with ``score <= threshold`` are
+    dropped. The label map's ids are the evaluated classes.
+    """
+    rules = get_protocol(protocol)
+    threshold = rules.default_score_threshold if score_threshold is None else score_threshold
+    excluded = exclusions if exclusions is not None else pd.DataFrame(
+        {"video_id": pd.Series([], dtype="str"), "timestamp": np.zeros(0, dtype=np.int32)})
+    gt_video, det_video, excl_video = _video_codes(gt["video_id"], detections["video_id"],
+                                                   excluded["video_id"])
+    excluded_keys = np.unique(_frame_keys(excl_video, excluded["timestamp"]))
+    n_classes = label_map.num_classes
+
+    # Ground truth: evaluated classes only; every row is one instance.
+    gt_class = _class_index(gt["action_id"], label_map)
+    keep = gt_class >= 0
+    gt_key = _frame_keys(gt_video, gt["timestamp"])[keep]
+    gt_class = gt_class[keep]
+    gt_boxes = gt[BOX_COLUMNS].to_numpy()[keep].astype(rules.float_dtype)
+    gt_person = (gt["person_id"].to_numpy()[keep] if "person_id" in gt
+                 else np.full(len(gt_key), -1))
+    gt_excluded = np.isin(gt_key, excluded_keys)
+    gt_count = np.bincount(gt_class if rules.count_excluded_gt else gt_class[~gt_excluded],
+                           minlength=n_classes)
+    gt_key, gt_class, gt_boxes, gt_person = (a[~gt_excluded] for a in
+                                              (gt_key, gt_class, gt_boxes, gt_person))
+
+    # Detections: evaluated classes, threshold, cap, evaluated keyframes.
+    det_class = _class_index(detections["action_id"], label_map)
+    det_key = _frame_keys(det_video, detections["timestamp"])
+    det_score = detections["score"].to_numpy().astype(np.float64)
+    det_boxes = detections[BOX_COLUMNS].to_numpy()
+    keep = det_class >= 0
+    if threshold is not None:
+        keep &= det_score > threshold
+    det_key, det_class, det_score, det_boxes = (a[keep] for a in
+                                                 (det_key, det_class, det_score, det_boxes))
+    det_position = np.arange(len(det_key))
+    if rules.per_frame_cap is not None:
+        kept = cap_per_frame(det_key, det_score, np.asarray(label_map.ids)[det_class], det_boxes,
+                             rules.per_frame_cap)
+        det_key, det_class, det_score, det_boxes, det_position = (
+            a[kept] for a in (det_key, det_class, det_score, det_boxes, det_position))
+    keep = ~np.isin(det_key, excluded_keys)
+    if not rules.frames_from_detections:
+        keep &= np.isin(det_key, gt_key)
+    # Keyframe order: the order in which the reference concatenates keyframes per class (a
+    # keyframe whose detections are all invalid boxes still takes its place).
+    frame_order = pd.Index(pd.unique(det_key[keep] if rules.frames_from_detections
+                                     else gt_key))
+    if rules.drop_invalid_detections:
+        boxes64 = det_boxes.astype(np.float64)
+        keep &= (boxes64[:, 0] < boxes64[:, 2]) & (boxes64[:, 1] < boxes64[:, 3])
+    det_key, det_class, det_score, det_boxes, det_position = (
+        a[keep] for a in (det_key, det_class, det_score, det_boxes, det_position))
+    det_boxes = det_boxes.astype(rules.float_dtype)
+
+    n_frames = len(frame_order)
+    det_frame = frame_order.get_indexer(det_key)
+    gt_frame = frame_order.get_indexer(gt_key)
+    on_frame = gt_frame >= 0
+    gt_frame, gt_class, gt_boxes, gt_person = (a[on_frame] for a in
+                                                (gt_frame, gt_class, gt_boxes, gt_person))
+
+    in_frame = (det_position, -det_score) if rules.sort_in_frame else (det_position,)
+    det_order = np.lexsort((*in_frame, det_frame, det_class))
+    gt_position = np.arange(len(gt_frame))
+    gt_in_frame = (gt_position, -gt_person) if rules.gt_by_person_desc else (gt_position,)
+    gt_order = np.lexsort((*gt_in_frame, gt_frame, gt_class))
+    det_group = det_class[det_order] * np.int64(n_frames) + det_frame[det_order]
+    gt_group = gt_class[gt_order] * np.int64(n_frames) + gt_frame[gt_order]
+    is_tp = match(det_group, det_boxes[det_order], gt_group, gt_boxes[gt_order])
+
+    # Per class: rank as the references do, then VOC AP.
+    sorted_class = det_class[det_order]
+    sorted_score = det_score[det_order].astype(rules.float_dtype)
+    bounds = np.searchsorted(sorted_class, np.arange(n_classes + 1))
+    per_class: dict[int, ClassResult] = {}
+    for index, class_id in enumerate(label_map.ids):
+        lo, hi = bounds[index], bounds[index + 1]
+        ranked = rank_detections(sorted_score[lo:hi])
+        ap, recall, precision = average_precision(is_tp[lo:hi][ranked], int(gt_count[index]))
+        if hi == lo and not rules.ap_zero_without_detections:
+            ap = float("nan")
+        per_class[class_id] = ClassResult(ap=ap, gt_count=int(gt_count[index]),
+                                          n_detections=int(hi - lo), recall=recall,
+                                          precision=precision)
+    return EvaluationResult(
+        protocol=protocol,
+        map=_nanmean([r.ap for r in per_class.values()]),
+        per_class=per_class,
+        group_means={group: _nanmean([per_class[i].ap for i in label_map.group_ids(group)])
+                     for group in label_map.group_names()},
+        label_map=label_map,
+    )
+
+
+def _nanmean(values: list[float]) -> float:
+    values = [v for v in values if not math.isnan(v)]
+    return float(np.mean(values)) if values else float("nan")
+
+
+def evaluate_files(gt_csv: str | Path, det_path: str | Path, label_map_path: str | Path, *,
+                   exclusions_path: str | Path | None = None, protocol: str = "mmaction2",
+                   score_threshold: float | None = None) -> EvaluationResult:
+    """Read AVA files (detections as CSV or ``.parquet``) and :func:`evaluate` them.
+
+    Ground-truth boxes are read at float64 so that each protocol sees exactly the values its
+    reference parses from the text.
+    """
+    return evaluate(read_annotations(gt_csv, box_dtype=np.float64), read_results(det_path),
+                    read_label_map(label_map_path),
+                    exclusions=None if exclusions_path is None else read_exclusions(
+                        exclusions_path),
+                    protocol=protocol, score_threshold=score_threshold)

@@ -1,0 +1,58 @@
+"""The official AVA script's per-keyframe cap of 50 detections, computed without a heap.
+
+The reference pushes each keyframe's detections, in file order, into a min-heap of tuples
+``(score, action_id, y1, x1, y2, x2)`` of capacity ``k``; when full, a new detection replaces
+the heap's smallest tuple only if its score is strictly greater than the smallest score.
+Which detections survive follows in closed form. Let ``s`` be the k-th largest score of the
+keyframe. Every detection scoring above ``s`` survives and every one below it is lost. Of the
+detections scoring exactly ``s``, those arriving after the k-th detection scoring ``>= s`` are
+rejected (the heap is then full of scores ``>= s``), and of the earlier ones the largest
+tuples survive, because each later higher-scoring arrival evicts the smallest tuple.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def cap_per_frame(frame_key: np.ndarray, score: np.ndarray, action_id: np.ndarray,
+                  boxes: np.ndarray, k: int) -> np.ndarray:
+    """Indices (ascending) of the detections the reference's heap keeps, at most ``k`` per frame.
+
+    ``boxes`` are ``[N, 4]`` x1, y1, x2, y2; rows are in file order.
+    """
+    _, group, counts = np.unique(frame_key, return_inverse=True, return_counts=True)
+    over = counts[group] > k
+    rows = np.flatnonzero(over)
+    if rows.size == 0:
+        return np.arange(len(frame_key))
+    g, s = group[rows], score[rows]
+    by_score = np.lexsort((-s, g))
+    g_sorted = g[by_score]
+    rank = np.arange(len(rows)) - np.searchsorted(g_sorted, g_sorted, side="left")
+    kth_score = np.zeros(counts.size)
+    kth_score[g_sorted[rank == k - 1]] = s[by_score][rank == k - 1]
+    threshold = kth_score[g]
+    higher, tied = s > threshold, s == threshold
+    need = k - np.bincount(g, weights=higher, minlength=counts.size).astype(np.int64)
+    # Arrival (in file order) of the k-th detection scoring >= the threshold, per frame.
+    by_arrival = np.argsort(g, kind="stable")
+    ge = (higher | tied)[by_arrival]
+    g_arrival = g[by_arrival]
+    cum = np.cumsum(ge)
+    group_start = np.searchsorted(g_arrival, g_arrival, side="left")
+    cum_in_group = cum - np.where(group_start > 0, cum[group_start - 1], 0)
+    reaches_k = ge & (cum_in_group == k)
+    last_admitted = np.full(counts.size, -1, dtype=np.int64)
+    last_admitted[g_arrival[reaches_k]] = by_arrival[reaches_k]
+    admitted = np.flatnonzero(tied & (np.arange(len(rows)) <= last_admitted[g]))
+    a_boxes = boxes[rows[admitted]].astype(np.float64)
+    by_tuple = np.lexsort((-a_boxes[:, 2], -a_boxes[:, 3], -a_boxes[:, 0], -a_boxes[:, 1],
+                           -action_id[rows[admitted]].astype(np.int64), g[admitted]))
+    a_group = g[admitted][by_tuple]
+    a_rank = np.arange(len(admitted)) - np.searchsorted(a_group, a_group, side="left")
+    survivors = admitted[by_tuple][a_rank < need[a_group]]
+    keep = ~over
+    keep[rows[np.flatnonzero(higher)]] = True
+    keep[rows[survivors]] = True
+    return np.flatnonzero(keep)

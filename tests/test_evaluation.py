@@ -1,0 +1,278 @@
+"""AVA evaluation: hand-computed cases, parity with a plain reference, the eval command."""
+
+from __future__ import annotations
+
+import heapq
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pipeline.ava.annotations import write_annotations
+from pipeline.ava.exclusions import write_exclusions
+from pipeline.ava.label_map import LabelMap, write_label_map
+from pipeline.ava.results import write_results_csv, write_results_parquet
+from pipeline.evaluation import evaluate, evaluate_files
+from pipeline.evaluation.command import main as eval_main
+from pipeline.evaluation.top_k import cap_per_frame
+from plain_reference import plain_evaluate, plain_evaluate_files
+
+LABELS = LabelMap(ids=(1, 2, 80), names={1: "stand", 2: "sit", 80: "watch"})
+FULL = (0.0, 0.0, 1.0, 1.0)
+
+
+def gt_table(rows):
+    """rows: (video, ts, box, action[, person])."""
+    return pd.DataFrame({
+        "video_id": pd.Series([r[0] for r in rows], dtype="str"),
+        "timestamp": np.array([r[1] for r in rows], dtype=np.int32),
+        **{c: np.array([r[2][k] for r in rows], dtype=np.float64)
+           for k, c in enumerate(["x1", "y1", "x2", "y2"])},
+        "action_id": np.array([r[3] for r in rows], dtype=np.int16),
+        "person_id": np.array([r[4] if len(r) > 4 else i for i, r in enumerate(rows)],
+                              dtype=np.int32),
+    })
+
+
+def det_table(rows):
+    """rows: (video, ts, box, action, score)."""
+    df = gt_table([r[:4] for r in rows]).drop(columns="person_id")
+    df["score"] = np.array([r[4] for r in rows], dtype=np.float64)
+    return df
+
+
+def box_x(x1, x2):
+    return (x1, 0.0, x2, 1.0)
+
+
+def ap_of(result, class_id=1):
+    return result.per_class[class_id].ap
+
+
+@pytest.mark.parametrize("protocol", ["mmaction2", "activitynet", "pyslowfast"])
+def test_equal_scores_follow_the_references_argsort_order(protocol):
+    # A hit on keyframe 902 and a miss on 903 with the same score: the references rank the
+    # class's concatenated scores with np.argsort(...)[::-1], which decides who comes first.
+    gt = gt_table([("v", 902, FULL, 1), ("v", 903, FULL, 1)])
+    det = det_table([("v", 902, FULL, 1, 0.5), ("v", 903, box_x(0.0, 0.1), 1, 0.5)])
+    result = evaluate(gt, det, LABELS, protocol=protocol)
+    dtype = np.float32 if protocol == "mmaction2" else np.float64
+    miss_first = np.argsort(np.array([0.5, 0.5], dtype=dtype))[::-1][0] == 1
+    # miss then hit: precision 1/2 at recall 1/2; hit then miss: precision 1 at recall 1/2.
+    assert ap_of(result) == pytest.approx(0.25 if miss_first else 0.5, abs=1e-15)
+
+
+def test_duplicate_detection_of_one_box_is_a_false_positive():
+    gt = gt_table([("v", 902, box_x(0.0, 0.4), 1), ("v", 902, box_x(0.5, 0.9), 1)])
+    det = det_table([("v", 902, box_x(0.0, 0.4), 1, 0.9), ("v", 902, box_x(0.0, 0.4), 1, 0.8),
+                     ("v", 902, box_x(0.5, 0.9), 1, 0.7)])
+    # hit, miss, hit: recall 1/2 at precision 1, recall 1 at precision 2/3.
+    assert ap_of(evaluate(gt, det, LABELS)) == pytest.approx(0.5 + 0.5 * 2 / 3, abs=1e-15)
+
+
+def test_detection_takes_its_best_box_and_never_falls_back():
+    gt = gt_table([("v", 902, box_x(0.0, 0.4), 1), ("v", 902, box_x(0.1, 0.5), 1)])
+    # First detection: IoU 0.667 with box A, 0.875 with box B -> claims B.
+    # Second: IoU 0.56 with A, 0.95 with B (claimed) -> a miss, although A is free.
+    det = det_table([("v", 902, box_x(0.1, 0.45), 1, 0.9), ("v", 902, box_x(0.12, 0.5), 1, 0.8)])
+    for protocol in ("mmaction2", "activitynet", "pyslowfast"):
+        assert ap_of(evaluate(gt, det, LABELS, protocol=protocol)) == pytest.approx(0.5)
+
+
+def test_empty_classes_per_protocol():
+    gt = gt_table([("v", 902, FULL, 1), ("v", 902, FULL, 2)])
+    det = det_table([("v", 902, FULL, 1, 0.9), ("v", 902, FULL, 80, 0.9)])
+    mm = evaluate(gt, det, LABELS, protocol="mmaction2")
+    assert math.isnan(mm.per_class[2].ap) and math.isnan(mm.per_class[80].ap)
+    assert mm.map == 1.0  # only class 1 received detections and has ground truth
+    an = evaluate(gt, det, LABELS, protocol="activitynet")
+    assert an.per_class[2].ap == 0.0 and math.isnan(an.per_class[80].ap)
+    assert an.map == 0.5
+    assert an.per_class[2].gt_count == 1 and an.per_class[80].n_detections == 1
+    assert an.group_means == {"movement": 0.5, "interaction": pytest.approx(float("nan"),
+                                                                              nan_ok=True)}
+
+
+def test_excluded_keyframes_per_protocol():
+    gt = gt_table([("v", 902, FULL, 1), ("v", 903, FULL, 1)])
+    det = det_table([("v", 902, FULL, 1, 0.9), ("v", 903, FULL, 1, 0.8)])
+    excl = pd.DataFrame({"video_id": pd.Series(["v"], dtype="str"),
+                         "timestamp": np.array([903], dtype=np.int32)})
+    mm = evaluate(gt, det, LABELS, exclusions=excl)
+    # mmaction2 counts the excluded keyframe's ground truth but not its detection.
+    assert mm.per_class[1].gt_count == 2 and ap_of(mm) == 0.5
+    an = evaluate(gt, det, LABELS, exclusions=excl, protocol="activitynet")
+    assert an.per_class[1].gt_count == 1 and ap_of(an) == 1.0
+    assert ap_of(evaluate(gt, det, LABELS, exclusions=excl, protocol="pyslowfast")) == 1.0
+
+
+def test_detections_on_keyframes_without_ground_truth_per_protocol():
+    gt = gt_table([("v", 902, FULL, 1)])
+    det = det_table([("v", 905, FULL, 1, 0.95), ("v", 902, FULL, 1, 0.9)])
+    assert ap_of(evaluate(gt, det, LABELS, protocol="mmaction2")) == 1.0  # ignored
+    for protocol in ("activitynet", "pyslowfast"):  # a false positive ranked first
+        assert ap_of(evaluate(gt, det, LABELS, protocol=protocol)) == 0.5
+
+
+def test_iou_of_exactly_one_half_is_a_hit_and_rounding_follows_each_reference():
+    gt = gt_table([("v", 902, box_x(0.0, 0.5), 1)])
+    det = det_table([("v", 902, FULL, 1, 0.9)])  # IoU exactly 0.5 in binary
+    for protocol in ("mmaction2", "activitynet", "pyslowfast"):
+        assert ap_of(evaluate(gt, det, LABELS, protocol=protocol)) == 1.0
+    # IoU 0.2 / 0.4 in decimal: float32 (mmaction2) gives 0.50000004, a hit; float64 (the
+    # TF-OD-API evaluators) gives 0.49999999999999994, a miss.
+    gt = gt_table([("v", 902, box_x(0.1, 0.3), 1)])
+    det = det_table([("v", 902, box_x(0.1, 0.5), 1, 0.9)])
+    assert ap_of(evaluate(gt, det, LABELS, protocol="mmaction2")) == 1.0
+    assert ap_of(evaluate(gt, det, LABELS, protocol="activitynet")) == 0.0
+
+
+def test_score_threshold_is_strict():
+    gt = gt_table([("v", 902, FULL, 1)])
+    det = det_table([("v", 902, FULL, 1, 0.002), ("v", 902, box_x(0.0, 0.1), 1, 0.5)])
+    assert ap_of(evaluate(gt, det, LABELS)) == 0.0  # the hit at exactly 0.002 is dropped
+    assert ap_of(evaluate(gt, det, LABELS, score_threshold=0.001)) == 0.5
+
+
+def random_case(seed: int, *, score_decimals: int, distinct_in_frame: bool):
+    rng = np.random.default_rng(seed)
+    gt_rows, det_rows = [], []
+    for video in ("a", "b"):
+        for ts in range(902, 902 + int(rng.integers(3, 9))):
+            if rng.random() < 0.85:
+                for person in range(int(rng.integers(1, 5))):
+                    box = np.round(np.sort(rng.uniform(0, 1, (2, 2)), axis=0).T.ravel()[[0, 2, 1, 3]], 2)
+                    for action in rng.choice([1, 2, 3, 80], size=int(rng.integers(1, 3)),
+                                             replace=False):
+                        gt_rows.append((video, ts, tuple(box), int(action), person))
+            n_det = int(rng.integers(0, 70))
+            for k in range(n_det):
+                if gt_rows and rng.random() < 0.6:
+                    base = np.array(gt_rows[int(rng.integers(len(gt_rows)))][2])
+                    box = np.clip(base + rng.normal(0, 0.05, 4) * (rng.random() < 0.7), 0, 1)
+                else:
+                    box = rng.uniform(0, 1, 4)
+                score = round(float(rng.random()), score_decimals)
+                if distinct_in_frame:
+                    score += 1e-9 * k
+                det_rows.append((video, ts, tuple(np.round(box, 3)), int(rng.choice([1, 2, 3, 80])),
+                                 score))
+    # Shuffle detection rows: file order must not follow keyframes.
+    det_rows = [det_rows[i] for i in rng.permutation(len(det_rows))]
+    excluded = {f"a,{t:04d}" for t in (903, 905)}
+    return gt_rows, det_rows, excluded
+
+
+def to_frames(gt_rows, det_rows, excluded):
+    gt = gt_table([(r[0], r[1], r[2], r[3], r[4]) for r in gt_rows])
+    det = det_table(det_rows)
+    excl = pd.DataFrame({"video_id": pd.Series([k.split(",")[0] for k in excluded], dtype="str"),
+                         "timestamp": np.array([int(k.split(",")[1]) for k in excluded],
+                                               dtype=np.int32)})
+    return gt, det, excl
+
+
+@pytest.mark.parametrize("protocol", ["mmaction2", "pyslowfast", "activitynet"])
+def test_matches_plain_reference_on_random_inputs(protocol):
+    labels = LabelMap(ids=(1, 2, 80), names={1: "a", 2: "b", 80: "c"})
+    for seed in range(40):
+        # Coarse scores make ties across keyframes; activitynet's heap orders equal scores
+        # inside one keyframe by its internal layout, so there scores differ within a keyframe.
+        gt_rows, det_rows, excluded = random_case(
+            seed, score_decimals=2, distinct_in_frame=protocol == "activitynet")
+        gt_rows_full = [(v, t, *b, a, p) for v, t, b, a, p in gt_rows]
+        det_rows_full = [(v, t, *b, a, s) for v, t, b, a, s in det_rows]
+        expected = plain_evaluate(gt_rows_full, det_rows_full, list(labels.ids), excluded,
+                                  protocol=protocol)
+        got = evaluate(*to_frames(gt_rows, det_rows, excluded)[:2], labels,
+                       exclusions=to_frames(gt_rows, det_rows, excluded)[2], protocol=protocol)
+        for class_id in labels.ids:
+            want, have = expected["per_class"][class_id], got.per_class[class_id].ap
+            assert (math.isnan(want) and math.isnan(have)) or want == have, (seed, class_id)
+        assert (math.isnan(expected["mAP"]) and math.isnan(got.map)) or \
+            abs(expected["mAP"] - got.map) < 1e-12, seed
+
+
+def heap_survivors(rows, k):
+    heap = []
+    for index, (score, action, x1, y1, x2, y2) in enumerate(rows):
+        entry = (score, action, y1, x1, y2, x2, index)
+        if len(heap) < k:
+            heapq.heappush(heap, entry)
+        elif score > heap[0][0]:
+            heapq.heapreplace(heap, entry)
+    return sorted(tuple(e[:6]) for e in heap)
+
+
+def test_cap_per_frame_keeps_what_the_reference_heap_keeps():
+    rng = np.random.default_rng(0)
+    for trial in range(200):
+        n = int(rng.integers(1, 40))
+        k = int(rng.integers(1, 12))
+        frame = rng.integers(0, 3, n)
+        score = rng.integers(0, 4, n) / 4  # heavy ties at the boundary
+        action = rng.integers(1, 4, n)
+        boxes = rng.integers(0, 3, (n, 4)) / 4
+        kept = cap_per_frame(frame.astype(np.int64), score, action, boxes, k)
+        for f in range(3):
+            rows = [(score[i], action[i], *boxes[i]) for i in range(n) if frame[i] == f]
+            want = heap_survivors(rows, k)
+            have = sorted((score[i], action[i], boxes[i, 1], boxes[i, 0], boxes[i, 3],
+                           boxes[i, 2]) for i in kept if frame[i] == f)
+            assert have == want, trial
+
+
+def write_case(tmp_path, seed=3):
+    gt_rows, det_rows, excluded = random_case(seed, score_decimals=4, distinct_in_frame=False)
+    gt, det, excl = to_frames(gt_rows, det_rows, excluded)
+    paths = {"gt": tmp_path / "gt.csv", "det": tmp_path / "det.csv",
+             "excl": tmp_path / "excl.csv", "labels": tmp_path / "labels.pbtxt"}
+    write_annotations(paths["gt"], gt)
+    write_results_csv(paths["det"], det)
+    write_exclusions(paths["excl"], excl)
+    write_label_map(paths["labels"], LabelMap(ids=(1, 2, 80), names={1: "a", 2: "b", 80: "c"}))
+    return paths, det
+
+
+@pytest.mark.parametrize("protocol", ["mmaction2", "pyslowfast"])
+def test_files_match_plain_reference_reading_the_same_files(tmp_path, protocol):
+    paths, _ = write_case(tmp_path)
+    got = evaluate_files(paths["gt"], paths["det"], paths["labels"],
+                         exclusions_path=paths["excl"], protocol=protocol)
+    want = plain_evaluate_files(paths["gt"], paths["det"], paths["labels"], paths["excl"],
+                                protocol=protocol)
+    assert got.map == pytest.approx(want["mAP"], abs=1e-12)
+    assert 0 < got.map < 1
+
+
+def test_eval_command_prints_table_and_writes_json(tmp_path, capsys):
+    paths, det = write_case(tmp_path)
+    out = tmp_path / "metrics.json"
+    code = eval_main(["eval", str(paths["gt"]), str(paths["det"]), "--label-map",
+                      str(paths["labels"]), "--exclusions", str(paths["excl"]), "--json",
+                      str(out)])
+    assert code == 0
+    metrics = json.loads(out.read_text())
+    expected = evaluate_files(paths["gt"], paths["det"], paths["labels"],
+                              exclusions_path=paths["excl"])
+    assert metrics["mAP"] == pytest.approx(expected.map, abs=1e-15)
+    assert set(metrics["per_class"]) == {"1", "2", "80"}
+    assert "mAP (mmaction2)" in capsys.readouterr().out
+    # Parquet detections give the same numbers up to float32 storage of the scores.
+    write_results_parquet(tmp_path / "det.parquet", det)
+    from_parquet = evaluate_files(paths["gt"], tmp_path / "det.parquet", paths["labels"],
+                                  exclusions_path=paths["excl"])
+    assert from_parquet.map == pytest.approx(expected.map, abs=1e-3)
+
+
+def test_eval_command_reports_bad_line_and_exits_non_zero(tmp_path, capsys):
+    paths, _ = write_case(tmp_path)
+    lines = paths["det"].read_text().splitlines()
+    lines[4] = lines[4].replace(",", ";", 1)
+    paths["det"].write_text("\n".join(lines) + "\n")
+    code = eval_main(["eval", str(paths["gt"]), str(paths["det"]), "--label-map",
+                      str(paths["labels"])])
+    assert code == 2
+    assert f"{paths['det']}:5" in capsys.readouterr().err
