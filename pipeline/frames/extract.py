@@ -1,0 +1,218 @@
+"""Decode the clip around every keyframe into a sharded Zarr store, resumably.
+
+The store is filled at ``<store>.partial`` and renamed only when every video is in, so the
+final path never holds a half store. Each video's array gets ``complete: true`` after its last
+shard; a rerun after a failure or interruption keeps the complete arrays whose spec, keyframes
+and source file size still match, and decodes only the rest.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import zarr
+from tqdm import tqdm
+from zarr.codecs import BloscCodec
+
+from pipeline.ava.clock import clip_frame_indices
+from pipeline.errors import InputError
+from pipeline.frames.spec import FrameSpec
+from pipeline.frames.store import INDEX_SCHEMA, disk_usage, index_from_group
+from pipeline.frames.video import open_video
+from pipeline.io import commit_partial, partial_path, remove_path, write_parquet
+
+KEYFRAME_COLUMNS = ("video_id", "timestamp", "split")
+
+
+@dataclasses.dataclass(frozen=True)
+class VideoPlan:
+    """The keyframes one video must provide, sorted by timestamp."""
+
+    video_id: str
+    path: Path | None
+    timestamps: list[int]
+    splits: list[str]
+
+
+def plan_videos(videos: dict[str, Path], keyframes: pd.DataFrame) -> list[VideoPlan]:
+    """Check the keyframe table and group it per video (sorted by video id, then timestamp)."""
+    for column in KEYFRAME_COLUMNS:
+        if column not in keyframes.columns:
+            raise InputError(f"keyframe table has no column '{column}' "
+                             f"(columns: {list(keyframes.columns)})", key=column)
+    table = keyframes.loc[:, list(KEYFRAME_COLUMNS)]
+    for column in KEYFRAME_COLUMNS:
+        if table[column].isna().any():
+            first = table.index[table[column].isna()][0]
+            raise InputError(f"keyframe table row {first} has no {column}", key=column)
+    timestamps = pd.to_numeric(table["timestamp"], errors="coerce")
+    bad = timestamps.isna() | (timestamps != np.round(timestamps))
+    if bad.any():
+        first = table.index[bad][0]
+        raise InputError(f"keyframe table row {first}: timestamp "
+                         f"{table['timestamp'][first]!r} is not a whole second", key="timestamp")
+    table = table.assign(video_id=table["video_id"].astype(str), split=table["split"].astype(str),
+                         timestamp=timestamps.astype(np.int64))
+    duplicated = table.duplicated(["video_id", "timestamp"])
+    if duplicated.any():
+        row = table[duplicated].iloc[0]
+        raise InputError(f"keyframe ({row['video_id']}, {row['timestamp']}) is listed twice",
+                         key="timestamp")
+    table = table.sort_values(["video_id", "timestamp"], kind="stable")
+    plans = []
+    for video_id, rows in table.groupby("video_id", sort=True):
+        path = videos.get(video_id)
+        plans.append(VideoPlan(video_id=video_id, path=None if path is None else Path(path),
+                               timestamps=rows["timestamp"].tolist(),
+                               splits=rows["split"].tolist()))
+    return plans
+
+
+def _spec_attrs(spec: FrameSpec) -> dict:
+    return {
+        "spec": dataclasses.asdict(spec),
+        "clip_len": spec.clip_len,
+        "frame_interval": spec.frame_interval,
+        "short_side": spec.short_side,
+        "timestamp_start": spec.timestamp_start,
+        "convention": spec.convention,
+        "offsets": spec.offsets.tolist(),
+        "keyframe_position": spec.keyframe_position,
+    }
+
+
+def _open_partial_store(tmp: Path, spec: FrameSpec) -> zarr.Group:
+    """Reopen a leftover partial store written with the same spec, or start an empty one."""
+    if (tmp / "zarr.json").is_file():
+        group = zarr.open_group(tmp, mode="r+")
+        if group.attrs.get("spec") == dataclasses.asdict(spec):
+            for leftover in tmp.rglob("*.partial"):   # zarr's temp files from a killed write
+                leftover.unlink()
+            return group
+    remove_path(tmp)
+    return zarr.open_group(tmp, mode="w", attributes=_spec_attrs(spec))
+
+
+def _is_done(group: zarr.Group, plan: VideoPlan) -> bool:
+    if plan.video_id not in group or plan.path is None or not plan.path.is_file():
+        return False
+    attrs = group[plan.video_id].attrs
+    return (attrs.get("complete") is True and attrs.get("timestamps") == plan.timestamps
+            and attrs.get("splits") == plan.splits
+            and attrs.get("source_bytes") == plan.path.stat().st_size)
+
+
+def _extract_video(group: zarr.Group, plan: VideoPlan, spec: FrameSpec, progress: tqdm,
+                   lock: threading.Lock) -> None:
+    """Decode one video's clips, one whole shard per write, then mark the array complete."""
+    if plan.path is None:
+        raise InputError(f"video '{plan.video_id}' has keyframes but no video file was given",
+                         key=plan.video_id)
+    video = open_video(plan.video_id, plan.path, spec.output_size)
+    indices = clip_frame_indices(np.asarray(plan.timestamps), fps=video.fps,
+                                 timestamp_start=spec.timestamp_start, clip_len=spec.clip_len,
+                                 frame_interval=spec.frame_interval, convention=spec.convention)
+    centers = indices[:, spec.keyframe_position]
+    outside = (centers < 0) | (centers >= video.num_frames)
+    if outside.any():
+        i = int(np.argmax(outside))
+        raise InputError(f"video '{plan.video_id}' has {video.num_frames} frames at "
+                         f"{video.fps:g} fps, but keyframe {plan.timestamps[i]} s needs frame "
+                         f"{centers[i]} (truncated video or wrong timestamp_start?)",
+                         path=plan.path)
+    indices = np.clip(indices, 0, video.num_frames - 1)
+    num_clips = len(plan.timestamps)
+    clip_shape = (spec.clip_len, video.height, video.width, 3)
+    array = group.create_array(
+        plan.video_id, shape=(num_clips, *clip_shape), dtype="uint8",
+        chunks=(1, *clip_shape), shards=(min(num_clips, spec.shard_clips), *clip_shape),
+        compressors=BloscCodec(cname="zstd", clevel=spec.clevel, shuffle=spec.shuffle),
+        fill_value=0, overwrite=True,
+        attributes={"fps": video.fps, "num_frames": video.num_frames,
+                    "source_width": video.source_width, "source_height": video.source_height,
+                    "source_bytes": plan.path.stat().st_size, "timestamps": plan.timestamps,
+                    "splits": plan.splits, "complete": False})
+    for start in range(0, num_clips, spec.shard_clips):
+        stop = min(start + spec.shard_clips, num_clips)
+        array[start:stop] = video.get_frames(indices[start:stop])
+        with lock:
+            progress.update(stop - start)
+    array.attrs["complete"] = True
+
+
+def extract_frames(videos: dict[str, Path], keyframes: pd.DataFrame, store_path: str | Path,
+                   index_path: str | Path, spec: FrameSpec, *, skip_bad_videos: bool = False,
+                   workers: int = 1, progress: bool = True) -> dict:
+    """Write the frame store and its keyframe index; return a summary for logs and metrics.
+
+    ``videos`` maps video id -> file; ``keyframes`` has columns video_id, timestamp (whole
+    seconds), split. A missing, unreadable or truncated video raises InputError naming it and
+    leaves ``<store>.partial`` for a resumable rerun; with ``skip_bad_videos`` it is left out
+    and listed in the summary. Videos without keyframes are ignored. ``workers`` videos are
+    decoded at once (threads; decord and Blosc release the GIL).
+    """
+    plans = plan_videos(videos, keyframes)
+    if not plans:
+        raise InputError("keyframe table is empty", key="timestamp")
+    store_path, index_path = Path(store_path), Path(index_path)
+    store_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = partial_path(store_path)
+    group = _open_partial_store(tmp, spec)
+    wanted = {plan.video_id for plan in plans}
+    for stale in set(group.array_keys()) - wanted:
+        del group[stale]
+    resumed = [plan.video_id for plan in plans if _is_done(group, plan)]
+    todo = [plan for plan in plans if plan.video_id not in resumed]
+
+    errors: dict[str, InputError] = {}
+    decoded: list[str] = []
+    lock = threading.Lock()
+    bar = tqdm(total=sum(len(p.timestamps) for p in todo), unit="clip", desc="extract frames",
+               disable=not progress)
+    with bar, ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        futures = {pool.submit(_extract_video, group, plan, spec, bar, lock): plan.video_id
+                   for plan in todo}
+        try:
+            for future in as_completed(futures):
+                video_id = futures[future]
+                try:
+                    future.result()
+                    decoded.append(video_id)
+                except InputError as err:
+                    errors[video_id] = err
+                    if not skip_bad_videos:
+                        break
+        finally:   # on a failure or Ctrl-C, start no further video; running ones finish
+            for future in futures:
+                future.cancel()
+    if errors and not skip_bad_videos:
+        raise errors[min(errors)]
+    for video_id in errors:
+        if video_id in group:
+            del group[video_id]
+    if not any(True for _ in group.array_keys()):
+        raise InputError(f"no video could be read; skipped: {sorted(errors)}",
+                         key=min(errors) if errors else None)
+
+    fps_values = {float(group[video_id].attrs["fps"]) for video_id in group.array_keys()}
+    group.attrs["fps"] = fps_values.pop() if len(fps_values) == 1 else None
+    index = index_from_group(group)
+    write_parquet(index_path, index, schema=INDEX_SCHEMA)
+    commit_partial(tmp, store_path)
+    total_bytes, files = disk_usage(store_path)
+    return {
+        "videos": int(index["video_id"].nunique()),
+        "clips": len(index),
+        "decoded_videos": sorted(decoded),
+        "resumed_videos": sorted(resumed),
+        "skipped_videos": sorted(errors),
+        "num_skipped_videos": len(errors),
+        "skip_reasons": {video_id: str(errors[video_id]) for video_id in sorted(errors)},
+        "store_bytes": total_bytes,
+        "store_files": files,
+    }

@@ -1,0 +1,65 @@
+"""How good are the person proposals: recall of ground-truth persons and boxes per keyframe.
+
+The action heads only ever see proposal boxes at test time, so a person no proposal covers can
+never be detected: recall at IoU 0.5 bounds the achievable frame-mAP.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from pipeline.errors import InputError
+from pipeline.proposals.table import BOX_COLUMNS
+
+KEYS = ["video_id", "timestamp"]
+
+
+def box_iou_pairs(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU of row-aligned (N, 4) xyxy box pairs (continuous coordinates, no +1)."""
+    width = np.clip(np.minimum(a[:, 2], b[:, 2]) - np.maximum(a[:, 0], b[:, 0]), 0, None)
+    height = np.clip(np.minimum(a[:, 3], b[:, 3]) - np.maximum(a[:, 1], b[:, 1]), 0, None)
+    inter = width * height
+    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
+    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    union = area_a + area_b - inter
+    return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
+
+
+def _keyed(table: pd.DataFrame, what: str) -> pd.DataFrame:
+    missing = [name for name in (*KEYS, *BOX_COLUMNS) if name not in table.columns]
+    if missing:
+        raise InputError(f"{what} table lacks columns {missing}", key=missing[0])
+    return table.loc[:, [*KEYS, *BOX_COLUMNS]].astype(
+        {"video_id": "str", "timestamp": np.int64, **{c: np.float64 for c in BOX_COLUMNS}})
+
+
+def proposal_metrics(proposals: pd.DataFrame, gt_boxes: pd.DataFrame, iou: float = 0.5) -> dict:
+    """Recall of distinct ground-truth boxes at ``iou`` and proposal counts per GT keyframe.
+
+    A GT box is recalled when some proposal on the same keyframe overlaps it with IoU >= ``iou``
+    (one proposal may recall several GT boxes, as in a recall curve; scores are ignored, so
+    filter the proposals first to measure what the model will see). Box counts are over the
+    keyframes that have ground truth.
+    """
+    gt = _keyed(gt_boxes, "ground-truth").drop_duplicates().reset_index(drop=True)
+    props = _keyed(proposals, "proposals")
+    pairs = gt.reset_index(names="gt_row").merge(props, on=KEYS, suffixes=("", "_p"))
+    overlap = box_iou_pairs(pairs[list(BOX_COLUMNS)].to_numpy(),
+                            pairs[[f"{c}_p" for c in BOX_COLUMNS]].to_numpy())
+    recalled = np.zeros(len(gt), dtype=bool)
+    recalled[pairs["gt_row"].to_numpy()[overlap >= iou]] = True
+
+    keyframes = gt.loc[:, KEYS].drop_duplicates()
+    per_keyframe = (keyframes.merge(props.groupby(KEYS).size().rename("n").reset_index(),
+                                    on=KEYS, how="left")["n"].fillna(0).to_numpy())
+    return {
+        "iou_threshold": float(iou),
+        "recall": float(recalled.mean()) if len(gt) else 0.0,
+        "gt_boxes": int(len(gt)),
+        "gt_keyframes": int(len(keyframes)),
+        "proposals": int(len(props)),
+        "mean_boxes_per_keyframe": float(per_keyframe.mean()) if len(per_keyframe) else 0.0,
+        "max_boxes_per_keyframe": int(per_keyframe.max()) if len(per_keyframe) else 0,
+        "keyframes_without_proposals": int((per_keyframe == 0).sum()),
+    }

@@ -1,0 +1,258 @@
+"""Frame extraction: exact frames, codec tolerance, store layout, bad videos, resume."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import decord
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+import zarr
+
+from pipeline.ava.clock import clip_frame_indices
+from pipeline.errors import InputError
+from pipeline.frames import INDEX_SCHEMA, FrameSpec, FrameStore, extract_frames
+from pipeline.io import partial_path
+from video_utils import COLOR_ROW, read_frame_number, render_frame, write_video
+
+FPS = 10
+
+
+def _keyframes(rows: dict[str, list[int]], split: str = "train") -> pd.DataFrame:
+    return pd.DataFrame([(v, t, split) for v, ts in rows.items() for t in ts],
+                        columns=["video_id", "timestamp", "split"])
+
+
+def _run(tmp_path: Path, videos, keyframes, spec, **kwargs) -> dict:
+    return extract_frames(videos, keyframes, tmp_path / "out" / "frames.zarr",
+                          tmp_path / "out" / "keyframes.parquet", spec, progress=False, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def videos(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("videos")
+    return {
+        # AVA ids can start with '-'; the portrait video checks the short side logic.
+        "-landscape": write_video(root / "-landscape.mp4", num_frames=60, fps=FPS),
+        "portrait": write_video(root / "portrait.mp4", num_frames=50, fps=FPS, width=64,
+                                height=96),
+    }
+
+
+@pytest.mark.parametrize("convention", ["pyslowfast", "mmaction2"])
+def test_stored_frames_are_the_exact_clip_frames(tmp_path, videos, convention):
+    timestamp_start = 100
+    kf = _keyframes({"-landscape": [100, 102, 105], "portrait": [101, 104]})
+    spec = FrameSpec(clip_len=8, frame_interval=3, short_side=32,
+                     timestamp_start=timestamp_start, convention=convention, shard_clips=2)
+    _run(tmp_path, videos, kf, spec)
+    store = FrameStore(tmp_path / "out" / "frames.zarr")
+    num_frames = {"-landscape": 60, "portrait": 50}
+    for row in store.index.itertuples():
+        expected = clip_frame_indices(row.timestamp, fps=FPS, timestamp_start=timestamp_start,
+                                      clip_len=8, frame_interval=3, convention=convention,
+                                      num_frames=num_frames[row.video_id])
+        clip = store.clip(row.video_id, row.row)
+        assert [read_frame_number(frame) for frame in clip] == expected.tolist()
+        keyframe = read_frame_number(clip[store.keyframe_position])
+        assert keyframe == FPS * (row.timestamp - timestamp_start) + (convention == "mmaction2")
+    # Clamping at both ends: t=100 starts before frame 0, t=105 runs past the last frame.
+    first = [read_frame_number(f) for f in store.clip("-landscape", 0)]
+    assert first[:4] == [0, 0, 0, 0]
+    last = [read_frame_number(f) for f in store.clip("-landscape", 2)]
+    assert last[-1] == 59
+
+
+def test_pixels_match_the_source_within_codec_tolerance(tmp_path, videos):
+    kf = _keyframes({"-landscape": [2, 4], "portrait": [3]})
+    spec = FrameSpec(clip_len=4, frame_interval=2, short_side=None, timestamp_start=0)
+    _run(tmp_path, videos, kf, spec)
+    store = FrameStore(tmp_path / "out" / "frames.zarr")
+    clip = store.clip("-landscape", 1)          # frames 36, 38, 40, 42 at 64x48
+    indices = [36, 38, 40, 42]
+    decoded = decord.VideoReader(str(videos["-landscape"])).get_batch(indices).asnumpy()
+    np.testing.assert_array_equal(clip, decoded)  # the store holds exactly what decord decodes
+    for frame, number in zip(clip, indices):
+        error = np.abs(frame.astype(np.int16) - render_frame(number, 64, 48))
+        assert error.mean() < 3, error.mean()    # H.264 at crf 12 on flat cells
+    # RGB order: the bottom row is red, green, blue, white.
+    colors = clip[0, 40, [8, 24, 40, 56]].astype(np.int16)
+    assert np.abs(colors - COLOR_ROW).max() < 40
+
+
+def test_resized_frames_keep_aspect_and_match_source(tmp_path, videos):
+    kf = _keyframes({"-landscape": [2], "portrait": [2]})
+    spec = FrameSpec(clip_len=2, frame_interval=1, short_side=32, timestamp_start=0)
+    _run(tmp_path, videos, kf, spec)
+    store = FrameStore(tmp_path / "out" / "frames.zarr")
+    landscape, portrait = store.clip("-landscape", 0), store.clip("portrait", 0)
+    assert landscape.shape == (2, 32, 42, 3)    # 64x48 -> short side 32, even long side
+    assert portrait.shape == (2, 48, 32, 3)
+    for frame, number in zip(landscape, [19, 20]):
+        error = np.abs(frame.astype(np.int16) - render_frame(number, 42, 32))
+        assert error.mean() < 12, error.mean()  # codec + bilinear blur at cell edges
+    index = store.index.set_index("video_id")
+    assert (index.loc["portrait", "height"], index.loc["portrait", "width"]) == (48, 32)
+
+
+def test_store_layout_and_index(tmp_path, videos):
+    kf = pd.concat([_keyframes({"portrait": [4, 1, 2]}, "val"),
+                    _keyframes({"-landscape": [3, 1, 2, 4, 5]}, "train")])
+    spec = FrameSpec(clip_len=4, frame_interval=2, short_side=32, timestamp_start=0,
+                     shard_clips=2, clevel=3)
+    summary = _run(tmp_path, videos, kf, spec)
+    out = tmp_path / "out"
+    assert summary["videos"] == 2 and summary["clips"] == 8
+    assert summary["decoded_videos"] == ["-landscape", "portrait"]
+    assert not partial_path(out / "frames.zarr").exists()
+
+    group = zarr.open_group(out / "frames.zarr", mode="r")
+    array = group["-landscape"]
+    assert array.dtype == np.uint8 and array.shape == (5, 4, 32, 42, 3)
+    assert array.chunks == (1, 4, 32, 42, 3) and array.shards == (2, 4, 32, 42, 3)
+    compressor = array.compressors[0]
+    assert isinstance(compressor, zarr.codecs.BloscCodec) and compressor.cname.value == "zstd"
+    assert compressor.clevel == 3
+    assert array.attrs["complete"] is True and array.attrs["fps"] == FPS
+    assert group["portrait"].shards == (2, 4, 48, 32, 3)
+    assert group.attrs["fps"] == FPS and group.attrs["offsets"] == [-4, -2, 0, 2]
+    assert group.attrs["convention"] == "pyslowfast" and group.attrs["keyframe_position"] == 2
+    # Files: group + 2 array metadata + ceil(5/2) + ceil(3/2) shard files.
+    assert summary["store_files"] == 3 + 3 + 2
+
+    table = pq.read_table(out / "keyframes.parquet")
+    assert table.schema.equals(INDEX_SCHEMA)
+    index = table.to_pandas()
+    assert list(index["video_id"]) == ["-landscape"] * 5 + ["portrait"] * 3
+    assert list(index["timestamp"]) == [1, 2, 3, 4, 5, 1, 2, 4]
+    assert list(index["row"]) == [0, 1, 2, 3, 4, 0, 1, 2]
+    assert list(index["split"]) == ["train"] * 5 + ["val"] * 3
+    store = FrameStore(out / "frames.zarr")
+    pd.testing.assert_frame_equal(store.index, index)
+    assert store.summary()["files"] == summary["store_files"]
+    # Clips come back in the order asked for.
+    both = store.clips("-landscape", [3, 0])
+    np.testing.assert_array_equal(both[0], store.clip("-landscape", 3))
+    assert [read_frame_number(f) for f in store.keyframe_images("-landscape", [3, 0])] == [40, 10]
+
+
+def test_output_is_deterministic_across_worker_counts(tmp_path, videos):
+    kf = _keyframes({"-landscape": [1, 2, 3], "portrait": [2, 3]})
+    spec = FrameSpec(clip_len=4, frame_interval=2, short_side=32, timestamp_start=0,
+                     shard_clips=2)
+    one = extract_frames(videos, kf, tmp_path / "a" / "frames.zarr", tmp_path / "a" / "k.parquet",
+                         spec, workers=1, progress=False)
+    two = extract_frames(videos, kf, tmp_path / "b" / "frames.zarr", tmp_path / "b" / "k.parquet",
+                         spec, workers=2, progress=False)
+    assert one["store_files"] == two["store_files"]
+    for path in sorted((tmp_path / "a").rglob("*")):
+        if path.is_file():
+            other = tmp_path / "b" / path.relative_to(tmp_path / "a")
+            assert path.read_bytes() == other.read_bytes(), path
+
+
+def test_bad_video_fails_cleanly_then_rerun_resumes(tmp_path, videos):
+    good_b = tmp_path / "b_good.mp4"
+    write_video(good_b, num_frames=40, fps=FPS)
+    bad_b = tmp_path / "src" / "b.mp4"
+    bad_b.parent.mkdir()
+    bad_b.write_bytes(good_b.read_bytes()[:300])       # truncated file: no moov atom
+    inputs = {"a": videos["-landscape"], "b": bad_b}
+    kf = _keyframes({"a": [1, 2, 3], "b": [1, 2]})
+    spec = FrameSpec(clip_len=4, frame_interval=2, short_side=32, timestamp_start=0,
+                     shard_clips=2)
+    store_path = tmp_path / "out" / "frames.zarr"
+
+    with pytest.raises(InputError, match="video 'b'") as info:
+        _run(tmp_path, inputs, kf, spec)
+    assert info.value.path == str(bad_b)
+    assert not store_path.exists() and not (tmp_path / "out" / "keyframes.parquet").exists()
+    partial = partial_path(store_path)
+    assert zarr.open_group(partial, mode="r")["a"].attrs["complete"] is True
+    a_shards = {p: p.stat().st_mtime_ns for p in (partial / "a").rglob("*") if p.is_file()}
+
+    bad_b.write_bytes(good_b.read_bytes())
+    summary = _run(tmp_path, inputs, kf, spec)
+    assert summary["resumed_videos"] == ["a"] and summary["decoded_videos"] == ["b"]
+    for path, mtime in a_shards.items():      # video a was not rewritten
+        assert (store_path / path.relative_to(partial)).stat().st_mtime_ns == mtime
+    assert not partial.exists()
+    store = FrameStore(store_path)
+    assert [read_frame_number(f) for f in store.keyframe_images("b", [0, 1])] == [10, 20]
+    assert [read_frame_number(f) for f in store.keyframe_images("a", [0, 2])] == [10, 30]
+
+
+def test_partial_store_from_another_spec_is_not_reused(tmp_path, videos):
+    kf = _keyframes({"-landscape": [1, 2]})
+    old = FrameSpec(clip_len=4, frame_interval=2, short_side=32, timestamp_start=0)
+    broken = {"-landscape": videos["-landscape"], "x": tmp_path / "missing.mp4"}
+    with pytest.raises(InputError):
+        _run(tmp_path, broken, pd.concat([kf, _keyframes({"x": [1]})]), old)
+    new = FrameSpec(clip_len=2, frame_interval=2, short_side=32, timestamp_start=0)
+    summary = _run(tmp_path, videos, kf, new)
+    assert summary["resumed_videos"] == [] and summary["decoded_videos"] == ["-landscape"]
+    assert FrameStore(tmp_path / "out" / "frames.zarr").clip("-landscape", 0).shape[0] == 2
+
+
+def test_skip_bad_videos_lists_them(tmp_path, videos):
+    corrupt = tmp_path / "corrupt.mp4"
+    corrupt.write_bytes(b"not a video" * 100)
+    short = write_video(tmp_path / "short.mp4", num_frames=15, fps=FPS)   # 1.5 s of video
+    inputs = {"good": videos["-landscape"], "corrupt": corrupt, "short": short,
+              "missing": tmp_path / "nope.mp4"}
+    kf = _keyframes({"good": [1, 2], "corrupt": [1], "short": [1, 3], "missing": [1],
+                     "no_file_given": [1]})
+    spec = FrameSpec(clip_len=2, frame_interval=2, short_side=32, timestamp_start=0)
+    summary = _run(tmp_path, inputs, kf, spec, skip_bad_videos=True)
+    assert summary["skipped_videos"] == ["corrupt", "missing", "no_file_given", "short"]
+    assert summary["num_skipped_videos"] == 4
+    assert "truncated" in summary["skip_reasons"]["short"]
+    assert str(tmp_path / "nope.mp4") in summary["skip_reasons"]["missing"]
+    store = FrameStore(tmp_path / "out" / "frames.zarr")
+    assert store.video_ids() == ["good"]
+    assert list(pd.read_parquet(tmp_path / "out" / "keyframes.parquet")["video_id"]) == ["good"] * 2
+
+
+def test_truncated_video_error_names_video_and_frame(tmp_path):
+    short = write_video(tmp_path / "short.mp4", num_frames=15, fps=FPS)
+    spec = FrameSpec(clip_len=2, frame_interval=2, short_side=None, timestamp_start=0)
+    with pytest.raises(InputError, match=r"'short' has 15 frames.*keyframe 3 s needs frame 30"):
+        _run(tmp_path, {"short": short}, _keyframes({"short": [1, 3]}), spec)
+
+
+@pytest.mark.parametrize("field, value", [("short_side", 33), ("clip_len", 0),
+                                          ("convention", "jpeg"), ("shuffle", "zip")])
+def test_spec_errors_name_the_params_key(field, value):
+    kwargs = dict(clip_len=4, frame_interval=2, short_side=32, timestamp_start=0)
+    kwargs[field] = value
+    with pytest.raises(InputError) as info:
+        FrameSpec(**kwargs)
+    assert info.value.key == f"frames.{field}"
+
+
+@pytest.mark.parametrize("table, match", [
+    (pd.DataFrame({"video_id": ["a"], "timestamp": [1]}), "no column 'split'"),
+    (pd.DataFrame({"video_id": ["a", "a"], "timestamp": [1, 1], "split": "t"}), "listed twice"),
+    (pd.DataFrame({"video_id": ["a"], "timestamp": [1.5], "split": "t"}), "whole second"),
+])
+def test_bad_keyframe_tables_are_rejected(tmp_path, videos, table, match):
+    spec = FrameSpec(clip_len=2, frame_interval=1, short_side=None, timestamp_start=0)
+    with pytest.raises(InputError, match=match):
+        _run(tmp_path, {"a": videos["-landscape"]}, table, spec)
+    assert not os.path.exists(tmp_path / "out" / "frames.zarr")
+
+
+def test_incomplete_video_in_partial_store_is_decoded_again(tmp_path, videos):
+    kf = _keyframes({"-landscape": [1, 2], "x": [1]})
+    spec = FrameSpec(clip_len=2, frame_interval=2, short_side=32, timestamp_start=0)
+    broken = {"-landscape": videos["-landscape"], "x": tmp_path / "missing.mp4"}
+    with pytest.raises(InputError, match="video 'x' not found"):
+        _run(tmp_path, broken, kf, spec)
+    partial = zarr.open_group(partial_path(tmp_path / "out" / "frames.zarr"), mode="r+")
+    partial["-landscape"].attrs["complete"] = False      # as if killed before the last shard
+    fixed = {"-landscape": videos["-landscape"], "x": videos["portrait"]}
+    summary = _run(tmp_path, fixed, kf, spec)
+    assert summary["resumed_videos"] == [] and summary["decoded_videos"] == ["-landscape", "x"]

@@ -1,0 +1,69 @@
+"""Small test videos whose frames show their own frame number, written with PyAV.
+
+Each frame is a 4 x 3 grid of flat cells. The top two rows hold the frame number as eight
+base-4 digits, one gray level per digit; the bottom row is red, green, blue and white, so a test
+can check the channel order. Flat cells survive H.264 and resizing, so a decoded frame can be
+read back to its exact frame number at any resolution.
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+
+GRID_COLS, GRID_ROWS = 4, 3
+DIGITS = 8                                   # 4**8 = 65536 distinct frame numbers
+DIGIT_LEVELS = np.array([32, 96, 160, 224])  # gray level of base-4 digit 0..3
+COLOR_ROW = np.array([[224, 32, 32], [32, 224, 32], [32, 32, 224], [224, 224, 224]], np.uint8)
+
+
+def _cell_bounds(size: int, cells: int) -> np.ndarray:
+    return np.rint(np.linspace(0, size, cells + 1)).astype(int)
+
+
+def render_frame(frame_number: int, width: int, height: int) -> np.ndarray:
+    """The source pixels (H, W, 3 uint8 RGB) of frame ``frame_number`` at a given size."""
+    digits = [(frame_number // 4 ** d) % 4 for d in range(DIGITS)]
+    cells = np.zeros((GRID_ROWS, GRID_COLS, 3), np.uint8)
+    cells[:2] = DIGIT_LEVELS[np.array(digits).reshape(2, GRID_COLS)][..., None]
+    cells[2] = COLOR_ROW
+    ys, xs = _cell_bounds(height, GRID_ROWS), _cell_bounds(width, GRID_COLS)
+    row_of = np.searchsorted(ys, np.arange(height), side="right") - 1
+    col_of = np.searchsorted(xs, np.arange(width), side="right") - 1
+    return cells[row_of[:, None], col_of[None, :]]
+
+
+def read_frame_number(frame: np.ndarray) -> int:
+    """Decode the frame number shown by a (possibly compressed and resized) frame."""
+    height, width = frame.shape[:2]
+    ys, xs = _cell_bounds(height, GRID_ROWS), _cell_bounds(width, GRID_COLS)
+    number = 0
+    for d in range(DIGITS):
+        r, c = divmod(d, GRID_COLS)
+        y0, y1, x0, x1 = ys[r], ys[r + 1], xs[c], xs[c + 1]
+        dy, dx = (y1 - y0) // 4, (x1 - x0) // 4   # the cell's centre half, away from blur
+        level = frame[y0 + dy:y1 - dy, x0 + dx:x1 - dx].astype(np.float64).mean()
+        number += int(np.argmin(np.abs(DIGIT_LEVELS - level))) * 4 ** d
+    return number
+
+
+def write_video(path: str | Path, *, num_frames: int, fps: int = 10, width: int = 64,
+                height: int = 48, gop: int | None = None, crf: int = 12) -> Path:
+    """Write an H.264 mp4 of ``num_frames`` numbered frames; one keyframe every ``gop`` frames."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with av.open(str(path), mode="w") as container:
+        stream = container.add_stream("libx264", rate=Fraction(fps))
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.codec_context.gop_size = gop or fps
+        stream.options = {"crf": str(crf), "preset": "veryfast", "sc_threshold": "0"}
+        for i in range(num_frames):
+            frame = av.VideoFrame.from_ndarray(render_frame(i, width, height), format="rgb24")
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
