@@ -1,0 +1,210 @@
+"""Read mmaction2 checkpoints, report how they fit a model, and write the project's own format.
+
+mmaction2 (mmengine) checkpoints are ``torch.save`` dicts with a ``state_dict`` entry next to
+``meta``, ``optimizer``, ``message_hub`` ... Those side entries may hold objects of classes this
+project does not have (mmengine's ``HistoryBuffer``, numpy arrays). Loading always uses
+``torch.load(weights_only=True)``, so no code from the file runs: if the first attempt meets such
+classes, their names are read from the file (``get_unsafe_globals_in_checkpoint``) and mapped
+to an inert stand-in that only records its arguments, then the file is loaded again, still
+weights-only. Globals from modules torch blocks (``os``, ``sys`` ...) are still refused.
+
+Two checkpoint kinds load into a ``Detector``:
+- a detector (keys ``backbone.*`` + ``roi_head.*``): every key must match, strictly;
+- a Kinetics recognizer (``backbone.*`` + ``cls_head.*``): ``cls_head.*`` is dropped, the
+  backbone must match exactly, and the RoI head keeps its fresh initialisation.
+
+The project's own format is a plain dict ``{"format": "stad-v1", "preset", "config",
+"state_dict"}`` where ``config`` is ``dataclasses.asdict(ModelConfig)``.
+"""
+
+from __future__ import annotations
+
+import pickle
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from ..errors import InputError
+from ..io import atomic_output
+from .config import ModelConfig
+from .detector import Detector
+from .presets import get_preset
+
+FORMAT = "stad-v1"
+RECOGNIZER_HEAD = "cls_head."
+DETECTOR_HEAD = "roi_head."
+BACKBONE = "backbone."
+
+
+class UnresolvedObject:
+    """Inert stand-in for a class or function a checkpoint refers to but we do not import."""
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> UnresolvedObject:
+        obj = super().__new__(cls)
+        obj.args = args
+        return obj
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def __setstate__(self, state: Any) -> None:
+        self.state = state
+
+
+def _torch_load(path: Path) -> Any:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        try:
+            names = torch.serialization.get_unsafe_globals_in_checkpoint(path)
+        except ValueError as error:  # legacy (pre-zip) file: names cannot be listed
+            raise InputError(f"checkpoint holds objects other than tensors and is not in "
+                             f"torch's zip format, so it cannot be read safely: {error}",
+                             path=path) from None
+        with torch.serialization.safe_globals([(UnresolvedObject, name) for name in names]):
+            return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def read_checkpoint(path: str | Path) -> Any:
+    """The object stored in a ``torch.save`` file, loaded weights-only (see module doc)."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError("checkpoint file not found", path=path)
+    try:
+        return _torch_load(path)
+    except InputError:
+        raise
+    except Exception as error:  # a damaged file fails in many ways; all are bad input here
+        raise InputError(f"cannot read as a torch checkpoint: {type(error).__name__}: {error}",
+                         path=path) from None
+
+
+def load_mmaction2_checkpoint(path: str | Path) -> dict[str, Tensor]:
+    """The ``state_dict`` of an mmaction2 checkpoint (or the file itself if it is one)."""
+    obj = read_checkpoint(path)
+    state = obj.get("state_dict", obj) if isinstance(obj, dict) else obj
+    if not isinstance(state, dict) or not state:
+        raise InputError("no 'state_dict' entry and not a state dict itself", path=path)
+    for key, value in state.items():
+        if not isinstance(key, str) or not isinstance(value, Tensor):
+            raise InputError(f"state dict entry is not a named tensor ({type(value).__name__})",
+                             path=path, key=str(key))
+    return dict(state)
+
+
+@dataclass
+class LoadReport:
+    """How a state dict fits a model. ``ok`` when nothing is missing, extra or mis-shaped."""
+
+    kind: str                                   # "detector" or "recognizer"
+    num_tensors: int
+    missing: list[str] = field(default_factory=list)
+    unexpected: list[str] = field(default_factory=list)
+    mismatched: list[tuple[str, tuple[int, ...], tuple[int, ...]]] = field(default_factory=list)
+    ignored: list[str] = field(default_factory=list)   # a recognizer's cls_head.*
+    fresh: list[str] = field(default_factory=list)     # model keys a recognizer cannot provide
+
+    @property
+    def ok(self) -> bool:
+        return not (self.missing or self.unexpected or self.mismatched)
+
+    def lines(self) -> list[str]:
+        out = [f"{self.kind} checkpoint, {self.num_tensors} tensors"]
+        sections = [("missing from checkpoint", self.missing),
+                    ("unexpected in checkpoint", self.unexpected),
+                    ("shape mismatch (checkpoint vs model)",
+                     [f"{k} {list(a)} vs {list(b)}" for k, a, b in self.mismatched]),
+                    ("ignored (recognizer classification head)", self.ignored),
+                    ("left at initialisation (not in a recognizer)", self.fresh)]
+        for title, keys in sections:
+            if keys:
+                out.append(f"{title}: {len(keys)}")
+                out.extend(f"  {key}" for key in keys)
+        out.append("OK" if self.ok else "MISMATCH")
+        return out
+
+
+def inspect_state_dict(state_dict: dict[str, Tensor], model: nn.Module) -> LoadReport:
+    """Compare a checkpoint's state dict with ``model`` (works on a meta-device model too)."""
+    model_shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    is_detector = any(k.startswith(DETECTOR_HEAD) for k in state_dict)
+    report = LoadReport(kind="detector" if is_detector else "recognizer",
+                        num_tensors=len(state_dict))
+    if is_detector:
+        wanted = model_shapes
+    else:
+        report.ignored = sorted(k for k in state_dict if k.startswith(RECOGNIZER_HEAD))
+        wanted = {k: s for k, s in model_shapes.items() if k.startswith(BACKBONE)}
+        report.fresh = sorted(set(model_shapes) - set(wanted))
+    given = {k: tuple(v.shape) for k, v in state_dict.items() if k not in report.ignored}
+    report.missing = sorted(set(wanted) - set(given))
+    report.unexpected = sorted(set(given) - set(wanted))
+    report.mismatched = sorted((k, given[k], wanted[k]) for k in set(given) & set(wanted)
+                               if given[k] != wanted[k])
+    return report
+
+
+def load_into(model: nn.Module, state_dict: dict[str, Tensor], *,
+              path: str | Path | None = None) -> LoadReport:
+    """Load a detector or recognizer state dict; any mismatch raises InputError with details."""
+    report = inspect_state_dict(state_dict, model)
+    if not report.ok:
+        raise InputError("checkpoint does not fit the model:\n" + "\n".join(report.lines()),
+                         path=path)
+    kept = {k: v for k, v in state_dict.items() if k not in report.ignored}
+    model.load_state_dict(kept, strict=report.kind == "detector")
+    return report
+
+
+def save_stad_checkpoint(path: str | Path, *, model: Detector, preset: str | None) -> None:
+    """Write the project's checkpoint format atomically."""
+    payload = {"format": FORMAT, "preset": preset, "config": asdict(model.config),
+               "state_dict": model.state_dict()}
+    with atomic_output(path) as tmp:
+        torch.save(payload, tmp)
+
+
+def load_stad_checkpoint(path: str | Path) -> tuple[ModelConfig, dict[str, Tensor], str | None]:
+    """``(config, state_dict, preset)`` from a file written by ``save_stad_checkpoint``."""
+    obj = read_checkpoint(path)
+    if not isinstance(obj, dict) or obj.get("format") != FORMAT:
+        found = obj.get("format") if isinstance(obj, dict) else type(obj).__name__
+        raise InputError(f"not a {FORMAT} checkpoint (format: {found!r}); convert mmaction2 "
+                         "checkpoints with 'stad checkpoint convert'", path=path, key="format")
+    try:
+        config = ModelConfig.from_dict(obj["config"])
+    except (KeyError, TypeError, ValueError) as error:
+        raise InputError(f"bad model config: {error}", path=path, key="config") from None
+    return config, obj["state_dict"], obj.get("preset")
+
+
+def build_detector_from_checkpoint(path: str | Path) -> Detector:
+    """A ``Detector`` with the configuration and weights of a ``stad-v1`` checkpoint."""
+    config, state_dict, _ = load_stad_checkpoint(path)
+    with torch.device("meta"):
+        model = Detector(config)
+    report = inspect_state_dict(state_dict, model)
+    if not report.ok or report.kind != "detector":
+        raise InputError("state dict does not fit its own config:\n" + "\n".join(report.lines()),
+                         path=path, key="state_dict")
+    model.load_state_dict(state_dict, strict=True, assign=True)
+    return model
+
+
+def convert(checkpoint: str | Path, *, preset: str, out: str | Path) -> LoadReport:
+    """mmaction2 checkpoint -> ``stad-v1`` file for ``preset``.
+
+    A recognizer checkpoint gives a detector whose RoI head is freshly initialised from a fixed
+    seed, so converting the same file twice writes the same weights.
+    """
+    config = get_preset(preset, key="preset")
+    state_dict = load_mmaction2_checkpoint(checkpoint)
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        model = Detector(config)
+    report = load_into(model, state_dict, path=checkpoint)
+    save_stad_checkpoint(out, model=model, preset=preset)
+    return report

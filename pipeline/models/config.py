@@ -1,0 +1,153 @@
+"""The one description of a detector: backbone, RoI pooling, classifier, loss and targets.
+
+A plain frozen dataclass so presets can be shared safely and overridden with
+``dataclasses.replace``; the integrator maps params.yaml onto it. Every field is checked in
+``__post_init__`` and a bad value raises ``ValueError`` naming the field.
+
+Class columns follow mmaction2: ``num_classes`` includes a background column 0 that is never a
+target and never scored (an mmaction2 AVA checkpoint has 81 outputs for the 80 AVA action ids).
+A label-map id ``k`` (AVA ids are 1..80) is column ``k`` of the logits and targets.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Any
+
+BACKBONES = ("slowonly", "slowfast")
+STAGE_BLOCKS = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3), 152: (3, 8, 36, 3)}
+TEMPORAL_POOLS = ("avg", "max")
+HEADS = ("linear", "mlp")
+LOSSES = ("bce", "focal")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Architecture and training-target settings; defaults are the zoo's SlowOnly R50 4x16."""
+
+    backbone: str = "slowonly"
+    """"slowonly" (one ResNet3d pathway) or "slowfast" (slow + fast pathways, lateral fusion)."""
+    depth: int = 50
+    """ResNet depth of the (slow) pathway: 50, 101 or 152 (bottleneck blocks)."""
+    base_channels: int = 64
+    """Stem width of the (slow) pathway; 64 in the zoo, smaller for CPU experiments."""
+    stem_kernel: tuple[int, int, int] = (1, 7, 7)
+    """Stem conv kernel (t, h, w) of the (slow) pathway."""
+    inflate: tuple[int, int, int, int] = (0, 0, 1, 1)
+    """Per stage: 1 = blocks use a (3,1,1) first conv (temporal), 0 = 1x1x1."""
+    spatial_strides: tuple[int, int, int, int] = (1, 2, 2, 1)
+    """Per-stage spatial stride; the stem adds 4, so (1,2,2,1) gives output stride 16."""
+    non_local: tuple[tuple[int, ...], ...] = ()
+    """Empty = no non-local blocks; else per stage, per block 1 = embedded-Gaussian
+    non-local block after that block (applies to the slow pathway of a SlowFast)."""
+    resample_rate: int = 8
+    """SlowFast tau: the slow pathway sees every tau-th frame of the clip."""
+    speed_ratio: int = 8
+    """SlowFast alpha: frame-rate ratio fast/slow (lateral conv temporal stride)."""
+    channel_ratio: int = 8
+    """SlowFast 1/beta: the fast pathway is this many times narrower than the slow one."""
+    fusion_kernel: int = 5
+    """SlowFast lateral conv temporal kernel (5 for 4x16, 7 for 8x8 in the zoo)."""
+    fast_stem_kernel: tuple[int, int, int] = (5, 7, 7)
+    """SlowFast fast-pathway stem kernel; all fast blocks are inflated."""
+    clip_len: int = 4
+    """Frames given to the model (for SlowFast: the fast pathway's frames, e.g. 32)."""
+    frame_interval: int = 16
+    """Raw-frame step between clip frames (the loader's business; kept here for provenance)."""
+    temporal_pool: str = "avg"
+    """Pooling over time before RoIAlign: "avg" or "max"."""
+    roi_output_size: int = 8
+    """RoIAlign output size (square)."""
+    with_context: bool = False
+    """Concatenate the whole frame's average-pooled feature to every RoI feature."""
+    head: str = "linear"
+    """Classifier: "linear" or "mlp" (Linear-ReLU-Linear, hidden = input width)."""
+    dropout: float = 0.5
+    """Dropout on the RoI feature map before spatial max pooling."""
+    num_classes: int = 81
+    """Output columns including the unused background column 0."""
+    loss: str = "bce"
+    """"bce" or "focal" (mmaction2 form: mean of alpha * (1 - p_t)**gamma * BCE)."""
+    focal_alpha: float = 1.0
+    focal_gamma: float = 0.0
+    assigner_iou_threshold: float = 0.9
+    """A proposal inherits a ground-truth box's labels when IoU >= this."""
+    rois_per_image: int = 32
+    """RoIs sampled per clip for training (positives first, then negatives)."""
+    train_negatives: bool = False
+    """Keep all-zero (negative) RoIs in the loss; mmaction2 drops them."""
+
+    def __post_init__(self) -> None:
+        def fail(field: str, why: str) -> None:
+            raise ValueError(f"ModelConfig.{field}={getattr(self, field)!r}: {why}")
+
+        if self.backbone not in BACKBONES:
+            fail("backbone", f"must be one of {', '.join(BACKBONES)}")
+        if self.depth not in STAGE_BLOCKS:
+            fail("depth", f"must be one of {', '.join(map(str, STAGE_BLOCKS))}")
+        if self.base_channels < 1:
+            fail("base_channels", "must be positive")
+        for name in ("stem_kernel", "fast_stem_kernel"):
+            kernel = getattr(self, name)
+            if len(kernel) != 3 or any(k < 1 or k % 2 == 0 for k in kernel):
+                fail(name, "must be three odd positive sizes (t, h, w)")
+        if len(self.inflate) != 4 or any(v not in (0, 1) for v in self.inflate):
+            fail("inflate", "must be four flags, 0 or 1")
+        if len(self.spatial_strides) != 4 or any(s < 1 for s in self.spatial_strides):
+            fail("spatial_strides", "must be four positive strides")
+        if self.non_local:
+            blocks = STAGE_BLOCKS[self.depth]
+            if len(self.non_local) != 4 or any(len(flags) != n for flags, n in
+                                               zip(self.non_local, blocks)):
+                fail("non_local", f"must give one flag per block of each stage {blocks}")
+            if any(v not in (0, 1) for flags in self.non_local for v in flags):
+                fail("non_local", "flags must be 0 or 1")
+        if self.clip_len < 1:
+            fail("clip_len", "must be positive")
+        if self.frame_interval < 1:
+            fail("frame_interval", "must be positive")
+        if self.backbone == "slowfast":
+            for name in ("resample_rate", "speed_ratio", "channel_ratio"):
+                if getattr(self, name) < 1:
+                    fail(name, "must be positive")
+            if self.resample_rate % self.speed_ratio:
+                fail("resample_rate", "must be a multiple of speed_ratio")
+            if self.clip_len % self.resample_rate:
+                fail("clip_len", "must be a multiple of resample_rate (slow frames = clip_len / tau)")
+            if self.base_channels % self.channel_ratio:
+                fail("base_channels", "must be a multiple of channel_ratio")
+            if self.fusion_kernel < 1 or self.fusion_kernel % 2 == 0:
+                fail("fusion_kernel", "must be odd and positive")
+        if self.temporal_pool not in TEMPORAL_POOLS:
+            fail("temporal_pool", f"must be one of {', '.join(TEMPORAL_POOLS)}")
+        if self.roi_output_size < 1:
+            fail("roi_output_size", "must be positive")
+        if self.head not in HEADS:
+            fail("head", f"must be one of {', '.join(HEADS)}")
+        if not 0.0 <= self.dropout < 1.0:
+            fail("dropout", "must be in [0, 1)")
+        if self.num_classes < 2:
+            fail("num_classes", "must be at least 2 (column 0 is the unused background)")
+        if self.loss not in LOSSES:
+            fail("loss", f"must be one of {', '.join(LOSSES)}")
+        if self.focal_alpha <= 0:
+            fail("focal_alpha", "must be positive")
+        if self.focal_gamma < 0:
+            fail("focal_gamma", "must be >= 0")
+        if not 0.0 < self.assigner_iou_threshold <= 1.0:
+            fail("assigner_iou_threshold", "must be in (0, 1]")
+        if self.rois_per_image < 1:
+            fail("rois_per_image", "must be positive")
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> ModelConfig:
+        """Rebuild from ``dataclasses.asdict`` output (lists become tuples again)."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"ModelConfig has no field(s) {', '.join(unknown)}")
+
+        def as_tuple(value: Any) -> Any:
+            return tuple(as_tuple(v) for v in value) if isinstance(value, (list, tuple)) else value
+
+        return cls(**{k: as_tuple(v) for k, v in values.items()})

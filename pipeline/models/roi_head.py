@@ -1,0 +1,102 @@
+"""RoI head: temporal pooling, RoIAlign, optional frame context, and the action classifier.
+
+Keys follow mmaction2: the only parameters live in ``roi_head.bbox_head.fc_cls`` (Linear, or
+``fc_cls.0`` / ``fc_cls.2`` for the MLP head); the RoI extractor is parameter-free.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torchvision.ops import roi_align
+
+
+class RoIExtractor3d(nn.Module):
+    """Per-RoI feature maps from one or more pathway feature maps.
+
+    Each pathway is first brought to the longest time axis by nearest repetition (the slow
+    pathway's frames are repeated to match the fast one's, as mmaction2 does), then pooled over
+    time (avg or max) *before* RoIAlign, so one 2D RoIAlign per RoI suffices. Pathways are
+    concatenated on channels. ``with_context`` appends the whole frame's feature map,
+    average-pooled to the same size, to every RoI of that clip.
+    """
+
+    def __init__(self, *, stride: int, output_size: int = 8, temporal_pool: str = "avg",
+                 with_context: bool = False):
+        super().__init__()
+        if temporal_pool not in ("avg", "max"):
+            raise ValueError(f"temporal_pool must be 'avg' or 'max', got {temporal_pool!r}")
+        self.stride = stride
+        self.output_size = output_size
+        self.temporal_pool = temporal_pool
+        self.with_context = with_context
+
+    def pool_time(self, features: tuple[Tensor, ...]) -> Tensor:
+        """``[B, C_total, h, w]``: pathways resampled to a common T, pooled over it, joined."""
+        frames = max(f.shape[2] for f in features)
+        pooled = []
+        for feature in features:
+            if feature.shape[2] != frames:
+                feature = F.interpolate(feature, size=(frames, *feature.shape[3:]), mode="nearest")
+            pooled.append(feature.mean(dim=2) if self.temporal_pool == "avg"
+                          else feature.amax(dim=2))
+        return torch.cat(pooled, dim=1)
+
+    def forward(self, features: tuple[Tensor, ...], rois: Tensor) -> Tensor:
+        """``rois`` ``[R, 5]`` = (batch index, x1, y1, x2, y2) in input pixels.
+
+        Returns ``[R, C', S, S]`` (C' = 2 x C_total with context).
+        """
+        frame = self.pool_time(features)
+        rois = rois.to(frame.dtype)
+        out = roi_align(frame, rois, self.output_size, spatial_scale=1.0 / self.stride,
+                        sampling_ratio=0, aligned=True)
+        if self.with_context:
+            context = F.adaptive_avg_pool2d(frame, self.output_size)[rois[:, 0].long()]
+            out = torch.cat([out, context], dim=1)
+        return out
+
+    def extra_repr(self) -> str:
+        return (f"stride={self.stride}, output_size={self.output_size}, "
+                f"temporal_pool={self.temporal_pool!r}, with_context={self.with_context}")
+
+
+class BBoxHeadAVA(nn.Module):
+    """Dropout on the RoI map, spatial max pooling, then a linear or 2-layer MLP classifier."""
+
+    def __init__(self, *, in_channels: int, num_classes: int, dropout: float = 0.5,
+                 mlp: bool = False):
+        super().__init__()
+        self.dropout = nn.Dropout(dropout)
+        if mlp:
+            self.fc_cls: nn.Module = nn.Sequential(nn.Linear(in_channels, in_channels), nn.ReLU(),
+                                                   nn.Linear(in_channels, num_classes))
+        else:
+            self.fc_cls = nn.Linear(in_channels, num_classes)
+        for module in self.fc_cls.modules():
+            if isinstance(module, nn.Linear):
+                nn.init.xavier_normal_(module.weight)
+                nn.init.zeros_(module.bias)
+
+    @staticmethod
+    def pool(roi_maps: Tensor) -> Tensor:
+        """``[R, C, S, S]`` -> ``[R, C]`` by spatial max."""
+        return roi_maps.amax(dim=(2, 3))
+
+    def forward(self, roi_maps: Tensor) -> Tensor:
+        return self.fc_cls(self.pool(self.dropout(roi_maps)))
+
+
+class RoIHead(nn.Module):
+    def __init__(self, *, extractor: RoIExtractor3d, bbox_head: BBoxHeadAVA):
+        super().__init__()
+        self.roi_extractor = extractor
+        self.bbox_head = bbox_head
+
+    def forward(self, features: tuple[Tensor, ...], rois: Tensor) -> Tensor:
+        return self.bbox_head(self.roi_extractor(features, rois))
+
+    def features(self, features: tuple[Tensor, ...], rois: Tensor) -> Tensor:
+        """Pooled per-RoI vectors ``[R, C']``: what the classifier sees, without dropout."""
+        return self.bbox_head.pool(self.roi_extractor(features, rois))

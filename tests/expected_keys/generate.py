@@ -1,0 +1,153 @@
+"""Write mmaction2's detector state-dict layout (``key [shape]`` per line) for every preset.
+
+This is an independent statement of the layout, written from the rules in
+``shared/reference/ava-and-mmaction2-facts.md`` (sections 2.1, 2.2, 2.3) and mmcv's
+``NonLocal3d`` naming, NOT from ``pipeline.models``: it must never import the model code, so a
+naming slip there cannot silently agree with itself. Run it only when a preset is added:
+
+    .venv/bin/python tests/expected_keys/generate.py
+
+The per-preset table below restates each mmaction2 config in that config's own terms
+(depth, non-local, fusion kernel, context, MLP head).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+NUM_CLASSES = 81
+EXPANSION = 4
+STAGE_BLOCKS = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3)}
+# Non-local blocks of the zoo's "-nl" configs: layer2 blocks 0 and 2, layer3 blocks 0, 2 and 4.
+ZOO_NON_LOCAL = {(1, 0), (1, 2), (2, 0), (2, 2), (2, 4)}
+
+
+def conv_bn(prefix: str, weight: list[int], out: list[tuple[str, list[int]]]) -> None:
+    """An mmcv ConvModule with BN3d: bias-free conv, then BN with its running statistics."""
+    out.append((f"{prefix}.conv.weight", weight))
+    channels = weight[0]
+    for name in ("weight", "bias", "running_mean", "running_var"):
+        out.append((f"{prefix}.bn.{name}", [channels]))
+    out.append((f"{prefix}.bn.num_batches_tracked", []))
+
+
+def non_local(prefix: str, channels: int, out: list[tuple[str, list[int]]]) -> None:
+    """mmcv NonLocal3d, embedded Gaussian, sub_sample=True: phi and g are wrapped with a pool."""
+    inter = channels // 2
+    for name in ("g.0", "theta", "phi.0"):
+        out.append((f"{prefix}.{name}.conv.weight", [inter, channels, 1, 1, 1]))
+        out.append((f"{prefix}.{name}.conv.bias", [inter]))
+    conv_bn(f"{prefix}.conv_out", [channels, inter, 1, 1, 1], out)
+
+
+def pathway(prefix: str, *, depth: int, base: int, stem_t: int, inflated_stages: set[int],
+            lateral_in: list[int] | None, nl: set[tuple[int, int]],
+            out: list[tuple[str, list[int]]]) -> list[int]:
+    """Keys of one ResNet3d pathway; returns its output channels after the stem and each stage.
+
+    ``lateral_in[s]`` = channels concatenated onto the input of stage s by a lateral
+    connection (SlowFast's slow pathway), or None.
+    """
+    conv_bn(f"{prefix}conv1", [base, 3, stem_t, 7, 7], out)
+    inplanes = base
+    widths = [base]
+    for s, blocks in enumerate(STAGE_BLOCKS[depth]):
+        planes = base * 2 ** s
+        width = planes * EXPANSION
+        for b in range(blocks):
+            cin = width if b else inplanes + (lateral_in[s] if lateral_in else 0)
+            block = f"{prefix}layer{s + 1}.{b}"
+            kt = 3 if s in inflated_stages else 1
+            conv_bn(f"{block}.conv1", [planes, cin, kt, 1, 1], out)
+            conv_bn(f"{block}.conv2", [planes, planes, 1, 3, 3], out)
+            conv_bn(f"{block}.conv3", [width, planes, 1, 1, 1], out)
+            if b == 0:
+                conv_bn(f"{block}.downsample", [width, cin, 1, 1, 1], out)
+            if (s, b) in nl:
+                non_local(f"{block}.non_local_block", width, out)
+        inplanes = width
+        widths.append(width)
+    return widths
+
+
+def head(in_channels: int, mlp: bool, out: list[tuple[str, list[int]]]) -> None:
+    prefix = "roi_head.bbox_head.fc_cls"
+    if mlp:
+        out += [(f"{prefix}.0.weight", [in_channels, in_channels]), (f"{prefix}.0.bias", [in_channels]),
+                (f"{prefix}.2.weight", [NUM_CLASSES, in_channels]), (f"{prefix}.2.bias", [NUM_CLASSES])]
+    else:
+        out += [(f"{prefix}.weight", [NUM_CLASSES, in_channels]), (f"{prefix}.bias", [NUM_CLASSES])]
+
+
+def slowonly(*, depth: int = 50, base: int = 64, nl: bool = False, context: bool = False,
+             mlp: bool = False) -> list[tuple[str, list[int]]]:
+    out: list[tuple[str, list[int]]] = []
+    widths = pathway("backbone.", depth=depth, base=base, stem_t=1, inflated_stages={2, 3},
+                     lateral_in=None, nl=ZOO_NON_LOCAL if nl else set(), out=out)
+    head(widths[-1] * (2 if context else 1), mlp, out)
+    return out
+
+
+def slowfast(*, fusion_kernel: int, context: bool = False,
+             mlp: bool = False) -> list[tuple[str, list[int]]]:
+    """SlowFast R50: slow base 64 with laterals, fast base 64/8 = 8, lateral doubles channels."""
+    out: list[tuple[str, list[int]]] = []
+    fast: list[tuple[str, list[int]]] = []
+    fast_widths = pathway("backbone.fast_path.", depth=50, base=8, stem_t=5,
+                          inflated_stages={0, 1, 2, 3}, lateral_in=None, nl=set(), out=fast)
+    lateral_in = [2 * w for w in fast_widths[:4]]          # stem, layer1, layer2, layer3
+    slow_widths = pathway("backbone.slow_path.", depth=50, base=64, stem_t=1,
+                          inflated_stages={2, 3}, lateral_in=lateral_in, nl=set(), out=out)
+    for name, c in zip(["conv1_lateral", "layer1_lateral", "layer2_lateral", "layer3_lateral"],
+                       fast_widths[:4]):
+        out.append((f"backbone.slow_path.{name}.conv.weight", [2 * c, c, fusion_kernel, 1, 1]))
+    out += fast
+    head((slow_widths[-1] + fast_widths[-1]) * (2 if context else 1), mlp, out)
+    return out
+
+
+LAYOUTS = {
+    # configs/detection/slowonly (AVA 2.1)
+    "slowonly_kinetics400-pretrained-r50_8xb16-4x16x1-20e_ava21-rgb": slowonly(),
+    "slowonly_kinetics700-pretrained-r50_8xb16-4x16x1-20e_ava21-rgb": slowonly(),
+    "slowonly_kinetics400-pretrained-r50-nl_8xb16-4x16x1-20e_ava21-rgb": slowonly(nl=True),
+    "slowonly_kinetics400-pretrained-r50-nl_8xb16-8x8x1-20e_ava21-rgb": slowonly(nl=True),
+    "slowonly_kinetics400-pretrained-r101_8xb16-8x8x1-20e_ava21-rgb": slowonly(depth=101),
+    # configs/detection/slowonly (AVA-Kinetics training, AVA 2.2 val)
+    "slowonly_k400-pre-r50_8xb8-4x16x1-10e_ava-kinetics-rgb": slowonly(),
+    "slowonly_k700-pre-r50_8xb8-4x16x1-10e_ava-kinetics-rgb": slowonly(),
+    "slowonly_k400-pre-r50_8xb8-8x8x1-10e_ava-kinetics-rgb": slowonly(),
+    "slowonly_k700-pre-r50_8xb8-8x8x1-10e_ava-kinetics-rgb": slowonly(),
+    "slowonly_k700-pre-r50-context_8xb8-8x8x1-10e_ava-kinetics-rgb": slowonly(context=True),
+    "slowonly_k700-pre-r50-context-temporal-max_8xb8-8x8x1-10e_ava-kinetics-rgb":
+        slowonly(context=True),
+    "slowonly_k700-pre-r50-context-temporal-max-nl-head_8xb8-8x8x1-10e_ava-kinetics-rgb":
+        slowonly(context=True, mlp=True),
+    "slowonly_k700-pre-r50-context-temporal-max-nl-head_8xb8-8x8x1-focal-10e_ava-kinetics-rgb":
+        slowonly(context=True, mlp=True),
+    "slowonly_k700-pre-r50_8xb8-16x4x1-10e-tricks_ava-kinetics-rgb": slowonly(context=True, mlp=True),
+    # configs/detection/slowfast
+    "slowfast_kinetics400-pretrained-r50_8xb16-4x16x1-20e_ava21-rgb": slowfast(fusion_kernel=5),
+    "slowfast_kinetics400-pretrained-r50-context_8xb16-4x16x1-20e_ava21-rgb":
+        slowfast(fusion_kernel=5, context=True),
+    "slowfast_kinetics400-pretrained-r50_8xb8-8x8x1-20e_ava21-rgb": slowfast(fusion_kernel=7),
+    "slowfast_kinetics400-pretrained-r50_8xb6-8x8x1-cosine-10e_ava22-rgb": slowfast(fusion_kernel=7),
+    "slowfast_kinetics400-pretrained-r50-temporal-max_8xb6-8x8x1-cosine-10e_ava22-rgb":
+        slowfast(fusion_kernel=7),
+    "slowfast_r50-k400-pre-temporal-max-focal-alpha3-gamma1_8xb6-8x8x1-cosine-10e_ava22-rgb":
+        slowfast(fusion_kernel=7),
+    # the project's CPU default: SlowOnly R50 8x8 layout at 1/8 width
+    "tiny": slowonly(base=8),
+}
+
+
+def main() -> None:
+    for name, keys in LAYOUTS.items():
+        lines = [f"{key} [{','.join(map(str, shape))}]" for key, shape in keys]
+        (HERE / f"{name}.txt").write_text("\n".join(lines) + "\n")
+    print(f"wrote {len(LAYOUTS)} key lists to {HERE}")
+
+
+if __name__ == "__main__":
+    main()
