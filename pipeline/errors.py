@@ -14,6 +14,7 @@ class InputError(ValueError):
 
     def __init__(self, message: str, *, path: str | Path | None = None,
                  line: int | None = None, key: str | None = None):
+        self.reason = message
         self.path = None if path is None else str(path)
         self.line = line
         self.key = key

@@ -1,0 +1,291 @@
+"""Typed params: params.yaml loaded into frozen dataclasses and validated once, at load.
+
+params.yaml is the single source of configuration. Each top-level group (``data``, ``frames``,
+``proposals``, ...) maps onto one dataclass, and every key must be present in the file: no
+hidden defaults in code, so what DVC tracks is exactly what a stage runs with. A stage loads only
+the groups it declares in dvc.yaml (``load_params(groups=...)``); a test checks the two agree,
+so a change to an undeclared key can never go unnoticed by DVC.
+
+Errors name the file and the dotted key: an unknown key, a missing key, a value of the wrong
+type, or an impossible value (checked by the dataclasses' ``__post_init__``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from pipeline.errors import InputError
+from pipeline.io import write_text
+from pipeline.frames import FrameSpec
+from pipeline.proposals import SimulatedDetector
+from pipeline.synthetic import SyntheticConfig
+
+PARAMS_FILE = "params.yaml"
+
+
+# --------------------------------------------------------------------------------------------
+# Groups. Library dataclasses are reused where a group maps onto one 1:1.
+
+@dataclass(frozen=True)
+class DataParams:
+    """Which dataset the DAG runs on (``make_dataset``)."""
+
+    source: Literal["synthetic"]
+    synthetic: SyntheticConfig
+
+
+@dataclass(frozen=True)
+class FramesParams:
+    """Clip frames stored per keyframe (``extract_frames``); see pipeline.frames.FrameSpec."""
+
+    clip_len: int
+    frame_interval: int
+    short_side: int | None
+    convention: Literal["pyslowfast", "mmaction2"]
+    shard_clips: int
+    clevel: int
+    shuffle: Literal["noshuffle", "shuffle", "bitshuffle"]
+    skip_bad_videos: bool
+    workers: int
+
+    def __post_init__(self):
+        _positive(self, "workers")
+        self.spec(timestamp_start=0)  # FrameSpec checks the rest and names the bad key
+
+    def spec(self, timestamp_start: float) -> FrameSpec:
+        return FrameSpec(clip_len=self.clip_len, frame_interval=self.frame_interval,
+                         short_side=self.short_side, timestamp_start=timestamp_start,
+                         convention=self.convention, shard_clips=self.shard_clips,
+                         clevel=self.clevel, shuffle=self.shuffle)
+
+
+@dataclass(frozen=True)
+class DetectorParams:
+    """A torchvision Faster R-CNN person detector; weights from a local file, never downloaded."""
+
+    arch: str
+    weights: str
+    score_threshold: float
+    batch_size: int
+    device: str
+
+
+@dataclass(frozen=True)
+class ProposalParams:
+    """Person boxes per keyframe (``proposals``).
+
+    Every source's boxes go through mmaction2's filter: per keyframe keep boxes scoring at least
+    ``min(score_threshold, best score)`` (the best box always survives), at most
+    ``max_per_frame``.
+    """
+
+    source: Literal["simulated", "pickle", "detector"]
+    score_threshold: float
+    max_per_frame: int
+    train_pickle: str
+    val_pickle: str
+    simulated: SimulatedDetector
+    detector: DetectorParams
+
+    def __post_init__(self):
+        if not 0.0 <= self.score_threshold <= 1.0:
+            raise ValueError(f"score_threshold must be in [0, 1], got {self.score_threshold}")
+        _positive(self, "max_per_frame")
+
+
+def _positive(obj, *names: str) -> None:
+    for name in names:
+        value = getattr(obj, name)
+        if value <= 0:
+            raise ValueError(f"{name} must be > 0, got {value}")
+
+
+GROUPS: dict[str, type] = {
+    "data": DataParams,
+    "frames": FramesParams,
+    "proposals": ProposalParams,
+}
+
+
+# --------------------------------------------------------------------------------------------
+# Loading
+
+def load_params(path: str | Path = PARAMS_FILE, groups: tuple[str, ...] | None = None
+                ) -> types.SimpleNamespace:
+    """Load and validate ``groups`` (all known groups when None) from a params file."""
+    path = Path(path)
+    raw = read_yaml(path)
+    known = GROUPS
+    unknown = sorted(set(raw) - set(known))
+    if unknown:
+        raise InputError(f"unknown params group; known groups: {', '.join(sorted(known))}",
+                         path=path, key=unknown[0])
+    wanted = tuple(known) if groups is None else groups
+    loaded = {}
+    for group in wanted:
+        if group not in known:
+            raise InputError(f"unknown params group; known groups: {', '.join(sorted(known))}",
+                             path=path, key=group)
+        if group not in raw:
+            raise InputError("missing params group", path=path, key=group)
+        loaded[group] = build(known[group], raw[group], key=group, path=path)
+    return types.SimpleNamespace(**loaded)
+
+
+def read_yaml(path: Path) -> dict:
+    if not path.exists():
+        raise InputError("params file not found", path=path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise InputError(f"not valid YAML: {exc}", path=path) from exc
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise InputError("expected a mapping of params groups", path=path)
+    return raw
+
+
+def build(cls: type, data: Any, *, key: str, path: Path | None = None):
+    """Build dataclass ``cls`` from a mapping, checking keys and types recursively."""
+    if not isinstance(data, Mapping):
+        raise InputError(f"expected a mapping, got {_describe(data)}", path=path, key=key)
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    for name in data:
+        if name not in fields:
+            raise InputError(f"unknown key; valid keys here: {', '.join(fields)}",
+                             path=path, key=f"{key}.{name}")
+    kwargs = {}
+    for name in fields:
+        if name not in data:
+            raise InputError("missing key (every key must be set in the params file)",
+                             path=path, key=f"{key}.{name}")
+        kwargs[name] = _convert(hints[name], data[name], key=f"{key}.{name}", path=path)
+    try:
+        return cls(**kwargs)
+    except InputError as exc:  # library configs name their own key
+        raise InputError(exc.reason, path=path, key=exc.key or key) from exc
+    except (ValueError, TypeError) as exc:
+        raise InputError(str(exc), path=path, key=key) from exc
+
+
+def _convert(tp: Any, value: Any, *, key: str, path: Path | None):
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if dataclasses.is_dataclass(tp):
+        return build(tp, value, key=key, path=path)
+    if origin is Literal:
+        if value not in args:
+            raise InputError(f"must be one of {', '.join(map(repr, args))}, got {value!r}",
+                             path=path, key=key)
+        return value
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for option in args:
+            if option is type(None):
+                continue
+            try:
+                return _convert(option, value, key=key, path=path)
+            except InputError as exc:
+                errors.append(str(exc))
+        raise InputError(f"no allowed type matches {_describe(value)}: " + "; ".join(errors),
+                         path=path, key=key)
+    if origin in (tuple, list):
+        if not isinstance(value, (list, tuple)):
+            raise InputError(f"expected a list, got {_describe(value)}", path=path, key=key)
+        if origin is tuple and args and args[-1] is not Ellipsis:
+            if len(args) != len(value):
+                raise InputError(f"expected {len(args)} items, got {len(value)}",
+                                 path=path, key=key)
+            items = [_convert(t, v, key=f"{key}[{i}]", path=path)
+                     for i, (t, v) in enumerate(zip(args, value))]
+        else:
+            item_type = args[0] if args else Any
+            items = [_convert(item_type, v, key=f"{key}[{i}]", path=path)
+                     for i, v in enumerate(value)]
+        return tuple(items) if origin is tuple else items
+    if origin is dict:
+        if not isinstance(value, Mapping):
+            raise InputError(f"expected a mapping, got {_describe(value)}", path=path, key=key)
+        value_type = args[1] if args else Any
+        return {str(k): _convert(value_type, v, key=f"{key}.{k}", path=path)
+                for k, v in value.items()}
+    if tp is Any:
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise InputError(f"expected true or false, got {_describe(value)}", path=path, key=key)
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise InputError(f"expected an integer, got {_describe(value)}", path=path, key=key)
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise InputError(f"expected a number, got {_describe(value)}", path=path, key=key)
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise InputError(f"expected a string, got {_describe(value)}", path=path, key=key)
+        return value
+    raise TypeError(f"params type {tp!r} of key {key} is not supported")
+
+
+def _describe(value: Any) -> str:
+    return f"{type(value).__name__} {value!r}"
+
+
+# --------------------------------------------------------------------------------------------
+# Presets: overlay files merged into params.yaml (comments kept).
+
+def apply_overlay(params_path: str | Path, overlay_path: str | Path) -> list[str]:
+    """Merge an overlay YAML (e.g. ``presets/smoke.yaml``) into the params file in place.
+
+    Every overlay key must already exist in the params file (as with ``dvc exp run -S``), and
+    the merged file must validate. Returns the dotted keys that were set.
+    """
+    from ruamel.yaml import YAML
+
+    params_path, overlay_path = Path(params_path), Path(overlay_path)
+    overlay = read_yaml(overlay_path)
+    rt = YAML()
+    rt.preserve_quotes = True
+    doc = rt.load(params_path.read_text())
+    changed: list[str] = []
+
+    def merge(target, source, prefix):
+        for name, value in source.items():
+            key = f"{prefix}.{name}" if prefix else name
+            if name not in target:
+                raise InputError("overlay key does not exist in the params file",
+                                 path=overlay_path, key=key)
+            if isinstance(value, Mapping):
+                merge(target[name], value, key)
+            else:
+                target[name] = value
+                changed.append(key)
+
+    merge(doc, overlay, "")
+    buffer = io.StringIO()
+    rt.dump(doc, buffer)
+    text = buffer.getvalue()
+    tmp = params_path.with_name(params_path.name + ".check")
+    tmp.write_text(text)
+    try:
+        load_params(tmp)
+    finally:
+        tmp.unlink()
+    write_text(params_path, text)
+    return changed

@@ -1,0 +1,25 @@
+"""Thin DVC stage entry points: parse paths from dvc.yaml's cmd, load the declared params
+groups, call the library, and turn bad input into a clear message and a non-zero exit.
+
+Each module declares ``PARAMS``: the params groups it reads. tests/test_params.py checks that
+dvc.yaml declares exactly these groups for the stage, so DVC reruns a stage whenever a value it
+reads changes, and never otherwise.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Callable
+
+from pipeline.errors import InputError
+
+
+def run(main: Callable[[list[str] | None], None], argv: list[str] | None = None) -> None:
+    """Run a stage's main; on InputError print the message and exit with status 2."""
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        main(argv)
+    except InputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)

@@ -1,0 +1,55 @@
+"""Stage extract_frames: decode every annotated keyframe's clip into a sharded Zarr store.
+
+    python -m stages.extract_frames --dataset data/dataset --out data/frames --metrics metrics/frames.json
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pandas as pd
+
+from pipeline.ava.annotations import read_annotations
+from pipeline.dataset import read_manifest
+from pipeline.frames import extract_frames
+from pipeline.io import write_json
+from pipeline.params import load_params
+
+from stages import run
+
+PARAMS = ("frames",)
+
+
+def annotated_keyframes(dataset: Path) -> tuple[dict[str, Path], pd.DataFrame]:
+    """Video files and the (video_id, timestamp, split) of every annotated keyframe."""
+    manifest = read_manifest(dataset)
+    tables = []
+    for split, files in manifest.splits.items():
+        keys = read_annotations(dataset / files.annotations)[["video_id", "timestamp"]]
+        tables.append(keys.drop_duplicates().assign(split=split))
+    keyframes = pd.concat(tables, ignore_index=True)
+    videos = {vid: dataset / path for vid, path in manifest.videos.items()}
+    return videos, keyframes
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--dataset", type=Path, required=True)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--metrics", type=Path, required=True)
+    args = parser.parse_args(argv)
+    frames = load_params(groups=PARAMS).frames
+    manifest = read_manifest(args.dataset)
+    videos, keyframes = annotated_keyframes(args.dataset)
+    summary = extract_frames(videos, keyframes, args.out / "frames.zarr",
+                             args.out / "keyframes.parquet",
+                             frames.spec(timestamp_start=manifest.timestamp_start),
+                             skip_bad_videos=frames.skip_bad_videos, workers=frames.workers)
+    metrics = ("videos", "clips", "num_skipped_videos", "skipped_videos", "store_bytes",
+               "store_files")
+    write_json(args.metrics, {key: summary[key] for key in metrics})
+
+
+if __name__ == "__main__":
+    run(main)

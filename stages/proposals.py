@@ -1,0 +1,64 @@
+"""Stage proposals: person boxes for every keyframe, from a pickle, a simulation or a detector.
+
+    python -m stages.proposals --dataset data/dataset --frames data/frames \
+        --out data/proposals/proposals.parquet --metrics metrics/proposals.json
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pandas as pd
+
+from pipeline.ava.annotations import read_annotations
+from pipeline.ava.proposals import filter_proposals
+from pipeline.dataset import read_manifest
+from pipeline.frames import FrameStore
+from pipeline.io import write_json
+from pipeline.params import load_params
+from pipeline.proposals import proposal_metrics, proposals_from_pickle, write_proposals
+from pipeline.proposals.table import sort_proposals
+from pipeline.proposals.torchvision_detector import detect_persons
+
+from stages import run
+
+PARAMS = ("proposals",)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--dataset", type=Path, required=True)
+    parser.add_argument("--frames", type=Path, required=True)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--metrics", type=Path, required=True)
+    args = parser.parse_args(argv)
+    params = load_params(groups=PARAMS).proposals
+    manifest = read_manifest(args.dataset)
+    gt = {split: read_annotations(args.dataset / files.annotations)
+          for split, files in manifest.splits.items()}
+
+    if params.source == "simulated":
+        raw = params.simulated.detect(pd.concat(gt.values(), ignore_index=True))
+    elif params.source == "pickle":
+        raw = pd.concat([proposals_from_pickle(path, score_thr=0.0, max_per_frame=None)
+                         for path in (params.train_pickle, params.val_pickle)], ignore_index=True)
+    else:
+        detector = params.detector
+        raw = detect_persons(FrameStore(args.frames / "frames.zarr"), weights_path=detector.weights,
+                             arch=detector.arch, score_thr=detector.score_threshold,
+                             batch_size=detector.batch_size, device=detector.device)
+    proposals = sort_proposals(filter_proposals(raw, params.score_threshold, params.max_per_frame))
+    write_proposals(args.out, proposals)
+    metrics = {split: proposal_metrics(_split(proposals, table), table)
+               for split, table in gt.items()}
+    write_json(args.metrics, metrics)
+
+
+def _split(proposals: pd.DataFrame, gt: pd.DataFrame) -> pd.DataFrame:
+    keys = gt[["video_id", "timestamp"]].drop_duplicates()
+    return proposals.merge(keys, on=["video_id", "timestamp"])
+
+
+if __name__ == "__main__":
+    run(main)
