@@ -42,7 +42,7 @@ def rois_for(batch: int, size: int) -> torch.Tensor:
 def test_every_preset_has_an_expected_key_list_and_vice_versa():
     listed = {p.stem for p in EXPECTED_KEYS.glob("*.txt")}
     assert listed == set(PRESETS)
-    assert len(PRESETS) == 21  # 20 SlowOnly/SlowFast zoo configs + tiny
+    assert len(PRESETS) == 26  # 20 SlowOnly/SlowFast + 2 ACRN + 3 LFB zoo configs + tiny
 
 
 @pytest.mark.parametrize("name", sorted(PRESETS))
@@ -60,8 +60,11 @@ def test_preset_matches_mmaction2_layout_and_runs(name):
     # SlowFast: 8 frames is the smallest clip valid for tau 8 and keeps the test fast.
     frames = 8 if config.backbone == "slowfast" else config.clip_len
     clips = torch.randn(1, 3, frames, 32, 32)
+    bank = None
+    if config.uses_bank:  # one bank window per RoI
+        bank = torch.rand(2, config.lfb_num_lt_feat, model.bank_channels)
     with torch.no_grad():
-        logits = model(clips, rois_for(1, 32))
+        logits = model(clips, rois_for(1, 32), bank)
     assert logits.shape == (2, 81)
     assert torch.isfinite(logits).all()
 

@@ -9,7 +9,8 @@ to an inert stand-in that only records its arguments, then the file is loaded ag
 weights-only. Globals from modules torch blocks (``os``, ``sys`` ...) are still refused.
 
 Two checkpoint kinds load into a ``Detector``:
-- a detector (keys ``backbone.*`` + ``roi_head.*``): every key must match, strictly;
+- a detector (keys ``backbone.*`` + ``roi_head.*``, the latter including an ACRN or
+  feature-bank ``shared_head``): every key must match, strictly;
 - a Kinetics recognizer (``backbone.*`` + ``cls_head.*``): ``cls_head.*`` is dropped, the
   backbone must match exactly, and the RoI head keeps its fresh initialisation.
 

@@ -1,4 +1,5 @@
-"""The one description of a detector: backbone, RoI pooling, classifier, loss and targets.
+"""The one description of a detector: backbone, RoI pooling, shared head, classifier, loss and
+targets.
 
 A plain frozen dataclass so presets can be shared safely and overridden with
 ``dataclasses.replace``; the integrator maps params.yaml onto it. Every field is checked in
@@ -18,6 +19,8 @@ BACKBONES = ("slowonly", "slowfast")
 STAGE_BLOCKS = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3), 152: (3, 8, 36, 3)}
 TEMPORAL_POOLS = ("avg", "max")
 HEADS = ("linear", "mlp")
+SHARED_HEADS = ("none", "acrn", "lfb_nl", "lfb_max", "lfb_avg")
+BANK_HEADS = ("lfb_nl", "lfb_max", "lfb_avg")
 LOSSES = ("bce", "focal")
 
 
@@ -62,6 +65,39 @@ class ModelConfig:
     """Concatenate the whole frame's average-pooled feature to every RoI feature."""
     head: str = "linear"
     """Classifier: "linear" or "mlp" (Linear-ReLU-Linear, hidden = input width)."""
+    shared_head: str = "none"
+    """Between RoI pooling and the classifier (mmaction2's ``roi_head.shared_head``): "none";
+    "acrn" (actor-context relation convs); or a long-term feature-bank operator over bank
+    features given to ``forward``: "lfb_nl" (non-local), "lfb_max", "lfb_avg". The bank
+    operator's output is concatenated to the short-term RoI vector."""
+    acrn_out_channels: int | None = None
+    """ACRN conv width; None = the RoI feature width (2304 for SlowFast R50, as in the zoo)."""
+    acrn_stride: int = 1
+    """Spatial stride of ACRN's first (1,3,3) conv."""
+    acrn_num_convs: int = 1
+    """Number of (1,3,3) conv-BN-ReLU after ACRN's 1x1x1 conv (keys ``conv2``, ``convs.i``)."""
+    lfb_channels: int | None = None
+    """Width D of a bank feature; None = this detector's own RoI vector width
+    (``Detector.feature_channels``, 2048 for R50), i.e. a bank filled by the same architecture."""
+    lfb_num_lt_feat: int = 300
+    """Bank slots S per RoI: window 60 s x 5 features in the zoo; ``forward`` checks it."""
+    lfb_latent_channels: int = 512
+    """lfb_nl: width of the non-local layers (and of the operator's output)."""
+    lfb_num_layers: int = 2
+    """lfb_nl: stacked non-local layers, each with a residual on the short-term feature."""
+    lfb_st_dropout: float = 0.2
+    """lfb_nl: dropout on the projected short-term feature."""
+    lfb_lt_dropout: float = 0.2
+    """lfb_nl: dropout on the projected bank features."""
+    lfb_nl_dropout: float = 0.2
+    """lfb_nl: dropout on each non-local layer's output, before the residual."""
+    lfb_pre_activate: bool = True
+    """lfb_nl: LayerNorm and ReLU before each layer's out conv (zoo); False = out conv, then
+    LayerNorm, ReLU after the residual."""
+    lfb_layer_norm: bool = True
+    """lfb_nl: apply each layer's LayerNorm (False drops it and its ``ln.*`` keys)."""
+    lfb_zero_init_out_conv: bool = False
+    """lfb_nl: start each out conv at zero, so the operator begins as a pass-through."""
     dropout: float = 0.5
     """Dropout on the RoI feature map before spatial max pooling."""
     num_classes: int = 81
@@ -126,6 +162,21 @@ class ModelConfig:
             fail("head", f"must be one of {', '.join(HEADS)}")
         if not 0.0 <= self.dropout < 1.0:
             fail("dropout", "must be in [0, 1)")
+        if self.shared_head not in SHARED_HEADS:
+            fail("shared_head", f"must be one of {', '.join(SHARED_HEADS)}")
+        if self.shared_head == "acrn" and self.with_context:
+            fail("with_context", "must be False with shared_head 'acrn', which already relates "
+                 "each actor to the whole frame")
+        for name in ("acrn_out_channels", "lfb_channels"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                fail(name, "must be positive (or None)")
+        for name in ("acrn_stride", "acrn_num_convs", "lfb_num_lt_feat", "lfb_latent_channels",
+                     "lfb_num_layers"):
+            if getattr(self, name) < 1:
+                fail(name, "must be positive")
+        for name in ("lfb_st_dropout", "lfb_lt_dropout", "lfb_nl_dropout"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                fail(name, "must be in [0, 1)")
         if self.num_classes < 2:
             fail("num_classes", "must be at least 2 (column 0 is the unused background)")
         if self.loss not in LOSSES:
@@ -138,6 +189,11 @@ class ModelConfig:
             fail("assigner_iou_threshold", "must be in (0, 1]")
         if self.rois_per_image < 1:
             fail("rois_per_image", "must be positive")
+
+    @property
+    def uses_bank(self) -> bool:
+        """True when the detector needs long-term bank features (an ``lfb_*`` shared head)."""
+        return self.shared_head in BANK_HEADS
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> ModelConfig:

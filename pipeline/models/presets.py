@@ -1,4 +1,4 @@
-"""Named model configurations: every SlowOnly/SlowFast AVA detector of mmaction2's zoo.
+"""Named model configurations: every SlowOnly/SlowFast/ACRN/LFB AVA detector of mmaction2's zoo.
 
 Keys are the exact stems of the mmaction2 config files, so users pick the name they know and a
 released checkpoint of that config loads strictly. ``tiny`` is the project's CPU default:
@@ -9,6 +9,18 @@ Head-side differences between configs: "context" = ``with_context``, "temporal-m
 the SlowFast focal config says alpha 3, gamma 1 in its name). AVA-Kinetics configs train on
 AVA-Kinetics but share the AVA architecture. Kinetics-400 vs -700 pretraining changes nothing
 here; it only decides which recognizer checkpoint initialises the backbone.
+
+ACRN (configs/detection/acrn): SlowFast R50 8x8 with an ACRN shared head (4608 -> 2304, stride
+1, one (1,3,3) conv); AVA 2.1 and 2.2 differ only in data and schedule.
+
+LFB (configs/detection/lfb): SlowOnly R50 4x16 whose head reads a bank window of 60 s x 5
+features of width 2048 (S = 300 slots): "lfb-nl" = two non-local layers of width 512 (dropouts
+0.2, pre-activation with LayerNorm), "lfb-max" = max over the window. The bank is filled by
+``slowonly-lfb_ava-pretrained-r50_infer-4x16x1_ava21-rgb``: in mmaction2 a SlowOnly R50 4x16
+AVA detector whose shared head only records the pooled RoI features. Here it is exactly that
+baseline detector (same keys as the SlowOnly 4x16 AVA 2.1 preset, so its released checkpoint
+loads strictly), and ``Detector.features()`` gives the vectors that go into the bank; recording
+them is the bank writer's job, not the model's.
 """
 
 from __future__ import annotations
@@ -30,6 +42,11 @@ _CONTEXT = dict(with_context=True)
 _CONTEXT_MAX = dict(with_context=True, temporal_pool="max")
 _CONTEXT_MAX_MLP = dict(_CONTEXT_MAX, head="mlp")
 _FOCAL_GAMMA1 = dict(loss="focal", focal_alpha=1.0, focal_gamma=1.0)
+_ACRN = dict(shared_head="acrn", acrn_out_channels=2304, acrn_stride=1, acrn_num_convs=1)
+_LFB = dict(lfb_channels=2048, lfb_num_lt_feat=60 * 5)
+_LFB_NL = dict(_LFB, shared_head="lfb_nl", lfb_latent_channels=512, lfb_num_layers=2,
+               lfb_st_dropout=0.2, lfb_lt_dropout=0.2, lfb_nl_dropout=0.2,
+               lfb_pre_activate=True, lfb_layer_norm=True, lfb_zero_init_out_conv=False)
 
 PRESETS: dict[str, ModelConfig] = {
     # SlowOnly, AVA 2.1 (configs/detection/slowonly)
@@ -64,6 +81,17 @@ PRESETS: dict[str, ModelConfig] = {
         replace(_SLOWFAST_8x8, temporal_pool="max"),
     "slowfast_r50-k400-pre-temporal-max-focal-alpha3-gamma1_8xb6-8x8x1-cosine-10e_ava22-rgb":
         replace(_SLOWFAST_8x8, temporal_pool="max", loss="focal", focal_alpha=3.0, focal_gamma=1.0),
+    # ACRN (configs/detection/acrn)
+    "slowfast-acrn_kinetics400-pretrained-r50_8xb8-8x8x1-cosine-10e_ava21-rgb":
+        replace(_SLOWFAST_8x8, **_ACRN),
+    "slowfast-acrn_kinetics400-pretrained-r50_8xb8-8x8x1-cosine-10e_ava22-rgb":
+        replace(_SLOWFAST_8x8, **_ACRN),
+    # Long-term feature bank (configs/detection/lfb); see the module doc for the infer preset
+    "slowonly-lfb-nl_kinetics400-pretrained-r50_8xb12-4x16x1-20e_ava21-rgb":
+        replace(_SLOWONLY_4x16, **_LFB_NL),
+    "slowonly-lfb-max_kinetics400-pretrained-r50_8xb12-4x16x1-20e_ava21-rgb":
+        replace(_SLOWONLY_4x16, shared_head="lfb_max", **_LFB),
+    "slowonly-lfb_ava-pretrained-r50_infer-4x16x1_ava21-rgb": _SLOWONLY_4x16,
     # CPU default
     "tiny": replace(_SLOWONLY_8x8, base_channels=8),
 }

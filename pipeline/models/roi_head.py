@@ -1,15 +1,29 @@
-"""RoI head: temporal pooling, RoIAlign, optional frame context, and the action classifier.
+"""RoI head: temporal pooling, RoIAlign, optional frame context, optional shared head (ACRN or
+a feature-bank operator), and the action classifier.
 
-Keys follow mmaction2: the only parameters live in ``roi_head.bbox_head.fc_cls`` (Linear, or
-``fc_cls.0`` / ``fc_cls.2`` for the MLP head); the RoI extractor is parameter-free.
+Keys follow mmaction2: the classifier lives in ``roi_head.bbox_head.fc_cls`` (Linear, or
+``fc_cls.0`` / ``fc_cls.2`` for the MLP head), a shared head in ``roi_head.shared_head``; the
+RoI extractor is parameter-free.
 """
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.ops import roi_align
+
+from .acrn import ACRNHead
+from .fbo import LFBHead
+
+
+class RoIFeatures(NamedTuple):
+    maps: Tensor
+    """``[R, C', S, S]`` RoIAlign maps (C' = 2 x C_total with context)."""
+    frame: Tensor
+    """``[B, C_total, h, w]`` the time-pooled, pathway-joined clip maps (ACRN's context)."""
 
 
 class RoIExtractor3d(nn.Module):
@@ -43,11 +57,8 @@ class RoIExtractor3d(nn.Module):
                           else feature.amax(dim=2))
         return torch.cat(pooled, dim=1)
 
-    def forward(self, features: tuple[Tensor, ...], rois: Tensor) -> Tensor:
-        """``rois`` ``[R, 5]`` = (batch index, x1, y1, x2, y2) in input pixels.
-
-        Returns ``[R, C', S, S]`` (C' = 2 x C_total with context).
-        """
+    def extract(self, features: tuple[Tensor, ...], rois: Tensor) -> RoIFeatures:
+        """``rois`` ``[R, 5]`` = (batch index, x1, y1, x2, y2) in input pixels."""
         frame = self.pool_time(features)
         rois = rois.to(frame.dtype)
         out = roi_align(frame, rois, self.output_size, spatial_scale=1.0 / self.stride,
@@ -55,7 +66,11 @@ class RoIExtractor3d(nn.Module):
         if self.with_context:
             context = F.adaptive_avg_pool2d(frame, self.output_size)[rois[:, 0].long()]
             out = torch.cat([out, context], dim=1)
-        return out
+        return RoIFeatures(out, frame)
+
+    def forward(self, features: tuple[Tensor, ...], rois: Tensor) -> Tensor:
+        """The RoI maps ``[R, C', S, S]`` alone (see ``extract``)."""
+        return self.extract(features, rois).maps
 
     def extra_repr(self) -> str:
         return (f"stride={self.stride}, output_size={self.output_size}, "
@@ -89,14 +104,35 @@ class BBoxHeadAVA(nn.Module):
 
 
 class RoIHead(nn.Module):
-    def __init__(self, *, extractor: RoIExtractor3d, bbox_head: BBoxHeadAVA):
+    """Extractor -> optional shared head -> classifier (mmaction2's ``AVARoIHead``).
+
+    ``shared_head`` None: the classifier sees the RoI maps. ACRN: it sees the relation maps.
+    LFB: it sees ``[st, operator(st, bank)]`` as a 1x1 map, so its dropout and spatial max
+    act on that vector, as in mmaction2.
+    """
+
+    def __init__(self, *, extractor: RoIExtractor3d, bbox_head: BBoxHeadAVA,
+                 shared_head: ACRNHead | LFBHead | None = None):
         super().__init__()
         self.roi_extractor = extractor
+        self.shared_head = shared_head  # before bbox_head: mmaction2's key order
         self.bbox_head = bbox_head
 
-    def forward(self, features: tuple[Tensor, ...], rois: Tensor) -> Tensor:
-        return self.bbox_head(self.roi_extractor(features, rois))
+    def forward(self, features: tuple[Tensor, ...], rois: Tensor,
+                lt_features: Tensor | None = None, lt_mask: Tensor | None = None) -> Tensor:
+        """Logits; ``lt_features``/``lt_mask`` are used by (and required for) an LFB head."""
+        roi = self.roi_extractor.extract(features, rois)
+        if isinstance(self.shared_head, ACRNHead):
+            x = self.shared_head(roi.maps, roi.frame, rois[:, 0].long())
+        elif isinstance(self.shared_head, LFBHead):
+            if lt_features is None or lt_mask is None:
+                raise ValueError("an LFB head needs lt_features and lt_mask")
+            x = self.shared_head(roi.maps, lt_features, lt_mask)[:, :, None, None]
+        else:
+            x = roi.maps
+        return self.bbox_head(x)
 
     def features(self, features: tuple[Tensor, ...], rois: Tensor) -> Tensor:
-        """Pooled per-RoI vectors ``[R, C']``: what the classifier sees, without dropout."""
+        """Pooled short-term RoI vectors ``[R, C']`` (spatial max, no dropout): the bank's
+        content, and the classifier's input when there is no shared head."""
         return self.bbox_head.pool(self.roi_extractor(features, rois))

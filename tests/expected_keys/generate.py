@@ -1,14 +1,14 @@
 """Write mmaction2's detector state-dict layout (``key [shape]`` per line) for every preset.
 
 This is an independent statement of the layout, written from the rules in
-``shared/reference/ava-and-mmaction2-facts.md`` (sections 2.1, 2.2, 2.3) and mmcv's
-``NonLocal3d`` naming, NOT from ``pipeline.models``: it must never import the model code, so a
+``shared/reference/ava-and-mmaction2-facts.md`` (sections 2.1, 2.2, 2.3, 4 and 5.3), mmcv's
+``NonLocal3d`` naming and mmaction2's ``ACRNHead`` / ``FBOHead`` attribute names, NOT from ``pipeline.models``: it must never import the model code, so a
 naming slip there cannot silently agree with itself. Run it only when a preset is added:
 
     .venv/bin/python tests/expected_keys/generate.py
 
 The per-preset table below restates each mmaction2 config in that config's own terms
-(depth, non-local, fusion kernel, context, MLP head).
+(depth, non-local, fusion kernel, context, MLP head, shared head).
 """
 
 from __future__ import annotations
@@ -71,6 +71,33 @@ def pathway(prefix: str, *, depth: int, base: int, stem_t: int, inflated_stages:
     return widths
 
 
+def acrn(in_channels: int, out_channels: int, extra_convs: int,
+         out: list[tuple[str, list[int]]]) -> None:
+    """ACRNHead: conv1 1x1x1 on [actor tiled, frame context] (2C in), conv2 (1,3,3), then
+    ``convs.i`` (1,3,3) for each further conv; every one an mmcv ConvModule with BN3d."""
+    prefix = "roi_head.shared_head"
+    conv_bn(f"{prefix}.conv1", [out_channels, 2 * in_channels, 1, 1, 1], out)
+    conv_bn(f"{prefix}.conv2", [out_channels, out_channels, 1, 3, 3], out)
+    for i in range(extra_convs):
+        conv_bn(f"{prefix}.convs.{i}", [out_channels, out_channels, 1, 3, 3], out)
+
+
+def fbo_non_local(st_channels: int, lt_channels: int, latent: int, layers: int,
+                  out: list[tuple[str, list[int]]]) -> None:
+    """FBOHead(fbo=FBONonLocal): plain Conv3d projections of st and lt (weight + bias), then
+    per layer four bias-carrying ConvModules without norm and a LayerNorm over [latent,1,1,1]."""
+    prefix = "roi_head.shared_head.fbo"
+    for name, cin in (("st_feat_conv", st_channels), ("lt_feat_conv", lt_channels)):
+        out += [(f"{prefix}.{name}.weight", [latent, cin, 1, 1, 1]),
+                (f"{prefix}.{name}.bias", [latent])]
+    for k in range(1, layers + 1):
+        layer = f"{prefix}.non_local_layer_{k}"
+        for name in ("st_feat_conv", "lt_feat_conv", "global_conv", "out_conv"):
+            out += [(f"{layer}.{name}.conv.weight", [latent, latent, 1, 1, 1]),
+                    (f"{layer}.{name}.conv.bias", [latent])]
+        out += [(f"{layer}.ln.weight", [latent, 1, 1, 1]), (f"{layer}.ln.bias", [latent, 1, 1, 1])]
+
+
 def head(in_channels: int, mlp: bool, out: list[tuple[str, list[int]]]) -> None:
     prefix = "roi_head.bbox_head.fc_cls"
     if mlp:
@@ -81,16 +108,25 @@ def head(in_channels: int, mlp: bool, out: list[tuple[str, list[int]]]) -> None:
 
 
 def slowonly(*, depth: int = 50, base: int = 64, nl: bool = False, context: bool = False,
-             mlp: bool = False) -> list[tuple[str, list[int]]]:
+             mlp: bool = False, lfb: str | None = None) -> list[tuple[str, list[int]]]:
+    """``lfb``: None, "nl" (2 layers, latent 512, bank width 2048) or "max"/"avg" (no keys);
+    the classifier then sees the RoI vector concatenated with the operator's output."""
     out: list[tuple[str, list[int]]] = []
     widths = pathway("backbone.", depth=depth, base=base, stem_t=1, inflated_stages={2, 3},
                      lateral_in=None, nl=ZOO_NON_LOCAL if nl else set(), out=out)
-    head(widths[-1] * (2 if context else 1), mlp, out)
+    roi = widths[-1] * (2 if context else 1)
+    if lfb == "nl":
+        fbo_non_local(roi, 2048, 512, 2, out)
+        head(roi + 512, mlp, out)
+    elif lfb in ("max", "avg"):
+        head(roi + 2048, mlp, out)
+    else:
+        head(roi, mlp, out)
     return out
 
 
-def slowfast(*, fusion_kernel: int, context: bool = False,
-             mlp: bool = False) -> list[tuple[str, list[int]]]:
+def slowfast(*, fusion_kernel: int, context: bool = False, mlp: bool = False,
+             acrn_out: int | None = None) -> list[tuple[str, list[int]]]:
     """SlowFast R50: slow base 64 with laterals, fast base 64/8 = 8, lateral doubles channels."""
     out: list[tuple[str, list[int]]] = []
     fast: list[tuple[str, list[int]]] = []
@@ -103,7 +139,11 @@ def slowfast(*, fusion_kernel: int, context: bool = False,
                        fast_widths[:4]):
         out.append((f"backbone.slow_path.{name}.conv.weight", [2 * c, c, fusion_kernel, 1, 1]))
     out += fast
-    head((slow_widths[-1] + fast_widths[-1]) * (2 if context else 1), mlp, out)
+    roi = (slow_widths[-1] + fast_widths[-1]) * (2 if context else 1)
+    if acrn_out is not None:
+        acrn(roi, acrn_out, 0, out)
+        roi = acrn_out
+    head(roi, mlp, out)
     return out
 
 
@@ -137,6 +177,16 @@ LAYOUTS = {
         slowfast(fusion_kernel=7),
     "slowfast_r50-k400-pre-temporal-max-focal-alpha3-gamma1_8xb6-8x8x1-cosine-10e_ava22-rgb":
         slowfast(fusion_kernel=7),
+    # configs/detection/acrn: SlowFast R50 8x8, ACRNHead(in_channels=4608, out_channels=2304)
+    "slowfast-acrn_kinetics400-pretrained-r50_8xb8-8x8x1-cosine-10e_ava21-rgb":
+        slowfast(fusion_kernel=7, acrn_out=2304),
+    "slowfast-acrn_kinetics400-pretrained-r50_8xb8-8x8x1-cosine-10e_ava22-rgb":
+        slowfast(fusion_kernel=7, acrn_out=2304),
+    # configs/detection/lfb: SlowOnly R50 4x16; bbox head in 2560 (nl) / 4096 (max)
+    "slowonly-lfb-nl_kinetics400-pretrained-r50_8xb12-4x16x1-20e_ava21-rgb": slowonly(lfb="nl"),
+    "slowonly-lfb-max_kinetics400-pretrained-r50_8xb12-4x16x1-20e_ava21-rgb": slowonly(lfb="max"),
+    # the bank-inference config: LFBInferHead has no parameters, bbox head in 2048
+    "slowonly-lfb_ava-pretrained-r50_infer-4x16x1_ava21-rgb": slowonly(),
     # the project's CPU default: SlowOnly R50 8x8 layout at 1/8 width
     "tiny": slowonly(base=8),
 }

@@ -1,0 +1,160 @@
+"""Long-term feature-bank operators (LFB, Wu et al. 2019), laid out as mmaction2's ``FBOHead``.
+
+Each RoI brings a window of S bank features ``lt [R, S, D]`` and a mask ``[R, S]`` (True = a
+real feature, False = padding). ``LFBHead`` pools the RoI map to the short-term vector ``st``
+(spatial max of the time-pooled map, i.e. what the bank itself stores), runs one operator and
+returns ``cat([st, operator(st, lt)])`` for the classifier.
+
+Differences from mmaction2, all about padding: mmaction2 has no mask; its bank window is
+zero-filled, the non-local softmax gives those zero slots weight, and ``avg`` divides by all S
+slots. Here padded slots are ignored: the attention is a masked softmax, ``lfb_max`` and
+``lfb_avg`` pool real slots only, and a RoI without any real slot gets a zero attention output
+and zero max/avg (finite, no NaN). With every slot real the results equal mmaction2's.
+
+Keys under ``roi_head.shared_head.fbo``: the non-local operator's ``st_feat_conv`` and
+``lt_feat_conv`` (plain Conv3d, 1x1x1, with bias) and ``non_local_layer_{k}.{st_feat_conv,
+lt_feat_conv, global_conv, out_conv}.conv`` plus ``non_local_layer_{k}.ln``; max and avg have
+no parameters. The 1x1x1 convs keep mmaction2's Conv3d shapes but are applied to vectors as
+linear maps (``pointwise``), since every bank feature and the short-term feature are 1x1x1.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .blocks import Conv
+
+
+def pointwise(conv: nn.Conv3d, x: Tensor) -> Tensor:
+    """A 1x1x1 Conv3d applied to vectors ``[..., C_in]`` -> ``[..., C_out]``."""
+    return F.linear(x, conv.weight.flatten(1), conv.bias)
+
+
+def masked_softmax(logits: Tensor, mask: Tensor) -> Tensor:
+    """Softmax over the last axis where ``mask`` is True; rows without a True give zeros."""
+    filled = logits.masked_fill(~mask, torch.finfo(logits.dtype).min)
+    return torch.softmax(filled, dim=-1) * mask
+
+
+def _kaiming(conv: nn.Conv3d) -> None:
+    nn.init.kaiming_normal_(conv.weight, mode="fan_out", nonlinearity="relu")
+    nn.init.zeros_(conv.bias)
+
+
+class NonLocalLayer(nn.Module):
+    """One attention step from the short-term feature (query) to the bank window (keys, values).
+
+    ``y = softmax(theta(st) . phi(lt) / sqrt(L)) g(lt)``; pre-activated: LayerNorm -> ReLU ->
+    out conv -> dropout; otherwise out conv -> LayerNorm -> dropout. The caller adds the residual.
+    """
+
+    def __init__(self, channels: int, *, dropout: float, pre_activate: bool, layer_norm: bool,
+                 zero_init_out_conv: bool):
+        super().__init__()
+        self.st_feat_conv = Conv(channels, channels, (1, 1, 1), bias=True)
+        self.lt_feat_conv = Conv(channels, channels, (1, 1, 1), bias=True)
+        self.global_conv = Conv(channels, channels, (1, 1, 1), bias=True)
+        self.out_conv = Conv(channels, channels, (1, 1, 1), bias=True)
+        if zero_init_out_conv:
+            nn.init.zeros_(self.out_conv.conv.weight)
+        # mmaction2's shape [C, num_st_feat=1, 1, 1]; normalising over it = over the C channels.
+        self.ln = nn.LayerNorm([channels, 1, 1, 1]) if layer_norm else None
+        self.dropout = nn.Dropout(dropout)
+        self.pre_activate = pre_activate
+        self.scale = channels ** -0.5
+
+    def _norm(self, x: Tensor) -> Tensor:
+        return x if self.ln is None else self.ln(x[:, :, None, None, None]).flatten(1)
+
+    def forward(self, st: Tensor, lt: Tensor, mask: Tensor) -> Tensor:
+        """``st [R, L]``, ``lt [R, S, L]``, ``mask [R, S]`` -> ``[R, L]``."""
+        theta = pointwise(self.st_feat_conv.conv, st)
+        phi = pointwise(self.lt_feat_conv.conv, lt)
+        g = pointwise(self.global_conv.conv, lt)
+        weights = masked_softmax(torch.einsum("rc,rsc->rs", theta, phi) * self.scale, mask)
+        out = torch.einsum("rs,rsc->rc", weights, g)
+        if self.pre_activate:
+            out = F.relu(self._norm(out))
+        out = pointwise(self.out_conv.conv, out)
+        if not self.pre_activate:
+            out = self._norm(out)
+        return self.dropout(out)
+
+
+class LFBNonLocal(nn.Module):
+    """Project st and lt to ``latent_channels``, then stacked residual non-local layers."""
+
+    def __init__(self, *, st_channels: int, lt_channels: int, latent_channels: int = 512,
+                 num_layers: int = 2, st_dropout: float = 0.2, lt_dropout: float = 0.2,
+                 layer_dropout: float = 0.2, pre_activate: bool = True, layer_norm: bool = True,
+                 zero_init_out_conv: bool = False):
+        super().__init__()
+        self.st_feat_conv = nn.Conv3d(st_channels, latent_channels, 1)
+        self.lt_feat_conv = nn.Conv3d(lt_channels, latent_channels, 1)
+        _kaiming(self.st_feat_conv)
+        _kaiming(self.lt_feat_conv)
+        self.st_dropout = nn.Dropout(st_dropout)
+        self.lt_dropout = nn.Dropout(lt_dropout)
+        self.pre_activate = pre_activate
+        self.out_channels = latent_channels
+        # Numbered attributes (not a ModuleList) because mmaction2's keys are non_local_layer_k.
+        self.layer_names = tuple(f"non_local_layer_{k + 1}" for k in range(num_layers))
+        for name in self.layer_names:
+            self.add_module(name, NonLocalLayer(
+                latent_channels, dropout=layer_dropout, pre_activate=pre_activate,
+                layer_norm=layer_norm, zero_init_out_conv=zero_init_out_conv))
+
+    def forward(self, st: Tensor, lt: Tensor, mask: Tensor) -> Tensor:
+        st = self.st_dropout(pointwise(self.st_feat_conv, st))
+        lt = self.lt_dropout(pointwise(self.lt_feat_conv, lt))
+        for name in self.layer_names:
+            st = st + getattr(self, name)(st, lt, mask)
+            if not self.pre_activate:
+                st = F.relu(st)
+        return st
+
+
+class LFBMax(nn.Module):
+    """Channel-wise max over the real bank slots (zeros for a RoI without any)."""
+
+    def __init__(self, *, lt_channels: int):
+        super().__init__()
+        self.out_channels = lt_channels
+
+    def forward(self, st: Tensor, lt: Tensor, mask: Tensor) -> Tensor:
+        pooled = lt.masked_fill(~mask[..., None], float("-inf")).amax(dim=1)
+        return torch.where(mask.any(dim=1, keepdim=True), pooled, torch.zeros_like(pooled))
+
+
+class LFBAvg(nn.Module):
+    """Mean over the real bank slots (zeros for a RoI without any); mmaction2 divides by all S."""
+
+    def __init__(self, *, lt_channels: int):
+        super().__init__()
+        self.out_channels = lt_channels
+
+    def forward(self, st: Tensor, lt: Tensor, mask: Tensor) -> Tensor:
+        count = mask.sum(dim=1, keepdim=True).clamp(min=1).to(lt.dtype)
+        return lt.masked_fill(~mask[..., None], 0.0).sum(dim=1) / count
+
+
+class LFBHead(nn.Module):
+    """Short-term RoI vector concatenated with a bank operator's output: ``[R, C + out]``."""
+
+    def __init__(self, operator: LFBNonLocal | LFBMax | LFBAvg, *, st_channels: int,
+                 lt_channels: int):
+        super().__init__()
+        self.fbo = operator
+        self.st_channels = st_channels
+        self.lt_channels = lt_channels
+        self.out_channels = st_channels + operator.out_channels
+
+    def forward(self, roi_maps: Tensor, lt_features: Tensor, lt_mask: Tensor) -> Tensor:
+        """``roi_maps [R, C, S', S']``; ``lt_features [R, S, D]`` (any float dtype, cast to the
+        model's); ``lt_mask [R, S]`` bool. Padded slots are zeroed first so that no value there
+        (even NaN) can reach the output."""
+        st = roi_maps.amax(dim=(2, 3))
+        lt = lt_features.to(st.dtype).masked_fill(~lt_mask[..., None], 0.0)
+        return torch.cat([st, self.fbo(st, lt, lt_mask)], dim=1)
