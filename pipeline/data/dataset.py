@@ -1,0 +1,193 @@
+"""Training and test samples: one per keyframe, clip from the Zarr frame store, boxes from Parquet.
+
+No video is decoded here: the frames stage already stored one uint8 clip per keyframe. Boxes
+on disk are normalised xyxy; the dataset turns them into pixels of the stored clip and lets the
+transform move them. Box tables are packed into flat arrays with per-sample offsets (CSR) so
+forked workers share them without copying millions of small Python objects.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from pipeline.data.transforms import ClipSample
+from pipeline.errors import InputError
+from pipeline.frames.store import FrameStore
+
+KEY_COLUMNS = ["video_id", "timestamp"]
+BOX_COLUMNS = ["x1", "y1", "x2", "y2"]
+
+
+def clip_frame_subset(stored_len: int, frames_per_clip: int, frame_stride: int,
+                      keyframe_position: int | None = None) -> np.ndarray:
+    """Positions, inside a stored clip, of the frames a model reads.
+
+    A store of 16 frames spaced 2 serves SlowOnly 8x4 with stride 2 (every 2nd stored frame);
+    the keyframe (stored at ``keyframe_position``, default ``stored_len // 2``) stays at
+    position ``frames_per_clip // 2`` of the result.
+    """
+    center = stored_len // 2 if keyframe_position is None else keyframe_position
+    positions = center + (np.arange(frames_per_clip) - frames_per_clip // 2) * frame_stride
+    if frames_per_clip < 1 or frame_stride < 1 or positions[0] < 0 or positions[-1] >= stored_len:
+        raise ValueError(f"{frames_per_clip} frames with stride {frame_stride} do not fit in a stored "
+                         f"clip of {stored_len} frames centred on the keyframe")
+    return positions
+
+
+def filter_proposals(proposals: pd.DataFrame, *, min_score: float, max_per_keyframe: int) -> pd.DataFrame:
+    """mmaction2's proposal rule: keep scores >= min(min_score, best score of the keyframe), so the
+    best box always survives, highest scores first, at most ``max_per_keyframe`` per keyframe."""
+    if proposals.empty:
+        return proposals
+    best = proposals.groupby(KEY_COLUMNS, sort=False)["score"].transform("max")
+    kept = proposals[proposals["score"] >= np.minimum(best, min_score)]
+    kept = kept.sort_values(KEY_COLUMNS + ["score"], ascending=[True, True, False], kind="stable")
+    return kept.groupby(KEY_COLUMNS, sort=False).head(max_per_keyframe)
+
+
+def _normalise_keys(table: pd.DataFrame) -> pd.DataFrame:
+    """Same key dtypes everywhere (Parquet may give category/int16), so merges match."""
+    return table.assign(video_id=table["video_id"].astype(str),
+                        timestamp=table["timestamp"].astype(np.int64))
+
+
+def _pack(table: pd.DataFrame, keys: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Order of ``table`` rows grouped by sample, and per-sample offsets into that order."""
+    sample_of_row = table[KEY_COLUMNS].merge(keys.reset_index(names="_sample"), on=KEY_COLUMNS,
+                                             how="left")["_sample"]
+    sample_of_row = sample_of_row.fillna(-1).to_numpy(np.int64)
+    inside = np.flatnonzero(sample_of_row >= 0)
+    order = inside[np.argsort(sample_of_row[inside], kind="stable")]
+    counts = np.bincount(sample_of_row[inside], minlength=len(keys))
+    offsets = np.concatenate([[0], np.cumsum(counts)])
+    return order, offsets
+
+
+class KeyframeDataset(torch.utils.data.Dataset):
+    """Samples for the keyframes of one split.
+
+    Args:
+        frames_dir: the Zarr frame store (``pipeline.frames.FrameStore``), opened lazily in
+            each worker process.
+        keyframes: the store's index table (video_id, timestamp, split, row, ...).
+        boxes, labels: ground truth from ``pipeline.ava.merge_boxes`` (one row per person box,
+            normalised xyxy, and its multi-hot uint8 [n, num_classes] row). When given, the
+            samples are the annotated keyframes (as mmaction2 does for train and val); when
+            None, every keyframe of the split in the store.
+        proposals: detector boxes (video_id, timestamp, x1..y2, score, normalised), filtered by
+            ``filter_proposals``; a keyframe without any gets the whole frame (mmaction2).
+        exclusions: (video_id, timestamp) keyframes to drop.
+        split: keep index rows of this split (None: all).
+        frames_per_clip, frame_stride: the subset of the stored clip the model reads.
+        transform: called as ``transform(ClipSample, rng)``.
+        num_classes: width of the label rows (needed when ``labels`` is None).
+    """
+
+    def __init__(self, frames_dir: str | Path, keyframes: pd.DataFrame, *,
+                 boxes: pd.DataFrame | None, labels: np.ndarray | None,
+                 proposals: pd.DataFrame | None, exclusions: pd.DataFrame | None = None,
+                 split: str | None, frames_per_clip: int, frame_stride: int,
+                 transform: Callable[[ClipSample, np.random.Generator], ClipSample],
+                 num_classes: int, min_proposal_score: float = 0.9,
+                 max_proposals: int = 1000):
+        self.frames_dir = Path(frames_dir)
+        self.frames_per_clip = frames_per_clip
+        self.frame_stride = frame_stride
+        self.transform = transform
+        self.num_classes = num_classes
+        self._frame_store: FrameStore | None = None  # opened lazily, once per worker process
+
+        keyframes = _normalise_keys(keyframes)
+        index = keyframes if split is None else keyframes[keyframes["split"] == split]
+        index = index[KEY_COLUMNS + ["row"]].drop_duplicates(KEY_COLUMNS)
+        if boxes is not None:
+            if labels is None or len(labels) != len(boxes):
+                raise ValueError("labels must be given with boxes, one row per box")
+            if labels.shape[1] != num_classes:
+                raise ValueError(f"labels have {labels.shape[1]} columns, num_classes is {num_classes}")
+            boxes = _normalise_keys(boxes)
+            wanted = boxes[KEY_COLUMNS].drop_duplicates()
+            keys = wanted.merge(index, on=KEY_COLUMNS, how="left")
+            missing = keys[keys["row"].isna()]
+            if len(missing):
+                first = missing.iloc[0]
+                raise InputError(f"{len(missing)} annotated keyframes are not in the frame store, "
+                                 f"e.g. {first['video_id']},{int(first['timestamp'])}"
+                                 + ("" if split is None else f" (split {split!r})"),
+                                 path=self.frames_dir)
+        else:
+            keys = index
+        if exclusions is not None and len(exclusions):
+            excluded = keys[KEY_COLUMNS].merge(_normalise_keys(exclusions)[KEY_COLUMNS].drop_duplicates(),
+                                               on=KEY_COLUMNS, how="left", indicator=True)
+            keys = keys[(excluded["_merge"] == "left_only").to_numpy()]
+        keys = keys.sort_values(KEY_COLUMNS, kind="stable").reset_index(drop=True)
+        self.video_ids = keys["video_id"].astype(str).to_numpy(dtype=object)
+        self.timestamps = keys["timestamp"].to_numpy(np.int64)
+        self.rows = keys["row"].to_numpy(np.int64)
+
+        if boxes is not None:
+            order, self._gt_offsets = _pack(boxes, keys[KEY_COLUMNS])
+            self._gt_boxes = boxes[BOX_COLUMNS].to_numpy(np.float32)[order]
+            self._gt_labels = np.ascontiguousarray(labels[order], dtype=np.uint8)
+        else:
+            self._gt_offsets = np.zeros(len(keys) + 1, dtype=np.int64)
+            self._gt_boxes = np.zeros((0, 4), np.float32)
+            self._gt_labels = np.zeros((0, num_classes), np.uint8)
+        if proposals is None:
+            proposals = pd.DataFrame({c: [] for c in KEY_COLUMNS + BOX_COLUMNS + ["score"]})
+        proposals = filter_proposals(_normalise_keys(proposals), min_score=min_proposal_score,
+                                     max_per_keyframe=max_proposals)
+        order, self._prop_offsets = _pack(proposals, keys[KEY_COLUMNS])
+        self._proposals = proposals[BOX_COLUMNS].to_numpy(np.float32)[order]
+        self._prop_scores = proposals["score"].to_numpy(np.float32)[order]
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def frame_store(self) -> FrameStore:
+        if self._frame_store is None:
+            self._frame_store = FrameStore(self.frames_dir)
+        return self._frame_store
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state["_frame_store"] = None  # never ship an open store to another process
+        return state
+
+    def read_clip(self, index: int) -> np.ndarray:
+        """The model's frames of sample ``index``: uint8 [frames_per_clip, H, W, 3]."""
+        store = self.frame_store()
+        stored = store.clip(self.video_ids[index], int(self.rows[index]))
+        positions = clip_frame_subset(stored.shape[0], self.frames_per_clip, self.frame_stride,
+                                      store.keyframe_position)
+        return stored[positions]
+
+    def __getitem__(self, key: int | tuple[int, int]) -> dict:
+        """``key`` is an index, or (index, epoch_seed) from ``EpochBatchSampler``: the
+        augmentation draws from a generator seeded by (epoch_seed, index), whatever the worker."""
+        index, epoch_seed = key if isinstance(key, tuple) else (key, 0)
+        clip = torch.from_numpy(np.ascontiguousarray(self.read_clip(index)))
+        height, width = clip.shape[1], clip.shape[2]
+        scale = torch.tensor([width, height, width, height], dtype=torch.float32)
+        g0, g1 = self._gt_offsets[index], self._gt_offsets[index + 1]
+        p0, p1 = self._prop_offsets[index], self._prop_offsets[index + 1]
+        if p1 > p0:
+            proposals = torch.from_numpy(self._proposals[p0:p1])
+            scores = torch.from_numpy(self._prop_scores[p0:p1])
+        else:
+            proposals = torch.tensor([[0.0, 0.0, 1.0, 1.0]])
+            scores = torch.ones(1)
+        sample = ClipSample(clip=clip, gt_boxes=torch.from_numpy(self._gt_boxes[g0:g1]) * scale,
+                            gt_labels=torch.from_numpy(self._gt_labels[g0:g1]),
+                            proposals=proposals * scale, proposal_scores=scores.clone())
+        sample = self.transform(sample, np.random.default_rng([epoch_seed, index]))
+        return {"clip": sample.clip, "gt_boxes": sample.gt_boxes, "gt_labels": sample.gt_labels,
+                "proposals": sample.proposals, "proposal_scores": sample.proposal_scores,
+                "video_id": str(self.video_ids[index]), "timestamp": int(self.timestamps[index]),
+                "index": index}

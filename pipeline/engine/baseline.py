@@ -1,0 +1,201 @@
+"""Train the baseline detector (SlowOnly by default) on the train split and score the val split.
+
+One function does the whole stage so the DVC stage stays a thin wrapper and a test can call it
+directly; it runs unchanged as one process or under ``torchrun`` (see ``launch.py``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+
+from pipeline.ava.annotations import merge_boxes, read_annotations
+from pipeline.ava.exclusions import read_exclusions
+from pipeline.ava.label_map import read_label_map
+from pipeline.ava.results import write_results_parquet
+from pipeline.data.config import DataConfig
+from pipeline.data.dataset import KeyframeDataset, clip_frame_subset
+from pipeline.data.transforms import eval_transform, train_transform
+from pipeline.engine.config import TrainConfig
+from pipeline.engine.detection import detection_loss, detections_table, predict_detections
+from pipeline.engine.distributed import DistContext, setup_distributed
+from pipeline.engine.inference import run_inference
+from pipeline.engine.train import seed_everything, train
+from pipeline.errors import InputError
+from pipeline.evaluation.evaluator import evaluate
+from pipeline.frames.store import FrameStore
+from pipeline.io import write_json
+from pipeline.models import Detector, ModelConfig
+from pipeline.models.checkpoint import (FORMAT, load_into, load_mmaction2_checkpoint,
+                                        load_stad_checkpoint, read_checkpoint,
+                                        save_stad_checkpoint)
+from pipeline.proposals.table import read_proposals
+
+log = logging.getLogger(__name__)
+
+# Settings that change how fast a run goes, not what it computes: changing them keeps the
+# checkpoints resumable.
+RUNTIME_FIELDS = ("num_workers", "device", "val_every", "checkpoint_every_steps", "keep_checkpoints")
+
+
+def frame_stride(store: FrameStore, model_config: ModelConfig) -> int:
+    """Stored frames between two model frames (the model's raw-frame interval / the store's);
+    checks that the model's clip fits in the stored one before any worker starts."""
+    stored = int(store.attrs["frame_interval"])
+    if model_config.frame_interval % stored:
+        raise InputError(f"the model reads every {model_config.frame_interval}th frame but the "
+                         f"store keeps every {stored}th; re-extract with a divisor of "
+                         f"{model_config.frame_interval}", path=store.path, key="frame_interval")
+    stride = model_config.frame_interval // stored
+    try:
+        clip_frame_subset(int(store.attrs["clip_len"]), model_config.clip_len, stride,
+                          store.keyframe_position)
+    except ValueError as e:
+        raise InputError(f"the model's {model_config.clip_len}x{model_config.frame_interval} clip "
+                         f"is not inside the stored clips: {e}", path=store.path, key="clip_len") from e
+    return stride
+
+
+def initialise(model: Detector, path: str | Path) -> None:
+    """Load a project checkpoint or an mmaction2 detector/recognizer checkpoint into ``model``."""
+    obj = read_checkpoint(path)
+    if isinstance(obj, dict) and obj.get("format") == FORMAT:
+        _, state_dict, _ = load_stad_checkpoint(path)
+    else:
+        state_dict = load_mmaction2_checkpoint(path)
+    report = load_into(model, state_dict, path=path)
+    log.info("initialised from %s (%s, %d tensors)", path, report.kind, report.num_tensors)
+
+
+def run_fingerprint(**inputs: Any) -> str:
+    """A short hash of everything that decides what training computes."""
+    text = json.dumps(inputs, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def train_baseline(*, frames_dir: str | Path, keyframes_index: str | Path,
+                   train_annotations: str | Path, val_annotations: str | Path,
+                   label_map_path: str | Path, proposals_path: str | Path,
+                   out_dir: str | Path, checkpoint_dir: str | Path,
+                   model_config: ModelConfig, train_config: TrainConfig,
+                   data_config: DataConfig = DataConfig(),
+                   train_exclusions: str | Path | None = None,
+                   val_exclusions: str | Path | None = None,
+                   init_checkpoint: str | Path | None = None, preset: str | None = None,
+                   eval_protocol: str = "mmaction2", min_action_score: float = 0.002,
+                   ctx: DistContext | None = None) -> dict[str, Any]:
+    """Train, then write into ``out_dir``: ``model.pt`` (stad-v1), ``steps.csv``,
+    ``epochs.csv``/``epochs.json``, ``val_detections.parquet`` (one row per proposal box and
+    class with score >= ``min_action_score``; mmaction2 keeps > 0.002) and ``metrics.json``
+    (val mAP and group means under ``eval_protocol``). Returns the metrics (main rank).
+
+    Resumes from ``checkpoint_dir`` when it holds checkpoints of the same configuration.
+    """
+    if model_config.uses_bank:
+        raise InputError(f"shared_head {model_config.shared_head!r} needs a long-term feature "
+                         "bank, which the baseline is trained to produce; pick a preset without one",
+                         key="shared_head")
+    ctx = ctx or setup_distributed(train_config.device)
+    out_dir = Path(out_dir)
+    label_map = read_label_map(label_map_path)
+    if max(label_map.ids) >= model_config.num_classes:
+        raise InputError(f"label map id {max(label_map.ids)} needs num_classes > "
+                         f"{max(label_map.ids)}, the model has {model_config.num_classes}",
+                         path=label_map_path, key="num_classes")
+    columns = torch.tensor(label_map.ids, dtype=torch.long)
+    store = FrameStore(frames_dir)
+    stride = frame_stride(store, model_config)
+    if not Path(keyframes_index).is_file():
+        raise InputError("keyframe index not found (run frame extraction first)", path=keyframes_index)
+    keyframes = pd.read_parquet(keyframes_index)
+    proposals = read_proposals(proposals_path)
+    val_gt = read_annotations(val_annotations, label_map)
+    val_excluded = read_exclusions(val_exclusions) if val_exclusions else None
+
+    def dataset(annotations: pd.DataFrame, split: str, exclusions, transform,
+                min_score: float) -> KeyframeDataset:
+        boxes, labels = merge_boxes(annotations, label_map)
+        return KeyframeDataset(frames_dir, keyframes, boxes=boxes, labels=labels,
+                               proposals=proposals, exclusions=exclusions, split=split,
+                               frames_per_clip=model_config.clip_len, frame_stride=stride,
+                               transform=transform, num_classes=label_map.num_classes,
+                               min_proposal_score=min_score,
+                               max_proposals=data_config.max_proposals)
+
+    train_set = dataset(read_annotations(train_annotations, label_map), "train",
+                        read_exclusions(train_exclusions) if train_exclusions else None,
+                        train_transform(short_side_range=data_config.short_side_range,
+                                        crop_size=data_config.crop_size, flip_p=data_config.flip_p,
+                                        min_box_size=data_config.min_box_size),
+                        data_config.train_min_proposal_score)
+    val_set = dataset(val_gt, "val", val_excluded,
+                      eval_transform(short_side=data_config.test_short_side),
+                      data_config.test_min_proposal_score)
+    if len(train_set) == 0:
+        raise InputError("no annotated train keyframe is in the frame store", path=train_annotations)
+
+    seed_everything(train_config.seed, deterministic=train_config.deterministic)
+    model = Detector(model_config)
+    if init_checkpoint is not None:
+        initialise(model, init_checkpoint)
+    device = ctx.device
+
+    def loss_fn(wrapped: torch.nn.Module, batch) -> torch.Tensor:
+        return detection_loss(wrapped, batch, detector=model, columns=columns, device=device)
+
+    def score_val() -> tuple[pd.DataFrame, dict] | None:
+        predictions = run_inference(
+            model, val_set, batch_size=data_config.test_batch_size,
+            num_workers=train_config.num_workers, ctx=ctx, desc="val",
+            predict_batch=lambda m, b: predict_detections(m, b, columns=columns, device=device))
+        if predictions is None:
+            return None
+        detections = detections_table(predictions, label_map.ids, min_score=min_action_score)
+        result = evaluate(val_gt, detections, label_map, exclusions=val_excluded,
+                          protocol=eval_protocol)
+        return detections, result.to_json()
+
+    last_val: dict[str, Any] = {}
+
+    def validate(_model: torch.nn.Module, epoch: int) -> dict[str, float]:
+        scored = score_val()
+        last_val["epoch"] = epoch  # on every rank: all of them must agree on what runs next
+        if scored is None:
+            return {}
+        last_val.update(detections=scored[0], result=scored[1])
+        return {"val_mAP": scored[1]["mAP"],
+                **{f"val_mAP_{g}": v for g, v in scored[1]["group_mAP"].items()}}
+
+    runtime_free = {k: v for k, v in asdict(train_config).items() if k not in RUNTIME_FIELDS}
+    fingerprint = run_fingerprint(model=asdict(model_config), train=runtime_free,
+                                  data=asdict(data_config), init=init_checkpoint,
+                                  world_size=ctx.world_size,
+                                  inputs=[frames_dir, keyframes_index, train_annotations,
+                                          label_map_path, proposals_path, train_exclusions])
+    history = train(model, train_set, config=train_config, loss_fn=loss_fn, ctx=ctx,
+                    checkpoint_dir=checkpoint_dir, curves_dir=out_dir if ctx.is_main else None,
+                    validate=validate, fingerprint=fingerprint)
+
+    if last_val.get("epoch") != train_config.epochs:
+        scored = score_val()
+        if scored is not None:
+            last_val.update(epoch=train_config.epochs, detections=scored[0], result=scored[1])
+    if not ctx.is_main:
+        return {}
+    save_stad_checkpoint(out_dir / "model.pt", model=model.cpu(), preset=preset)
+    write_results_parquet(out_dir / "val_detections.parquet", last_val["detections"])
+    result = last_val["result"]
+    metrics = {"val_mAP": result["mAP"], "val_group_mAP": result["group_mAP"],
+               "val_per_class_AP": result["per_class"], "protocol": result["protocol"],
+               "train_loss": history.epochs[-1]["loss"], "epochs": len(history.epochs),
+               "steps": len(history.steps), "train_clips": len(train_set),
+               "val_clips": len(val_set)}
+    write_json(out_dir / "metrics.json", metrics)
+    return metrics

@@ -1,0 +1,65 @@
+"""How to train: one typed record, mapped from params.yaml by the caller."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from pipeline.errors import InputError
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimiser, schedule and runtime settings of a training run.
+
+    Defaults follow mmaction2's SlowOnly AVA 2.1 recipe (8 GPUs x 16 clips, SGD 0.2, warmup
+    x0.1 over 5 epochs, steps at 10 and 15, 20 epochs, clip 40); ``batch_size`` is per process.
+    """
+
+    epochs: int = 20
+    batch_size: int = 16
+    lr: float = 0.2
+    momentum: float = 0.9
+    weight_decay: float = 1e-5
+    warmup_epochs: float = 5.0      # linear warmup length, counted in iterations
+    warmup_ratio: float = 0.1       # lr factor at iteration 0
+    schedule: Literal["cosine", "step"] = "step"
+    steps: tuple[int, ...] = (10, 15)  # epochs where the step schedule multiplies lr by gamma
+    gamma: float = 0.1
+    grad_clip: float | None = 40.0  # max L2 norm of all gradients; None: no clipping
+    seed: int = 0
+    deterministic: bool = False     # deterministic kernels: exact reruns and resumes, slower
+    amp: bool = False               # float16 autocast + loss scaling; ignored on CPU
+    num_workers: int = 2
+    device: str = "auto"            # "auto" | "cpu" | "cuda"
+    val_every: int = 1              # validate every n epochs (and after the last); 0: never
+    checkpoint_every_steps: int | None = None  # extra mid-epoch checkpoints for long epochs
+    keep_checkpoints: int = 2
+
+    def __post_init__(self) -> None:
+        positive_ints = ("epochs", "batch_size", "keep_checkpoints")
+        for name in positive_ints:
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise InputError(f"must be a positive integer, got {value!r}", key=name)
+        for name in ("num_workers", "val_every", "seed"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise InputError(f"must be a non-negative integer, got {value!r}", key=name)
+        if self.lr <= 0:
+            raise InputError(f"must be > 0, got {self.lr!r}", key="lr")
+        if self.warmup_epochs < 0:
+            raise InputError(f"must be >= 0, got {self.warmup_epochs!r}", key="warmup_epochs")
+        if not 0 < self.warmup_ratio <= 1:
+            raise InputError(f"must be in (0, 1], got {self.warmup_ratio!r}", key="warmup_ratio")
+        if self.schedule not in ("cosine", "step"):
+            raise InputError(f"must be 'cosine' or 'step', got {self.schedule!r}", key="schedule")
+        if list(self.steps) != sorted(self.steps):
+            raise InputError(f"must be increasing epochs, got {self.steps!r}", key="steps")
+        if self.grad_clip is not None and self.grad_clip <= 0:
+            raise InputError(f"must be > 0 or null, got {self.grad_clip!r}", key="grad_clip")
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise InputError(f"must be 'auto', 'cpu' or 'cuda', got {self.device!r}", key="device")
+        if self.checkpoint_every_steps is not None and self.checkpoint_every_steps < 1:
+            raise InputError(f"must be a positive integer or null, got {self.checkpoint_every_steps!r}",
+                             key="checkpoint_every_steps")

@@ -1,0 +1,204 @@
+"""The training loop: plain, top to bottom, resumable at any checkpoint.
+
+Loop order per step: set lr -> forward (autocast on CUDA) -> backward -> clip -> step ->
+zero grads -> log; a checkpoint every ``checkpoint_every_steps`` and at every epoch end,
+validation every ``val_every`` epochs. A run finds the newest checkpoint in its checkpoint
+folder and continues from it; with ``deterministic`` it reaches the same weights as a run that
+was never interrupted (same order, same augmentations, same RNG draws).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import random
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from pipeline.data.loader import make_loader
+from pipeline.data.sampler import EpochBatchSampler
+from pipeline.engine import distributed as dist_utils
+from pipeline.engine.checkpoint import (clear_checkpoints, load_latest_checkpoint, rng_state,
+                                        save_checkpoint, set_rng_state)
+from pipeline.engine.config import TrainConfig
+from pipeline.engine.curves import write_curves
+from pipeline.engine.distributed import DistContext
+from pipeline.engine.schedule import LRSchedule
+
+log = logging.getLogger(__name__)
+
+LossFn = Callable[[nn.Module, object], torch.Tensor]
+ValidateFn = Callable[[nn.Module, int], dict[str, float]]
+
+
+@dataclass
+class TrainHistory:
+    """Curves so far; stored in checkpoints so a resumed run writes the whole history."""
+
+    steps: list[dict] = field(default_factory=list)
+    epochs: list[dict] = field(default_factory=list)
+
+
+def seed_everything(seed: int, *, deterministic: bool) -> None:
+    """Seed Python, NumPy and torch; with ``deterministic``, also pick deterministic kernels."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True)
+        torch.backends.cudnn.deterministic = True
+        torch.backends.cudnn.benchmark = False
+
+
+def build_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.SGD:
+    """SGD with momentum; weight decay on every parameter, as mmaction2's AVA configs do."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    return torch.optim.SGD(params, lr=config.lr, momentum=config.momentum,
+                           weight_decay=config.weight_decay)
+
+
+def parameter_digest(model: nn.Module) -> str:
+    """SHA-256 of all parameter bytes: equal on every rank while DDP keeps replicas in sync."""
+    digest = hashlib.sha256()
+    for name, param in model.named_parameters():
+        digest.update(name.encode())
+        digest.update(param.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def train(model: nn.Module, dataset: torch.utils.data.Dataset, *, config: TrainConfig,
+          loss_fn: LossFn, ctx: DistContext, checkpoint_dir: str | Path,
+          curves_dir: str | Path | None = None, validate: ValidateFn | None = None,
+          fingerprint: str = "") -> TrainHistory:
+    """Train ``model`` on ``dataset`` (collated into ``Batch``) and return its curves.
+
+    ``loss_fn(model, batch)`` moves the batch to the device and returns the scalar loss; it
+    receives the DDP-wrapped model when distributed. ``validate(model, epoch)`` runs on every
+    rank (it may shard work) and returns metrics on the main rank. ``fingerprint`` identifies
+    what is being trained (config, model, data): checkpoints from a different fingerprint are
+    deleted instead of resumed, so a params change never continues a stale run. The model's
+    final weights are in ``model`` on return; only the main rank writes files.
+    """
+    device = ctx.device
+    model.to(device)
+    optimizer = build_optimizer(model, config)
+    use_amp = config.amp and device.type == "cuda"
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    sampler = EpochBatchSampler(len(dataset), config.batch_size, seed=config.seed,
+                                rank=ctx.rank, world_size=ctx.world_size)
+    steps_per_epoch = sampler.batches_per_epoch
+    schedule = LRSchedule.from_config(config, steps_per_epoch)
+    history = TrainHistory()
+    epoch, step_in_epoch, global_step = 0, 0, 0
+    torch.manual_seed(config.seed + ctx.rank)  # per-rank dropout draws
+
+    checkpoint = load_latest_checkpoint(checkpoint_dir)
+    if checkpoint is not None and checkpoint["fingerprint"] != fingerprint:
+        log.warning("checkpoints in %s belong to another configuration; starting afresh",
+                    checkpoint_dir)
+        dist_utils.barrier(ctx)  # everyone has read before the main rank deletes
+        if ctx.is_main:
+            clear_checkpoints(checkpoint_dir)
+        checkpoint = None
+    if checkpoint is not None:
+        model.load_state_dict(checkpoint["model"])
+        optimizer.load_state_dict(checkpoint["optimizer"])
+        scaler.load_state_dict(checkpoint["scaler"])
+        epoch, step_in_epoch = checkpoint["epoch"], checkpoint["step_in_epoch"]
+        global_step = checkpoint["global_step"]
+        history = TrainHistory(**checkpoint["history"])
+        if len(checkpoint["rng"]) == ctx.world_size:
+            set_rng_state(checkpoint["rng"][ctx.rank])
+        else:
+            log.warning("resuming on %d ranks from a %d-rank checkpoint: RNG streams differ",
+                        ctx.world_size, len(checkpoint["rng"]))
+        log.info("resuming at epoch %d, step %d of %d", epoch, step_in_epoch, steps_per_epoch)
+    dist_utils.barrier(ctx)
+
+    wrapped = model
+    if ctx.distributed:
+        wrapped = nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None)
+    loader = make_loader(dataset, batch_sampler=sampler, num_workers=config.num_workers,
+                         pin_memory=device.type == "cuda")
+
+    def save(epoch_: int, step_in_epoch_: int) -> None:
+        rng = dist_utils.all_gather_objects(rng_state(), ctx)
+        # Replicas must agree before one of them is saved as "the" model.
+        digests = dist_utils.all_gather_objects(parameter_digest(model), ctx)
+        if len(set(digests)) > 1:
+            raise RuntimeError(f"DDP replicas hold different weights at step {global_step}")
+        if ctx.is_main:
+            state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                     "scaler": scaler.state_dict(), "epoch": epoch_,
+                     "step_in_epoch": step_in_epoch_, "global_step": global_step, "rng": rng,
+                     "config": asdict(config), "fingerprint": fingerprint,
+                     "replica_digests": digests,
+                     "history": asdict(history)}
+            save_checkpoint(checkpoint_dir, state, step=global_step, keep=config.keep_checkpoints)
+
+    while epoch < config.epochs:
+        sampler.set_epoch(epoch, start_batch=step_in_epoch)
+        wrapped.train()
+        progress = tqdm(loader, total=steps_per_epoch, initial=step_in_epoch,
+                        desc=f"epoch {epoch + 1}/{config.epochs}", disable=not ctx.is_main,
+                        leave=False, dynamic_ncols=True)
+        tick = time.perf_counter()
+        for batch in progress:
+            lr = schedule(global_step)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_amp):
+                loss = loss_fn(wrapped, batch)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"loss is {loss.item()} at epoch {epoch}, "
+                                         f"step {step_in_epoch} (global step {global_step})")
+            scaler.scale(loss).backward()
+            if config.grad_clip is not None:
+                scaler.unscale_(optimizer)
+                nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+            scaler.step(optimizer)
+            scaler.update()
+            optimizer.zero_grad(set_to_none=True)
+            global_step += 1
+            step_in_epoch += 1
+
+            loss_value = float(loss.item())
+            now = time.perf_counter()
+            clips_per_s = len(batch) * ctx.world_size / max(now - tick, 1e-9)
+            tick = now
+            history.steps.append({"step": global_step, "epoch": epoch + 1, "loss": loss_value,
+                                  "lr": lr, "clips_per_s": round(clips_per_s, 3)})
+            progress.set_postfix(loss=f"{loss_value:.4f}", lr=f"{lr:.3g}")
+            if (config.checkpoint_every_steps and global_step % config.checkpoint_every_steps == 0
+                    and step_in_epoch < steps_per_epoch):
+                save(epoch, step_in_epoch)
+        progress.close()
+
+        epoch += 1
+        step_in_epoch = 0
+        # Mean step loss of the main rank, taken from the history so that an epoch split by
+        # an interruption reports the same value as an uninterrupted one.
+        losses = [r["loss"] for r in history.steps if r["epoch"] == epoch]
+        row = {"epoch": epoch, "loss": float(np.mean(losses)), "lr": schedule(global_step - 1)}
+        last = epoch == config.epochs
+        if validate is not None and config.val_every and (epoch % config.val_every == 0 or last):
+            wrapped.eval()
+            row.update(validate(model, epoch))
+        history.epochs.append(row)
+        log.info("epoch %d: %s", epoch, row)
+        save(epoch, 0)
+        if ctx.is_main and curves_dir is not None:
+            write_curves(curves_dir, history.steps, history.epochs)
+    if ctx.is_main and curves_dir is not None:
+        write_curves(curves_dir, history.steps, history.epochs)
+    return history

@@ -1,0 +1,226 @@
+"""Training engine: schedule, config checks, checkpoints, curves, and real training runs of the
+tiny detector on a real frame store (loss falls; kill and resume reaches the same weights)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from pipeline.ava.results import COLUMNS as RESULT_COLUMNS
+from pipeline.ava.results import read_results
+from pipeline.engine import LRSchedule, TrainConfig
+from pipeline.engine.checkpoint import checkpoint_files, load_latest_checkpoint, save_checkpoint
+from pipeline.engine.curves import write_curves
+from pipeline.engine.launch import run_job
+from pipeline.errors import InputError
+from pipeline.models.checkpoint import build_detector_from_checkpoint, load_stad_checkpoint
+from test_data_loading import TinyData, build_tiny_data
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def make_job(data: TinyData, out: Path, *, preset: str = "tiny", **train) -> dict:
+    """A launch job for the tiny preset (SlowOnly 8x8 layout at 1/8 width) on tiny clips."""
+    return {
+        "frames_dir": str(data.frames_dir), "keyframes_index": str(data.keyframes_path),
+        "train_annotations": str(data.annotations["train"]),
+        "val_annotations": str(data.annotations["val"]),
+        "train_exclusions": str(data.exclusions["train"]),
+        "val_exclusions": str(data.exclusions["val"]),
+        "label_map_path": str(data.label_map_path), "proposals_path": str(data.proposals_path),
+        "out_dir": str(out / "out"), "checkpoint_dir": str(out / "checkpoints"),
+        "preset": preset,
+        "train": {"epochs": 2, "batch_size": 4, "lr": 0.05, "warmup_epochs": 0.5,
+                  "schedule": "cosine", "num_workers": 0, "deterministic": True, **train},
+        "data": {"short_side_range": [32, 48], "crop_size": 32, "test_short_side": 32,
+                 "test_batch_size": 4},
+    }
+
+
+@pytest.fixture(autouse=True)
+def torch_globals():
+    """One compute thread (tiny tensors gain nothing from more, and a busy 2-core machine
+    makes an OpenMP pool crawl); deterministic runs switch torch's global flag on: leave both
+    as other tests expect them."""
+    threads, enabled = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+    torch.use_deterministic_algorithms(enabled)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> TinyData:
+    # The tiny preset reads 8 frames 8 apart: store exactly that (stride 1 in the store).
+    return build_tiny_data(tmp_path_factory.mktemp("engine_data"), videos=3, seconds=8,
+                           width=64, height=48, clip_len=8, frame_interval=8)
+
+
+def test_schedule_warmup_then_step():
+    config = TrainConfig(epochs=20, lr=0.2, warmup_epochs=5, warmup_ratio=0.1,
+                         schedule="step", steps=(10, 15), gamma=0.1)
+    lr = LRSchedule.from_config(config, steps_per_epoch=10)
+    assert lr(0) == pytest.approx(0.02)
+    assert lr(25) == pytest.approx(0.02 + 0.18 * 0.5)
+    assert lr(50) == pytest.approx(0.2) and lr(99) == pytest.approx(0.2)
+    assert lr(100) == pytest.approx(0.02) and lr(150) == pytest.approx(0.002)
+    assert all(lr(s) <= lr(s + 1) for s in range(49))               # warmup increases
+
+
+def test_schedule_cosine_reaches_zero_and_is_pure():
+    config = TrainConfig(epochs=10, lr=0.1, warmup_epochs=2, schedule="cosine")
+    lr = LRSchedule.from_config(config, steps_per_epoch=7)
+    values = [lr(s) for s in range(70)]
+    assert values == [lr(s) for s in range(70)]
+    assert values[14] == pytest.approx(0.1)
+    assert values[14 + 28] == pytest.approx(0.05)                   # half way through the cosine
+    assert lr(70) == pytest.approx(0.0, abs=1e-12)
+    assert all(a >= b for a, b in zip(values[14:], values[15:]))
+
+
+@pytest.mark.parametrize("field, value", [("batch_size", 0), ("schedule", "linear"),
+                                          ("grad_clip", -1.0), ("device", "tpu"),
+                                          ("steps", (15, 10))])
+def test_train_config_names_the_bad_key(field, value):
+    with pytest.raises(InputError, match=f"key '{field}'"):
+        TrainConfig(**{field: value})
+
+
+def test_checkpoints_keep_newest_and_skip_unreadable(tmp_path):
+    for step in (3, 6, 9):
+        save_checkpoint(tmp_path, {"step": step}, step=step, keep=2)
+    assert [p.name for p in checkpoint_files(tmp_path)] == ["step_000000006.pt", "step_000000009.pt"]
+    assert not list(tmp_path.glob("*.partial"))
+    (tmp_path / "step_000000012.pt").write_bytes(b"truncated")
+    assert load_latest_checkpoint(tmp_path) == {"step": 9}
+    assert load_latest_checkpoint(tmp_path / "missing") is None
+
+
+def test_curves_are_csv_and_json(tmp_path):
+    write_curves(tmp_path, [{"step": 1, "epoch": 1, "loss": 0.5, "lr": 0.1, "clips_per_s": 3.0}],
+                 [{"epoch": 1, "loss": 0.5, "lr": 0.1, "val_mAP": 0.25}])
+    assert (tmp_path / "steps.csv").read_text().splitlines() == [
+        "step,epoch,loss,lr,clips_per_s", "1,1,0.5,0.1,3.0"]
+    assert pd.read_csv(tmp_path / "epochs.csv")["val_mAP"].tolist() == [0.25]
+    assert json.loads((tmp_path / "epochs.json").read_text())[0]["val_mAP"] == 0.25
+
+
+def test_tiny_detector_trains_loss_falls_and_outputs_are_written(data, tmp_path):
+    job = make_job(data, tmp_path, epochs=3, lr=0.05, val_every=2)
+    metrics = run_job(job)
+    out = tmp_path / "out"
+    steps = pd.read_csv(out / "steps.csv")
+    assert len(steps) == metrics["steps"] == 3 * (11 // 4)         # 11 train keyframes, batch 4
+    losses = steps["loss"].to_numpy()
+    assert losses[-2:].mean() < 0.5 * losses[:2].mean()
+    epochs = pd.read_csv(out / "epochs.csv")
+    assert epochs["epoch"].tolist() == [1, 2, 3]
+    assert epochs["val_mAP"].notna().tolist() == [False, True, True]   # every 2nd and the last
+    saved = json.loads((out / "metrics.json").read_text())
+    assert 0.0 <= saved["val_mAP"] <= 1.0 and saved["val_mAP"] == metrics["val_mAP"]
+    assert saved["val_clips"] == 5                                   # 6 val keyframes, 1 excluded
+    detections = read_results(out / "val_detections.parquet")
+    assert list(detections.columns) == RESULT_COLUMNS
+    assert set(detections["action_id"]) <= set(data.label_map.ids)
+    assert detections[["x1", "y1", "x2", "y2"]].to_numpy().min() >= 0
+    config, state, preset = load_stad_checkpoint(out / "model.pt")
+    assert preset == "tiny" and config.base_channels == 8
+    model = build_detector_from_checkpoint(out / "model.pt")
+    assert sum(p.numel() for p in model.parameters()) > 0
+
+
+def _final_state(out: Path) -> dict[str, torch.Tensor]:
+    return load_stad_checkpoint(out / "model.pt")[1]
+
+
+def test_killed_run_resumes_to_the_same_weights(data, tmp_path):
+    """SIGKILL a training process right after its first mid-epoch checkpoint, rerun the same
+    job, and compare with a run that was never interrupted (deterministic mode)."""
+    train = dict(epochs=2, batch_size=2, checkpoint_every_steps=1, val_every=0)  # 5 steps/epoch
+    reference = tmp_path / "reference"
+    run_job(make_job(data, reference, **train))
+
+    resumed = tmp_path / "resumed"
+    job_path = tmp_path / "job.json"
+    job_path.write_text(json.dumps(make_job(data, resumed, **train)))
+    command = [sys.executable, "-m", "pipeline.engine.launch", str(job_path)]
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "OMP_NUM_THREADS": "1"}
+    process = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while not checkpoint_files(resumed / "checkpoints") and process.poll() is None:
+        assert time.monotonic() < deadline, "no checkpoint appeared"
+        time.sleep(0.005)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert process.returncode == -signal.SIGKILL, process.stderr.read().decode()[-2000:]
+    assert not (resumed / "out" / "model.pt").exists()
+    checkpoint = load_latest_checkpoint(resumed / "checkpoints")
+    assert checkpoint["epoch"] == 0 and 0 < checkpoint["step_in_epoch"] < 5   # mid-epoch
+
+    finished = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True)
+    assert finished.returncode == 0, finished.stderr[-2000:]
+    assert "resuming at epoch 0" in finished.stderr
+    expected, got = _final_state(reference / "out"), _final_state(resumed / "out")
+    assert expected.keys() == got.keys()
+    for name in expected:
+        assert torch.equal(expected[name], got[name]), name
+    ref_steps = pd.read_csv(reference / "out" / "steps.csv")
+    new_steps = pd.read_csv(resumed / "out" / "steps.csv")
+    np.testing.assert_array_equal(ref_steps["loss"], new_steps["loss"])
+
+
+def test_changed_config_does_not_resume_stale_checkpoints(data, tmp_path):
+    run_job(make_job(data, tmp_path, epochs=1, val_every=0))
+    assert checkpoint_files(tmp_path / "checkpoints")
+    fresh = tmp_path / "fresh"
+    run_job(make_job(data, fresh, epochs=1, val_every=0, lr=0.01))
+    rerun = make_job(data, tmp_path, epochs=1, val_every=0, lr=0.01)
+    run_job(rerun)                                   # same folders, different lr: starts afresh
+    expected, got = _final_state(fresh / "out"), _final_state(tmp_path / "out")
+    assert all(torch.equal(expected[k], got[k]) for k in expected)
+
+
+def test_model_clip_must_fit_the_stored_clips(data):
+    from dataclasses import replace
+
+    from pipeline.engine.baseline import frame_stride
+    from pipeline.frames import FrameStore
+    from pipeline.models import get_preset
+
+    store = FrameStore(data.frames_dir)                              # 8 frames, 8 apart
+    assert frame_stride(store, get_preset("tiny")) == 1
+    with pytest.raises(InputError, match="key 'frame_interval'"):
+        frame_stride(store, replace(get_preset("tiny"), frame_interval=4))
+    with pytest.raises(InputError, match="key 'clip_len'"):
+        frame_stride(store, replace(get_preset("tiny"), clip_len=16))
+
+
+@pytest.mark.parametrize("form", ["stad", "mmaction2"])
+def test_initialise_from_a_project_or_mmaction2_checkpoint(tmp_path, form):
+    from pipeline.engine.baseline import initialise
+    from pipeline.models import Detector, get_preset
+    from pipeline.models.checkpoint import save_stad_checkpoint
+
+    torch.manual_seed(1)
+    source = Detector(get_preset("tiny"))
+    path = tmp_path / "init.pt"
+    if form == "stad":
+        save_stad_checkpoint(path, model=source, preset="tiny")
+    else:
+        torch.save({"meta": {}, "state_dict": source.state_dict()}, path)
+    torch.manual_seed(2)
+    target = Detector(get_preset("tiny"))
+    initialise(target, path)
+    for name, value in source.state_dict().items():
+        assert torch.equal(value, target.state_dict()[name]), name
