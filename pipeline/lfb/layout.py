@@ -1,0 +1,109 @@
+"""The row layout of a long-term feature bank, decided before any feature exists.
+
+Rows are sorted by (video_id, timestamp), so every time window of a video is one contiguous row
+slice and a reader fetches a window with one slice instead of one read per box. ``box_index``
+is the box's position within its keyframe in the input table, so a row maps back to the box
+that produced it. The bank format itself is described in ``reader.py``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from pipeline.errors import InputError
+
+BOX_COLUMNS = ("video_id", "timestamp", "x1", "y1", "x2", "y2", "score", "split", "source")
+SOURCES = ("gt", "proposal")
+INDEX_SCHEMA = pa.schema([
+    ("row", pa.int64()),
+    ("video_id", pa.string()),
+    ("timestamp", pa.int32()),
+    ("box_index", pa.int32()),
+    ("x1", pa.float32()),
+    ("y1", pa.float32()),
+    ("x2", pa.float32()),
+    ("y2", pa.float32()),
+    ("score", pa.float32()),
+    ("split", pa.string()),
+    ("source", pa.string()),
+])
+
+
+def _first_bad(table: pd.DataFrame, bad: pd.Series | np.ndarray) -> object:
+    return table.index[np.asarray(bad)][0]
+
+
+def bank_layout(boxes: pd.DataFrame) -> pd.DataFrame:
+    """Validate a box table and give every box its bank row.
+
+    ``boxes`` has one row per box with columns ``video_id, timestamp`` (whole AVA seconds),
+    ``x1, y1, x2, y2`` (normalised), ``score``, ``split`` and ``source`` ("gt" or "proposal").
+    Returns the index table (``INDEX_SCHEMA`` columns) sorted by (video_id, timestamp); the
+    input order of boxes within a keyframe is kept as ``box_index``.
+    """
+    missing = [column for column in BOX_COLUMNS if column not in boxes.columns]
+    if missing:
+        raise InputError(f"box table has no column(s) {missing} (columns: "
+                         f"{list(boxes.columns)})", key=missing[0])
+    if len(boxes) == 0:
+        raise InputError("box table is empty: a feature bank needs at least one box",
+                         key="video_id")
+    table = boxes.loc[:, list(BOX_COLUMNS)].reset_index(drop=True)
+    for column in BOX_COLUMNS:
+        if table[column].isna().any():
+            raise InputError(f"box table row {_first_bad(table, table[column].isna())} has no "
+                             f"{column}", key=column)
+    timestamps = pd.to_numeric(table["timestamp"], errors="coerce")
+    bad = timestamps.isna() | (timestamps != np.round(timestamps))
+    if bad.any():
+        row = _first_bad(table, bad)
+        raise InputError(f"box table row {row}: timestamp {table['timestamp'][row]!r} is not a "
+                         f"whole second", key="timestamp")
+    numbers = {}
+    for column in ("x1", "y1", "x2", "y2", "score"):
+        values = pd.to_numeric(table[column], errors="coerce").to_numpy(np.float64)
+        if np.isnan(values).any():
+            row = _first_bad(table, np.isnan(values))
+            raise InputError(f"box table row {row}: {column}={table[column][row]!r} is not a "
+                             f"number", key=column)
+        numbers[column] = values
+    coords = np.stack([numbers[c] for c in ("x1", "y1", "x2", "y2")], axis=1)
+    outside = ((coords < 0) | (coords > 1)).any(axis=1)
+    if outside.any():
+        row = _first_bad(table, outside)
+        raise InputError(f"box table row {row}: box {coords[row].tolist()} is outside [0, 1] "
+                         f"(boxes are normalised xyxy)", key="x1")
+    source = table["source"].astype(str)
+    unknown = ~source.isin(SOURCES)
+    if unknown.any():
+        row = _first_bad(table, unknown)
+        raise InputError(f"box table row {row}: source {source[row]!r} is not one of "
+                         f"{list(SOURCES)}", key="source")
+
+    index = pd.DataFrame({
+        "video_id": table["video_id"].astype(str),
+        "timestamp": timestamps.to_numpy(np.int64),
+        **numbers,
+        "split": table["split"].astype(str),
+        "source": source,
+    })
+    index = index.sort_values(["video_id", "timestamp"], kind="stable", ignore_index=True)
+    box_index = index.groupby(["video_id", "timestamp"], sort=False).cumcount()
+    index.insert(0, "row", np.arange(len(index), dtype=np.int64))
+    index.insert(3, "box_index", box_index.to_numpy(np.int64))
+    return pa.Table.from_pandas(index, schema=INDEX_SCHEMA, preserve_index=False).to_pandas()
+
+
+def layout_fingerprint(index: pd.DataFrame, settings: dict) -> str:
+    """A hash of the row layout and the storage settings: a resumed write must match both."""
+    digest = hashlib.sha256()
+    digest.update(json.dumps(settings, sort_keys=True).encode())
+    for column in INDEX_SCHEMA.names:
+        digest.update(column.encode())
+        digest.update(pd.util.hash_pandas_object(index[column], index=False).to_numpy().tobytes())
+    return digest.hexdigest()
