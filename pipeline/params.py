@@ -25,7 +25,10 @@ import yaml
 
 from pipeline.errors import InputError
 from pipeline.io import write_text
+from pipeline.data.config import DataConfig
+from pipeline.engine.config import TrainConfig
 from pipeline.frames import FrameSpec
+from pipeline.models import ModelConfig, get_preset
 from pipeline.proposals import SimulatedDetector
 from pipeline.synthetic import SyntheticConfig
 
@@ -109,10 +112,178 @@ def _positive(obj, *names: str) -> None:
             raise ValueError(f"{name} must be > 0, got {value}")
 
 
+@dataclass(frozen=True)
+class BaselineParams:
+    """The baseline detector and how it is trained (``pretrain_baseline``).
+
+    ``preset`` names any model preset (mmaction2 config stems, or ``tiny`` for CPU);
+    ``backbone`` swaps the preset's backbone kind; ``model`` overrides single ModelConfig
+    fields. The number of output columns always follows the label map (largest id + 1).
+    """
+
+    preset: str
+    backbone: Literal["slowonly", "slowfast"]
+    model: dict[str, Any]
+    train: TrainConfig
+    data: DataConfig
+    init_checkpoint: str            # "" = random initialisation
+    eval_protocol: Literal["mmaction2", "activitynet", "pyslowfast"]
+    min_action_score: float
+    num_threads: int                # torch CPU threads; 0 = torch's default
+
+    def __post_init__(self):
+        self.model_config(num_classes=81)  # validates preset and overrides at load time
+        if self.num_threads < 0:
+            raise ValueError(f"num_threads must be >= 0, got {self.num_threads}")
+
+    def model_config(self, num_classes: int) -> ModelConfig:
+        preset = get_preset(self.preset, key="baseline.preset")
+        known = {f.name for f in dataclasses.fields(ModelConfig)}
+        for name in self.model:
+            if name not in known or name == "num_classes":
+                raise InputError("not an overridable ModelConfig field (num_classes follows "
+                                 "the label map)", key=f"baseline.model.{name}")
+        values = {**dataclasses.asdict(preset), **self.model, "backbone": self.backbone,
+                  "num_classes": num_classes}
+        return ModelConfig.from_dict(values)
+
+
+@dataclass(frozen=True)
+class LfbParams:
+    """The long-term feature bank (``infer_lfb``) and the window a head reads from it.
+
+    ``train_boxes``: whose features the train split's bank rows hold, ground-truth boxes (as
+    the LFB paper and mmaction2 train) or detector proposals; val rows are always proposals.
+    ``window_seconds``/``max_per_second``: see ``pipeline.lfb.reader``.
+    """
+
+    train_boxes: Literal["gt", "proposals"]
+    dtype: Literal["float16", "float32"]
+    chunk_rows: int
+    shard_rows: int
+    window_seconds: int
+    max_per_second: int
+    in_memory: bool
+    batch_size: int
+    num_workers: int
+    device: str
+    num_threads: int
+
+    def __post_init__(self):
+        _positive(self, "chunk_rows", "shard_rows", "window_seconds", "max_per_second",
+                  "batch_size")
+        if self.shard_rows % self.chunk_rows:
+            raise ValueError(f"shard_rows={self.shard_rows} must be a multiple of "
+                             f"chunk_rows={self.chunk_rows}")
+        if self.num_workers < 0 or self.num_threads < 0:
+            raise ValueError("num_workers and num_threads must be >= 0")
+
+
+@dataclass(frozen=True)
+class LfbOperatorParams:
+    """The non-local bank operator (``lfb_nl``); see ModelConfig's ``lfb_*`` fields."""
+
+    latent_channels: int
+    num_layers: int
+    st_dropout: float
+    lt_dropout: float
+    nl_dropout: float
+    pre_activate: bool
+    layer_norm: bool
+    zero_init_out_conv: bool
+
+
+@dataclass(frozen=True)
+class AcrnParams:
+    """The ACRN relation head; ``out_channels`` null = the RoI feature width."""
+
+    out_channels: int | None
+    stride: int
+    num_convs: int
+
+
+HEAD_CHOICES = ("linear", "mlp", "acrn", "lfb_nl", "lfb_max", "lfb_avg")
+
+
+@dataclass(frozen=True)
+class ModelParams:
+    """The head trained on top of the baseline (``train_head``).
+
+    ``head``: linear | mlp (plain classifiers on the RoI vector), acrn (actor-context
+    relations), lfb_nl | lfb_max | lfb_avg (long-term feature bank operators). The backbone is
+    the baseline's, frozen unless ``finetune_backbone``.
+    """
+
+    head: Literal["linear", "mlp", "acrn", "lfb_nl", "lfb_max", "lfb_avg"]
+    finetune_backbone: bool
+    with_context: bool
+    dropout: float
+    lfb: LfbOperatorParams
+    acrn: AcrnParams
+    train: TrainConfig
+    num_threads: int
+
+    def __post_init__(self):
+        base = ModelConfig(num_classes=81)
+        self.model_config(base, num_slots=1, bank_dim=1)  # validates the combination now
+        if self.num_threads < 0:
+            raise ValueError(f"num_threads must be >= 0, got {self.num_threads}")
+
+    def model_config(self, baseline: ModelConfig, *, num_slots: int, bank_dim: int
+                     ) -> ModelConfig:
+        """The head's detector: the baseline's backbone and RoI pooling, this head on top.
+
+        ``num_slots``/``bank_dim`` (window slots, bank feature width) matter for lfb heads only.
+        """
+        head = "mlp" if self.head == "mlp" else "linear"
+        shared = self.head if self.head not in ("linear", "mlp") else "none"
+        try:
+            return dataclasses.replace(
+                baseline, head=head, shared_head=shared, with_context=self.with_context,
+                dropout=self.dropout, acrn_out_channels=self.acrn.out_channels,
+                acrn_stride=self.acrn.stride, acrn_num_convs=self.acrn.num_convs,
+                lfb_channels=bank_dim, lfb_num_lt_feat=num_slots,
+                lfb_latent_channels=self.lfb.latent_channels,
+                lfb_num_layers=self.lfb.num_layers, lfb_st_dropout=self.lfb.st_dropout,
+                lfb_lt_dropout=self.lfb.lt_dropout, lfb_nl_dropout=self.lfb.nl_dropout,
+                lfb_pre_activate=self.lfb.pre_activate, lfb_layer_norm=self.lfb.layer_norm,
+                lfb_zero_init_out_conv=self.lfb.zero_init_out_conv)
+        except ValueError as exc:
+            raise InputError(str(exc), key="model") from exc
+
+
+@dataclass(frozen=True)
+class EvalParams:
+    """Scoring the trained head on val (``evaluate``).
+
+    Detections scoring below ``score_threshold`` are not written (mmaction2 keeps > 0.002);
+    ``render_keyframes`` val keyframes are drawn as PNG for a person to look at.
+    """
+
+    protocol: Literal["mmaction2", "activitynet", "pyslowfast"]
+    score_threshold: float
+    render_keyframes: int
+    batch_size: int
+    num_workers: int
+    device: str
+    num_threads: int
+
+    def __post_init__(self):
+        if not 0.0 <= self.score_threshold < 1.0:
+            raise ValueError(f"score_threshold must be in [0, 1), got {self.score_threshold}")
+        if self.render_keyframes < 0 or self.num_workers < 0 or self.num_threads < 0:
+            raise ValueError("render_keyframes, num_workers and num_threads must be >= 0")
+        _positive(self, "batch_size")
+
+
 GROUPS: dict[str, type] = {
     "data": DataParams,
     "frames": FramesParams,
     "proposals": ProposalParams,
+    "baseline": BaselineParams,
+    "lfb": LfbParams,
+    "model": ModelParams,
+    "eval": EvalParams,
 }
 
 
@@ -173,8 +344,9 @@ def build(cls: type, data: Any, *, key: str, path: Path | None = None):
         kwargs[name] = _convert(hints[name], data[name], key=f"{key}.{name}", path=path)
     try:
         return cls(**kwargs)
-    except InputError as exc:  # library configs name their own key
-        raise InputError(exc.reason, path=path, key=exc.key or key) from exc
+    except InputError as exc:  # library configs name their own key, with or without the group
+        inner = exc.key if exc.key is None or "." in exc.key else f"{key}.{exc.key}"
+        raise InputError(exc.reason, path=path, key=inner or key) from exc
     except (ValueError, TypeError) as exc:
         raise InputError(str(exc), path=path, key=key) from exc
 

@@ -106,26 +106,32 @@ def test_checkpoints_keep_newest_and_skip_unreadable(tmp_path):
     assert load_latest_checkpoint(tmp_path / "missing") is None
 
 
-def test_curves_are_csv_and_json(tmp_path):
+def test_curves_are_csv(tmp_path):
     write_curves(tmp_path, [{"step": 1, "epoch": 1, "loss": 0.5, "lr": 0.1, "clips_per_s": 3.0}],
                  [{"epoch": 1, "loss": 0.5, "lr": 0.1, "val_mAP": 0.25}])
     assert (tmp_path / "steps.csv").read_text().splitlines() == [
         "step,epoch,loss,lr,clips_per_s", "1,1,0.5,0.1,3.0"]
     assert pd.read_csv(tmp_path / "epochs.csv")["val_mAP"].tolist() == [0.25]
-    assert json.loads((tmp_path / "epochs.json").read_text())[0]["val_mAP"] == 0.25
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["epochs.csv", "steps.csv"]
 
 
 def test_tiny_detector_trains_loss_falls_and_outputs_are_written(data, tmp_path):
-    job = make_job(data, tmp_path, epochs=3, lr=0.05, val_every=2)
+    job = make_job(data, tmp_path, epochs=24, lr=0.02, val_every=8)
+    # No dropout and no random rescale or flip: the same clips every epoch, so a model that
+    # learns at all fits these 11 keyframes' labels and its loss must fall.
+    job["model"] = {"dropout": 0.0}
+    job["data"].update(short_side_range=[48, 48], crop_size=48, flip_p=0.0)
     metrics = run_job(job)
     out = tmp_path / "out"
     steps = pd.read_csv(out / "steps.csv")
-    assert len(steps) == metrics["steps"] == 3 * (11 // 4)         # 11 train keyframes, batch 4
-    losses = steps["loss"].to_numpy()
-    assert losses[-2:].mean() < 0.5 * losses[:2].mean()
+    assert len(steps) == metrics["steps"] == 24 * (11 // 4)        # 11 train keyframes, batch 4
+    # The loss covers the label map's classes only, so it falls only by fitting real labels:
+    # the last epoch's mean must be well below the first's.
+    per_epoch = steps.groupby("epoch")["loss"].mean()
+    assert per_epoch.iloc[-3:].mean() < 0.75 * per_epoch.iloc[:3].mean(), per_epoch.tolist()
     epochs = pd.read_csv(out / "epochs.csv")
-    assert epochs["epoch"].tolist() == [1, 2, 3]
-    assert epochs["val_mAP"].notna().tolist() == [False, True, True]   # every 2nd and the last
+    assert epochs["epoch"].tolist() == list(range(1, 25))
+    assert epochs["val_mAP"].notna().tolist() == [e % 8 == 0 for e in range(1, 25)]
     saved = json.loads((out / "metrics.json").read_text())
     assert 0.0 <= saved["val_mAP"] <= 1.0 and saved["val_mAP"] == metrics["val_mAP"]
     assert saved["val_clips"] == 5                                   # 6 val keyframes, 1 excluded

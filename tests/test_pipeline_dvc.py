@@ -1,5 +1,6 @@
 """A real `dvc repro` of the DAG on the smoke preset, in a temporary git repository."""
 
+import json
 import os
 import shutil
 import subprocess
@@ -51,11 +52,12 @@ def _ran_stages(output: str) -> list[str]:
     return [line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage")]
 
 
-def test_dvc_repro_builds_the_first_stages(smoke_repo):
+def test_dvc_repro_builds_the_whole_dag(smoke_repo):
     root, env = smoke_repo
     result = _sh(["dvc", "repro"], root, env)
     ran = _ran_stages(result.stdout)
-    assert ran[:3] == ["make_dataset", "extract_frames", "proposals"], result.stdout
+    assert ran == ["make_dataset", "extract_frames", "proposals", "pretrain_baseline",
+                   "infer_lfb", "train_head", "evaluate"], result.stdout
 
     manifest = (root / "data/dataset/dataset.json")
     assert manifest.is_file()
@@ -83,7 +85,7 @@ def test_changing_proposal_params_reruns_only_proposals(smoke_repo):
     params = (root / "params.yaml").read_text()
     (root / "params.yaml").write_text(params.replace("false_positives_per_frame: 0.3",
                                                      "false_positives_per_frame: 0.5"))
-    result = _sh(["dvc", "repro"], root, env)
+    result = _sh(["dvc", "repro", "proposals"], root, env)
     assert _ran_stages(result.stdout) == ["proposals"], result.stdout
 
 
@@ -97,3 +99,23 @@ def test_bad_params_fail_the_stage_with_the_key(smoke_repo):
         assert "frames.clevel" in result.stdout + result.stderr
     finally:
         (root / "params.yaml").write_text(params)
+
+
+def test_changing_the_head_reruns_only_head_training_and_evaluation(smoke_repo):
+    root, env = smoke_repo
+    _sh(["dvc", "repro"], root, env)
+    bank = json.loads((root / "data/lfb/bank/bank.json").read_text())
+    assert bank["storage"]["dtype"] == "float16" and bank["num_rows"] > 0
+    head = "lfb_avg" if "head: lfb_max" in (root / "params.yaml").read_text() else "lfb_max"
+    result = _sh(["dvc", "exp", "run", "-S", f"model.head={head}"], root, env)
+    assert _ran_stages(result.stdout) == ["train_head", "evaluate"], result.stdout
+    metrics = json.loads((root / "models/head/metrics.json").read_text())
+    assert metrics["shared_head"] == head
+    evaluation = json.loads((root / "metrics/eval.json").read_text())
+    assert {"mAP", "group_mAP", "per_class_AP"} <= set(evaluation)
+    assert (root / "results/val_results.csv").is_file()
+    assert len(list((root / "results/keyframes").glob("*.png"))) == 2
+    shown = _sh(["dvc", "plots", "show", "--json"], root, env)
+    for plot in ("plots/per_class_ap.csv", "plots/pr_curves.csv", "models/head/epochs.csv",
+                 "models/baseline/steps.csv"):
+        assert plot in shown.stdout, plot

@@ -92,7 +92,7 @@ def train_baseline(*, frames_dir: str | Path, keyframes_index: str | Path,
                    eval_protocol: str = "mmaction2", min_action_score: float = 0.002,
                    ctx: DistContext | None = None) -> dict[str, Any]:
     """Train, then write into ``out_dir``: ``model.pt`` (stad-v1), ``steps.csv``,
-    ``epochs.csv``/``epochs.json``, ``val_detections.parquet`` (one row per proposal box and
+    ``epochs.csv``, ``val_detections.parquet`` (one row per proposal box and
     class with score >= ``min_action_score``; mmaction2 keeps > 0.002) and ``metrics.json``
     (val mAP and group means under ``eval_protocol``). Returns the metrics (main rank).
 

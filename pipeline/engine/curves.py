@@ -1,4 +1,4 @@
-"""Training curves as CSV (for ``dvc plots``) and JSON, written by the main process only."""
+"""Training curves as CSV (for ``dvc plots``), written by the main process only."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import csv
 import io
 from pathlib import Path
 
-from pipeline.io import write_json, write_text
+from pipeline.io import write_text
 
 STEP_FIELDS = ["step", "epoch", "loss", "lr", "clips_per_s"]
 
@@ -20,12 +20,11 @@ def _csv(rows: list[dict], fields: list[str]) -> str:
 
 
 def write_curves(out_dir: str | Path, steps: list[dict], epochs: list[dict]) -> None:
-    """``steps.csv`` (step, epoch, loss, lr, clips_per_s), ``epochs.csv`` and ``epochs.json``
-    (epoch, loss, lr, then any validation metrics), each replaced atomically."""
+    """``steps.csv`` (step, epoch, loss, lr, clips_per_s) and ``epochs.csv`` (epoch, loss, lr,
+    then any validation metrics), each replaced atomically."""
     out_dir = Path(out_dir)
     write_text(out_dir / "steps.csv", _csv(steps, STEP_FIELDS))
     epoch_fields = ["epoch", "loss", "lr"]
     for row in epochs:
         epoch_fields += [k for k in row if k not in epoch_fields]
     write_text(out_dir / "epochs.csv", _csv(epochs, epoch_fields))
-    write_json(out_dir / "epochs.json", epochs)

@@ -45,7 +45,11 @@ def detection_loss(model: nn.Module, batch: Batch, *, detector: Detector,
         targets.append(assigned.labels[keep])
     clips = normalize_clips(batch.clips.to(device, non_blocking=True))
     logits = model(clips, boxes_to_rois(rois).to(device))
-    return detector.loss(logits.float(), torch.cat(targets).to(device))
+    # Only the label map's columns (and the unused column 0, which the loss drops) are scored:
+    # an id-indexed head has columns no class uses, and averaging them in would shrink the
+    # gradient of the real classes by the ratio of unused to used columns.
+    scored = torch.cat([columns.new_zeros(1), columns]).to(device)
+    return detector.loss(logits.float()[:, scored], torch.cat(targets).to(device)[:, scored])
 
 
 def predict_detections(model: nn.Module, batch: Batch, *, columns: torch.Tensor,

@@ -78,7 +78,8 @@ def parameter_digest(model: nn.Module) -> str:
 def train(model: nn.Module, dataset: torch.utils.data.Dataset, *, config: TrainConfig,
           loss_fn: LossFn, ctx: DistContext, checkpoint_dir: str | Path,
           curves_dir: str | Path | None = None, validate: ValidateFn | None = None,
-          fingerprint: str = "") -> TrainHistory:
+          fingerprint: str = "", collate_fn: Callable[[list], object] | None = None
+          ) -> TrainHistory:
     """Train ``model`` on ``dataset`` (collated into ``Batch``) and return its curves.
 
     ``loss_fn(model, batch)`` moves the batch to the device and returns the scalar loss; it
@@ -87,6 +88,8 @@ def train(model: nn.Module, dataset: torch.utils.data.Dataset, *, config: TrainC
     what is being trained (config, model, data): checkpoints from a different fingerprint are
     deleted instead of resumed, so a params change never continues a stale run. The model's
     final weights are in ``model`` on return; only the main rank writes files.
+    ``collate_fn`` replaces the default ``collate_samples`` (e.g. batches of cached features);
+    it gets the dataset items of one batch and returns anything with ``len()``.
     """
     device = ctx.device
     model.to(device)
@@ -128,8 +131,9 @@ def train(model: nn.Module, dataset: torch.utils.data.Dataset, *, config: TrainC
     if ctx.distributed:
         wrapped = nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None)
+    collate = {} if collate_fn is None else {"collate_fn": collate_fn}
     loader = make_loader(dataset, batch_sampler=sampler, num_workers=config.num_workers,
-                         pin_memory=device.type == "cuda")
+                         pin_memory=device.type == "cuda", **collate)
 
     def save(epoch_: int, step_in_epoch_: int) -> None:
         rng = dist_utils.all_gather_objects(rng_state(), ctx)

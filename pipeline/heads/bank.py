@@ -1,0 +1,143 @@
+"""Stage ``infer_lfb``: the trained baseline fills a long-term feature bank.
+
+One bank holds both splits (their videos differ, so windows never mix them): train rows are
+ground-truth boxes or proposals (``train_boxes``; the LFB paper and mmaction2 use ground
+truth), val rows are proposals, always, because that is all a test-time model has. Every
+keyframe of the store is covered, not only the annotated ones, so windows have no holes.
+
+Work is split by bank shard (``pipeline.lfb.writer``): a shard's keyframes are run through the
+backbone in batches, their boxes pooled from the maps, and the whole shard written at once.
+Under ``torchrun`` rank ``r`` of ``W`` writes shards ``r, r + W, ...``; a rerun after an
+interruption skips the shards already written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+import torch
+
+from pipeline.ava.annotations import merge_boxes
+from pipeline.data.config import DataConfig
+from pipeline.data.dataset import filter_proposals
+from pipeline.engine.baseline import frame_stride
+from pipeline.engine.distributed import DistContext, barrier, setup_distributed
+from pipeline.errors import InputError
+from pipeline.heads.inputs import DatasetFiles, LoadedInputs
+from pipeline.heads.maps import as_features, compute_maps
+from pipeline.lfb.writer import BankStorage, BankWriter, fill_bank
+from pipeline.models.checkpoint import build_detector_from_checkpoint
+
+log = logging.getLogger(__name__)
+
+KEYS = ["video_id", "timestamp"]
+
+
+def file_digest(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def bank_boxes(inputs: LoadedInputs, *, train_boxes: Literal["gt", "proposals"],
+               data_config: DataConfig) -> pd.DataFrame:
+    """The box table of ``pipeline.lfb.layout.bank_layout``: every box of every stored
+    keyframe of both splits (train: GT or proposals, val: proposals)."""
+    stored = inputs.keyframes.assign(video_id=inputs.keyframes["video_id"].astype(str),
+                                     timestamp=inputs.keyframes["timestamp"].astype(np.int64))
+    proposals = inputs.proposals.assign(video_id=inputs.proposals["video_id"].astype(str),
+                                        timestamp=inputs.proposals["timestamp"].astype(np.int64))
+    parts = []
+    for split in ("train", "val"):
+        keys = stored.loc[stored["split"] == split, KEYS]
+        if split == "train" and train_boxes == "gt":
+            boxes, _ = merge_boxes(inputs.gt("train"), inputs.label_map)
+            boxes = boxes.assign(video_id=boxes["video_id"].astype(str),
+                                 timestamp=boxes["timestamp"].astype(np.int64), score=1.0,
+                                 source="gt")
+        else:
+            min_score = (data_config.train_min_proposal_score if split == "train"
+                         else data_config.test_min_proposal_score)
+            boxes = filter_proposals(proposals.merge(keys, on=KEYS), min_score=min_score,
+                                     max_per_keyframe=data_config.max_proposals)
+            boxes = boxes.assign(source="proposal")
+        boxes = boxes.merge(keys, on=KEYS)   # keyframes the store holds
+        parts.append(boxes.assign(split=split)[["video_id", "timestamp", "x1", "y1", "x2", "y2",
+                                                "score", "split", "source"]])
+    table = pd.concat(parts, ignore_index=True)
+    if table.empty:
+        raise InputError("no boxes to put in the feature bank (no annotations or proposals "
+                         "for the stored keyframes)", path=inputs.files.proposals)
+    return table
+
+
+def infer_lfb(*, files: DatasetFiles, baseline_checkpoint: str | Path, out_dir: str | Path,
+              storage_dtype: Literal["float16", "float32"] = "float16", chunk_rows: int = 64,
+              shard_rows: int = 8192, train_boxes: Literal["gt", "proposals"] = "gt",
+              data_config: DataConfig = DataConfig(), batch_size: int = 16,
+              num_workers: int = 1, ctx: DistContext | None = None,
+              progress: bool = True) -> dict | None:
+    """Fill the bank at ``out_dir`` (``features.zarr``, ``index.parquet``, ``bank.json``).
+
+    Returns the writer's summary on the main rank (None elsewhere). Resumes from
+    ``<out_dir>.partial`` when it holds shards of the same layout, storage and checkpoint.
+    """
+    ctx = ctx or setup_distributed("auto")
+    inputs = LoadedInputs(files)
+    model = build_detector_from_checkpoint(baseline_checkpoint).to(ctx.device).eval()
+    stride = frame_stride(inputs.store, model.config)
+    boxes = bank_boxes(inputs, train_boxes=train_boxes, data_config=data_config)
+    storage = BankStorage(dim=model.feature_channels, dtype=storage_dtype,
+                          chunk_rows=chunk_rows, shard_rows=shard_rows)
+    provenance = {"checkpoint_sha256": file_digest(baseline_checkpoint),
+                  "test_short_side": data_config.test_short_side, "train_boxes": train_boxes}
+    if ctx.is_main:
+        writer = BankWriter(out_dir, boxes, storage, provenance=provenance, create=True)
+        if writer.resumed_shards:
+            log.info("resuming: %d of %d shards already written", writer.resumed_shards,
+                     writer.num_shards)
+    barrier(ctx)
+    if not ctx.is_main:
+        writer = BankWriter(out_dir, boxes, storage, provenance=provenance, create=False)
+    solo = DistContext(rank=0, local_rank=ctx.local_rank, world_size=1, device=ctx.device)
+
+    @torch.inference_mode()
+    def compute(shard_boxes: pd.DataFrame) -> np.ndarray:
+        dataset = inputs.dataset(None, frames_per_clip=model.config.clip_len, frame_stride=stride,
+                                 short_side=data_config.test_short_side, min_proposal_score=0.0,
+                                 max_proposals=1, keyframes=shard_boxes)
+        # every rank computes its own shards alone: no collective inside
+        maps = compute_maps(model, dataset, batch_size=batch_size, num_workers=num_workers,
+                            ctx=solo, desc="bank maps")
+        where = {(v, int(t)): i for i, (v, t) in enumerate(zip(maps.video_ids, maps.timestamps))}
+        keyframe = np.array([where[(v, int(t))] for v, t in
+                             zip(shard_boxes["video_id"], shard_boxes["timestamp"])])
+        height, width = maps.image_sizes[keyframe].T.float()
+        normalised = torch.tensor(shard_boxes[["x1", "y1", "x2", "y2"]].to_numpy(np.float32))
+        pixels = normalised * torch.stack([width, height, width, height], dim=1)
+        features = np.empty((len(shard_boxes), storage.dim), dtype=np.float32)
+        order = np.argsort(keyframe, kind="stable")
+        for start in range(0, len(order), 512):
+            rows = order[start:start + 512]
+            used, local = np.unique(keyframe[rows], return_inverse=True)
+            rois = torch.cat([torch.as_tensor(local, dtype=torch.float32)[:, None],
+                              pixels[rows]], dim=1)
+            out = model.roi_head.features(as_features(maps.maps[used].to(ctx.device)),
+                                          rois.to(ctx.device))
+            features[rows] = out.float().cpu().numpy()
+        return features
+
+    written = fill_bank(writer, compute, rank=ctx.rank, world_size=ctx.world_size,
+                        progress=progress and ctx.is_main)
+    log.info("rank %d wrote %d shards", ctx.rank, len(written))
+    barrier(ctx)
+    if not ctx.is_main:
+        return None
+    return writer.finalize()

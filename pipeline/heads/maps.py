@@ -1,0 +1,151 @@
+"""The frozen backbone's output per keyframe, computed once, and the RoI head run on it.
+
+A detector's RoI head only ever sees the backbone's maps pooled over time
+(``RoIExtractor3d.pool_time``): ``[C, h, w]`` per keyframe. With a frozen backbone and the
+test-time transform those maps never change, so the head stages compute them once and feed the
+head ``(map[:, :, None],)`` (a one-frame "clip" that pools back to itself): exactly what the head
+sees behind the full model, at a fraction of the cost. Bank features come from the same maps
+(``RoIHead.features``), so bank rows and the short-term feature of a training RoI agree.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from pipeline.data.collate import Batch
+from pipeline.data.dataset import KeyframeDataset
+from pipeline.data.transforms import normalize_clips
+from pipeline.engine.distributed import DistContext
+from pipeline.engine.inference import run_inference
+from pipeline.lfb.reader import FeatureBank
+from pipeline.models import Detector
+from pipeline.models.roi_head import RoIHead
+
+
+@dataclass
+class KeyframeMaps:
+    """Per keyframe: the time-pooled backbone map and the boxes, in the pixels of the
+    test-time clip. ``maps`` is ``[N, C, h, w]`` float32 (zero-padded bottom/right where clip
+    sizes differ); boxes are lists of ``[n_i, 4]`` tensors."""
+
+    video_ids: list[str]
+    timestamps: np.ndarray
+    maps: Tensor
+    image_sizes: Tensor              # [N, 2] (h, w)
+    gt_boxes: list[Tensor]
+    gt_labels: list[Tensor]          # [n_i, K] uint8, label-map order
+    proposals: list[Tensor]
+
+    def __len__(self) -> int:
+        return len(self.video_ids)
+
+
+@dataclass(frozen=True)
+class BankWindow:
+    """Which bank rows a keyframe's RoIs read (see ``pipeline.lfb.reader``)."""
+
+    window_seconds: int
+    max_per_second: int
+
+
+def pooled_maps(model: Detector, clips_uint8: Tensor) -> Tensor:
+    """``[B, C, h, w]``: the backbone's maps of normalised clips, pooled over time."""
+    clips = normalize_clips(clips_uint8)
+    return model.roi_head.roi_extractor.pool_time(model.backbone(clips))
+
+
+def compute_maps(model: Detector, dataset: KeyframeDataset, *, batch_size: int,
+                 num_workers: int, ctx: DistContext, desc: str = "maps") -> KeyframeMaps | None:
+    """Maps of every sample of ``dataset`` (test-time transform), on the main rank; None on
+    the others. Ranks share the keyframes (``run_inference``)."""
+    device = ctx.device
+
+    def predict(m: nn.Module, batch: Batch) -> list[dict[str, Any]]:
+        maps = pooled_maps(model, batch.clips.to(device)).float().cpu()
+        return [{"index": batch.indices[i], "key": batch.keys[i], "map": maps[i],
+                 "size": batch.image_sizes[i], "gt_boxes": batch.gt_boxes[i],
+                 "gt_labels": batch.gt_labels[i], "proposals": batch.proposals[i]}
+                for i in range(len(batch))]
+
+    model.to(device)
+    results = run_inference(model, dataset, predict_batch=predict, batch_size=batch_size,
+                            num_workers=num_workers, ctx=ctx, desc=desc)
+    if results is None:
+        return None
+    height = max(r["map"].shape[1] for r in results)
+    width = max(r["map"].shape[2] for r in results)
+    maps = torch.stack([F.pad(r["map"], (0, width - r["map"].shape[2],
+                                         0, height - r["map"].shape[1])) for r in results])
+    return KeyframeMaps(
+        video_ids=[r["key"][0] for r in results],
+        timestamps=np.array([r["key"][1] for r in results], dtype=np.int64),
+        maps=maps, image_sizes=torch.stack([r["size"] for r in results]),
+        gt_boxes=[r["gt_boxes"] for r in results], gt_labels=[r["gt_labels"] for r in results],
+        proposals=[r["proposals"] for r in results])
+
+
+def as_features(maps: Tensor) -> tuple[Tensor]:
+    """Pooled maps ``[B, C, h, w]`` in the backbone-output form the RoI head takes."""
+    return (maps[:, :, None],)
+
+
+def roi_windows(bank: FeatureBank | None, window: BankWindow | None, video_ids: list[str],
+                timestamps: np.ndarray, batch_index: Tensor,
+                rng: np.random.Generator | None) -> tuple[Tensor | None, Tensor | None]:
+    """Each RoI's bank window ``[R, S, D]`` and mask ``[R, S]`` (None, None without a bank).
+
+    The window of a keyframe includes its own second, so the RoI's own bank row (and those of
+    the other people in the frame) are part of what it attends to, as in the LFB paper.
+    """
+    if bank is None or window is None:
+        return None, None
+    features, mask = bank.windows(video_ids, timestamps, window_seconds=window.window_seconds,
+                                  max_per_second=window.max_per_second, rng=rng)
+    index = batch_index.long().cpu().numpy()
+    return torch.from_numpy(features[index]), torch.from_numpy(mask[index])
+
+
+def pixel_rois(boxes: list[Tensor]) -> Tensor:
+    """Per-keyframe pixel boxes -> ``[R, 5]`` rois (batch index first)."""
+    if not boxes:
+        return torch.zeros((0, 5))
+    return torch.cat([torch.cat([torch.full((len(b), 1), float(i)), b.float()], dim=1)
+                      for i, b in enumerate(boxes)])
+
+
+@torch.inference_mode()
+def predict_on_maps(roi_head: RoIHead, maps: KeyframeMaps, *, columns: Tensor,
+                    bank: FeatureBank | None, window: BankWindow | None, batch_size: int,
+                    device: torch.device) -> list[dict[str, Any]]:
+    """Scores of every proposal of every keyframe, in ``detections_table``'s form.
+
+    Bank windows are the deterministic test-time choice (highest-scoring boxes per second).
+    """
+    roi_head.eval()
+    out: list[dict[str, Any]] = []
+    for start in range(0, len(maps), batch_size):
+        keys = range(start, min(start + batch_size, len(maps)))
+        proposals = [maps.proposals[i] for i in keys]
+        rois = pixel_rois(proposals)
+        lt, mask = roi_windows(bank, window, [maps.video_ids[i] for i in keys],
+                               maps.timestamps[list(keys)], rois[:, 0], rng=None)
+        logits = roi_head(as_features(maps.maps[list(keys)].to(device)), rois.to(device),
+                          None if lt is None else lt.to(device),
+                          None if mask is None else mask.to(device))
+        scores = torch.sigmoid(logits.float())[:, columns.to(device)].cpu().numpy()
+        offset = 0
+        for i, boxes in zip(keys, proposals):
+            height, width = maps.image_sizes[i].tolist()
+            scale = torch.tensor([width, height, width, height], dtype=torch.float32)
+            out.append({"index": i, "video_id": maps.video_ids[i],
+                        "timestamp": int(maps.timestamps[i]),
+                        "boxes": (boxes / scale).clamp(0, 1).numpy(),
+                        "scores": scores[offset:offset + len(boxes)]})
+            offset += len(boxes)
+    return out

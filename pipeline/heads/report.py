@@ -1,0 +1,152 @@
+"""Stage ``evaluate``: the trained head on val, as files for people, DVC and other tools.
+
+Writes (all atomically):
+
+- ``results_dir/val_results.csv`` (AVA result CSV, what reference evaluators read) and
+  ``val_results.parquet`` (same rows, float32 precision);
+- ``metrics_path`` (JSON for ``dvc metrics``): mAP, group means, per-class AP by class name;
+- ``plots_dir/per_class_ap.csv`` (class, group, AP: a ``bar_horizontal`` plot) and
+  ``plots_dir/pr_curves.csv`` (class, recall, precision);
+- ``results_dir/keyframes/*.png``: a few val keyframes with true boxes (yellow, their labels)
+  and predicted boxes (cyan, their top scores).
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from pipeline.ava.results import write_results_csv, write_results_parquet
+from pipeline.data.config import DataConfig
+from pipeline.engine.baseline import frame_stride
+from pipeline.engine.detection import detections_table
+from pipeline.engine.distributed import DistContext, setup_distributed
+from pipeline.errors import InputError
+from pipeline.evaluation.evaluator import EvaluationResult, evaluate
+from pipeline.heads.inputs import DatasetFiles, LoadedInputs
+from pipeline.heads.maps import BankWindow, compute_maps, predict_on_maps
+from pipeline.io import atomic_output, write_json, write_text
+from pipeline.lfb.reader import FeatureBank
+from pipeline.models.checkpoint import build_detector_from_checkpoint
+from pipeline.viz import LabelledBox, render_clip
+
+GT_COLOR = (255, 220, 0)
+PRED_COLOR = (0, 230, 255)
+
+
+def metrics_json(result: EvaluationResult) -> dict[str, Any]:
+    """``dvc metrics`` form: numbers at the top, per-class AP keyed by readable names."""
+    plain = result.to_json()
+    names = result.label_map.names
+    return {"mAP": plain["mAP"], "protocol": result.protocol,
+            "group_mAP": plain["group_mAP"],
+            "per_class_AP": {f"{i} {names[i]}": plain["per_class"][str(i)]
+                             for i in result.per_class},
+            "gt_count": {f"{i} {names[i]}": plain["gt_count"][str(i)] for i in result.per_class}}
+
+
+def per_class_table(result: EvaluationResult) -> pd.DataFrame:
+    lm = result.label_map
+    return pd.DataFrame({"class": [f"{i} {lm.names[i]}" for i in result.per_class],
+                         "group": [lm.groups.get(i, "") for i in result.per_class],
+                         "AP": [r.ap for r in result.per_class.values()]})
+
+
+def pr_table(result: EvaluationResult) -> pd.DataFrame:
+    points = result.pr_points()
+    names = result.label_map.names
+    return pd.DataFrame({"class": [f"{i} {names[i]}" for i in points["action_id"]],
+                         "recall": points["recall"], "precision": points["precision"]})
+
+
+def _csv_text(table: pd.DataFrame) -> str:
+    buffer = io.StringIO()
+    table.to_csv(buffer, index=False, float_format="%.6g")
+    return buffer.getvalue()
+
+
+def render_keyframes(out_dir: Path, inputs: LoadedInputs, predictions: list[dict[str, Any]],
+                     gt: pd.DataFrame, *, count: int, top_labels: int = 2,
+                     min_score: float = 0.3) -> list[Path]:
+    """Draw ``count`` val keyframes spread over the split; returns the PNG paths."""
+    if count == 0 or not predictions:
+        return []
+    names = inputs.label_map.names
+    ids = inputs.label_map.ids
+    keys = inputs.keyframes.assign(video_id=inputs.keyframes["video_id"].astype(str))
+    picks = np.unique(np.linspace(0, len(predictions) - 1, num=count).round().astype(int))
+    written = []
+    for pick in picks:
+        p = predictions[pick]
+        row = keys[(keys["video_id"] == p["video_id"]) & (keys["timestamp"] == p["timestamp"])]
+        clip = inputs.store.clip(p["video_id"], int(row["row"].iloc[0]))
+        boxes = []
+        frame_gt = gt[(gt["video_id"].astype(str) == p["video_id"])
+                      & (gt["timestamp"] == p["timestamp"])]
+        for box, group in frame_gt.groupby(["x1", "y1", "x2", "y2"], sort=False):
+            caption = "\n".join(names[int(a)].split(" (")[0] for a in group["action_id"])
+            boxes.append(LabelledBox(*map(float, box), caption=caption, color=GT_COLOR))
+        for box, scores in zip(p["boxes"], p["scores"]):
+            best = np.argsort(-scores)[:top_labels]
+            lines = [f"{names[ids[k]].split(' (')[0]} {scores[k]:.2f}" for k in best
+                     if scores[k] >= min_score]
+            boxes.append(LabelledBox(*map(float, box), caption="\n".join(lines),
+                                     color=PRED_COLOR))
+        path = out_dir / f"{p['video_id']}_{p['timestamp']}.png"
+        with atomic_output(path) as tmp:
+            render_clip(np.asarray(clip), boxes).save(tmp, format="PNG")
+        written.append(path)
+    return written
+
+
+def evaluate_head(*, files: DatasetFiles, checkpoint: str | Path, bank_dir: str | Path | None,
+                  results_dir: str | Path, metrics_path: str | Path, plots_dir: str | Path,
+                  window: BankWindow | None = None, data_config: DataConfig = DataConfig(),
+                  protocol: str = "mmaction2", score_threshold: float = 0.002,
+                  render_count: int = 6, batch_size: int = 16, num_workers: int = 1,
+                  bank_in_memory: bool = True, ctx: DistContext | None = None
+                  ) -> dict[str, Any] | None:
+    """Score val with the detector in ``checkpoint`` and write every output (module doc).
+
+    Returns the metrics on the main rank (None on the others).
+    """
+    ctx = ctx or setup_distributed("auto")
+    results_dir, plots_dir = Path(results_dir), Path(plots_dir)
+    inputs = LoadedInputs(files)
+    model = build_detector_from_checkpoint(checkpoint).to(ctx.device).eval()
+    bank = None
+    if model.config.uses_bank:
+        if bank_dir is None or window is None:
+            raise InputError("this head reads a feature bank: give the bank and its window",
+                             path=checkpoint, key="bank")
+        bank = FeatureBank(bank_dir, in_memory=bank_in_memory)
+    columns = torch.tensor(inputs.label_map.ids, dtype=torch.long)
+    dataset = inputs.dataset("val", frames_per_clip=model.config.clip_len,
+                             frame_stride=frame_stride(inputs.store, model.config),
+                             short_side=data_config.test_short_side,
+                             min_proposal_score=data_config.test_min_proposal_score,
+                             max_proposals=data_config.max_proposals)
+    with torch.inference_mode():
+        maps = compute_maps(model, dataset, batch_size=batch_size, num_workers=num_workers,
+                            ctx=ctx, desc="val maps")
+    if maps is None:
+        return None
+    predictions = predict_on_maps(model.roi_head, maps, columns=columns, bank=bank,
+                                  window=window, batch_size=batch_size, device=ctx.device)
+    detections = detections_table(predictions, inputs.label_map.ids, min_score=score_threshold)
+    write_results_csv(results_dir / "val_results.csv", detections)
+    write_results_parquet(results_dir / "val_results.parquet", detections)
+    gt = inputs.gt("val")
+    result = evaluate(gt, detections, inputs.label_map, exclusions=inputs.exclusions("val"),
+                      protocol=protocol)
+    metrics = metrics_json(result)
+    write_json(metrics_path, metrics)
+    write_text(plots_dir / "per_class_ap.csv", _csv_text(per_class_table(result)))
+    write_text(plots_dir / "pr_curves.csv", _csv_text(pr_table(result)))
+    render_keyframes(results_dir / "keyframes", inputs, predictions, gt, count=render_count)
+    return metrics

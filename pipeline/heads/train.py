@@ -1,0 +1,298 @@
+"""Stage ``train_head``: a head trained on top of the baseline detector, with the feature bank.
+
+The detector keeps the baseline's backbone (same ``ModelConfig`` up to the head fields) and
+gets a fresh RoI head: linear or MLP classifier, ACRN, or an LFB operator reading bank windows.
+
+Frozen backbone (the default): the backbone's maps of every train and val keyframe are computed
+once (``maps.py``) and only ``roi_head`` is trained, through the baseline engine's ``train``
+(checkpoints, resume, curves, DDP). Training RoIs are GT boxes plus proposals assigned at the
+config's IoU threshold, as in the baseline; without augmentation, since the maps are fixed.
+``finetune_backbone``: the whole detector is trained on augmented clips instead (slow on CPU).
+Bank windows are drawn at random within crowded seconds while training, deterministically
+when scoring.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from pipeline.ava.annotations import merge_boxes
+from pipeline.data.collate import Batch
+from pipeline.data.config import DataConfig
+from pipeline.data.dataset import KeyframeDataset
+from pipeline.data.transforms import normalize_clips, train_transform
+from pipeline.engine.baseline import RUNTIME_FIELDS, frame_stride, run_fingerprint
+from pipeline.engine.config import TrainConfig
+from pipeline.engine.detection import detections_table, model_targets
+from pipeline.engine.distributed import DistContext, all_gather_objects, setup_distributed
+from pipeline.engine.train import seed_everything, train
+from pipeline.errors import InputError
+from pipeline.evaluation.evaluator import evaluate
+from pipeline.heads.bank import file_digest
+from pipeline.heads.inputs import DatasetFiles, LoadedInputs
+from pipeline.heads.maps import (BankWindow, KeyframeMaps, as_features, compute_maps,
+                                 pixel_rois, predict_on_maps, roi_windows)
+from pipeline.io import write_json
+from pipeline.lfb.reader import FeatureBank, num_slots
+from pipeline.models import Detector, ModelConfig, assign_targets, sample_rois
+from pipeline.models.checkpoint import build_detector_from_checkpoint, save_stad_checkpoint
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class HeadBatch:
+    """Training input of the RoI head alone: pooled maps, sampled RoIs and their targets."""
+
+    maps: Tensor                 # [B, C, h, w]
+    rois: Tensor                 # [R, 5] pixels, batch index first
+    targets: Tensor              # [R, num_classes]
+    lt_features: Tensor | None   # [R, S, D]
+    lt_mask: Tensor | None       # [R, S]
+
+    def __len__(self) -> int:
+        return int(self.maps.shape[0])
+
+
+class KeyframeKeys(torch.utils.data.Dataset):
+    """Items are the sampler's keys themselves; ``CachedBatches`` does the work."""
+
+    def __init__(self, size: int):
+        self.size = size
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __getitem__(self, key: tuple[int, int]) -> tuple[int, int]:
+        return key
+
+
+def window_rng() -> np.random.Generator:
+    """Bank-sampling randomness drawn from torch's RNG, which checkpoints save and restore."""
+    return np.random.default_rng(int(torch.randint(0, 2**62, (1,)).item()))
+
+
+def assigned_rois(proposals: list[Tensor], gt_boxes: list[Tensor], gt_labels: list[Tensor], *,
+                  config: ModelConfig, columns: Tensor) -> tuple[Tensor, Tensor]:
+    """GT boxes + proposals assigned to them, ``rois_per_image`` per keyframe (positives
+    first): the baseline's training RoIs (``engine.detection.detection_loss``)."""
+    boxes, targets = [], []
+    for props, gt, labels in zip(proposals, gt_boxes, gt_labels):
+        assigned = assign_targets(props, gt, model_targets(labels, columns, config.num_classes),
+                                  iou_threshold=config.assigner_iou_threshold)
+        keep = sample_rois(assigned.is_positive, num=config.rois_per_image)
+        boxes.append(assigned.boxes[keep])
+        targets.append(assigned.labels[keep])
+    return pixel_rois(boxes), torch.cat(targets)
+
+
+class CachedBatches:
+    """Collate for cached maps: keys ``(index, epoch_seed)`` -> ``HeadBatch``."""
+
+    def __init__(self, maps: KeyframeMaps, *, config: ModelConfig, columns: Tensor,
+                 bank: FeatureBank | None, window: BankWindow | None):
+        self.maps, self.config, self.columns = maps, config, columns
+        self.bank, self.window = bank, window
+
+    def __call__(self, keys: list[tuple[int, int]]) -> HeadBatch:
+        index = [i for i, _ in keys]
+        m = self.maps
+        rois, targets = assigned_rois([m.proposals[i] for i in index],
+                                      [m.gt_boxes[i] for i in index],
+                                      [m.gt_labels[i] for i in index],
+                                      config=self.config, columns=self.columns)
+        lt, mask = roi_windows(self.bank, self.window, [m.video_ids[i] for i in index],
+                               m.timestamps[index], rois[:, 0], rng=window_rng())
+        return HeadBatch(maps=m.maps[index], rois=rois, targets=targets, lt_features=lt,
+                         lt_mask=mask)
+
+
+def scored_loss(model: Detector, logits: Tensor, targets: Tensor, columns: Tensor) -> Tensor:
+    """The loss over the label map's columns only (and column 0, which the loss drops): the
+    columns no class uses would otherwise dilute the gradient, as in the baseline's loss."""
+    scored = torch.cat([columns.new_zeros(1), columns]).to(logits.device)
+    return model.loss(logits.float()[:, scored], targets.to(logits.device)[:, scored])
+
+
+def _to(tensor: Tensor | None, device: torch.device) -> Tensor | None:
+    return None if tensor is None else tensor.to(device, non_blocking=True)
+
+
+def load_baseline_backbone(model: Detector, baseline_checkpoint: str | Path) -> None:
+    """Copy the baseline's backbone weights into ``model`` (same backbone config required)."""
+    baseline = build_detector_from_checkpoint(baseline_checkpoint)
+    for field in ("backbone", "depth", "base_channels", "clip_len", "frame_interval"):
+        if getattr(baseline.config, field) != getattr(model.config, field):
+            raise InputError(f"the head's {field}={getattr(model.config, field)!r} differs from "
+                             f"the baseline's {getattr(baseline.config, field)!r}",
+                             path=baseline_checkpoint, key=field)
+    model.backbone.load_state_dict(baseline.backbone.state_dict(), strict=True)
+
+
+def train_head(*, files: DatasetFiles, baseline_checkpoint: str | Path,
+               bank_dir: str | Path | None, out_dir: str | Path, checkpoint_dir: str | Path,
+               model_config: ModelConfig, train_config: TrainConfig,
+               data_config: DataConfig = DataConfig(), window: BankWindow | None = None,
+               finetune_backbone: bool = False, bank_in_memory: bool = True,
+               eval_protocol: str = "mmaction2", min_action_score: float = 0.002,
+               ctx: DistContext | None = None) -> dict[str, Any]:
+    """Train the head; write ``model.pt`` (the whole detector, stad-v1), ``steps.csv``,
+    ``epochs.csv`` (with val mAP and group means every ``val_every`` epochs) and
+    ``metrics.json`` (last val scores) into ``out_dir``. Resumes from ``checkpoint_dir``.
+
+    ``bank_dir`` and ``window`` are needed by lfb heads only (others ignore the bank).
+    """
+    ctx = ctx or setup_distributed(train_config.device)
+    out_dir = Path(out_dir)
+    device = ctx.device
+    bank = None
+    if model_config.uses_bank:
+        if bank_dir is None or window is None:
+            raise InputError(f"head {model_config.shared_head!r} needs a feature bank and a "
+                             "window", key="bank")
+        bank = FeatureBank(bank_dir, in_memory=bank_in_memory)
+        slots = num_slots(window.window_seconds, window.max_per_second)
+        if (model_config.lfb_num_lt_feat, model_config.lfb_channels) != (slots, bank.dim):
+            raise InputError(f"the head reads {model_config.lfb_num_lt_feat} slots of width "
+                             f"{model_config.lfb_channels}; the window gives {slots}, the bank "
+                             f"{bank.dim}", path=bank_dir, key="lfb_num_lt_feat")
+    inputs = LoadedInputs(files)
+    label_map = inputs.label_map
+    if max(label_map.ids) >= model_config.num_classes:
+        raise InputError(f"label map id {max(label_map.ids)} needs num_classes > "
+                         f"{max(label_map.ids)}", path=files.label_map, key="num_classes")
+    columns = torch.tensor(label_map.ids, dtype=torch.long)
+
+    seed_everything(train_config.seed, deterministic=train_config.deterministic)
+    model = Detector(model_config)
+    load_baseline_backbone(model, baseline_checkpoint)
+    model.to(device)
+    stride = frame_stride(inputs.store, model_config)
+
+    def test_set(split: str) -> KeyframeDataset:
+        min_score = (data_config.train_min_proposal_score if split == "train"
+                     else data_config.test_min_proposal_score)
+        return inputs.dataset(split, frames_per_clip=model_config.clip_len, frame_stride=stride,
+                              short_side=data_config.test_short_side,
+                              min_proposal_score=min_score,
+                              max_proposals=data_config.max_proposals)
+
+    def maps_of(split: str) -> KeyframeMaps | None:
+        model.eval()
+        with torch.inference_mode():
+            return compute_maps(model, test_set(split), batch_size=data_config.test_batch_size,
+                                num_workers=train_config.num_workers, ctx=ctx, desc=f"{split} maps")
+
+    val_maps = None if finetune_backbone else maps_of("val")
+    val_gt, val_excluded = inputs.gt("val"), inputs.exclusions("val")
+    last: dict[str, Any] = {}
+
+    def score_val() -> dict[str, Any] | None:
+        maps = maps_of("val") if finetune_backbone else val_maps
+        if maps is None:   # not the main rank
+            return None
+        predictions = predict_on_maps(model.roi_head, maps, columns=columns, bank=bank,
+                                      window=window, batch_size=data_config.test_batch_size,
+                                      device=device)
+        detections = detections_table(predictions, label_map.ids, min_score=min_action_score)
+        return evaluate(val_gt, detections, label_map, exclusions=val_excluded,
+                        protocol=eval_protocol).to_json()
+
+    def validate(_model: nn.Module, epoch: int) -> dict[str, float]:
+        result = score_val()
+        last["epoch"] = epoch
+        if result is None:
+            return {}
+        last["result"] = result
+        return {"val_mAP": result["mAP"],
+                **{f"val_mAP_{g}": v for g, v in result["group_mAP"].items()}}
+
+    runtime_free = {k: v for k, v in asdict(train_config).items() if k not in RUNTIME_FIELDS}
+    fingerprint = run_fingerprint(
+        model=asdict(model_config), train=runtime_free, data=asdict(data_config),
+        baseline=file_digest(baseline_checkpoint),
+        bank=None if bank is None else bank.meta["fingerprint"],
+        window=None if window is None else asdict(window), finetune=finetune_backbone,
+        world_size=ctx.world_size, inputs=[str(p) for p in asdict(files).values()])
+
+    if finetune_backbone:
+        history = _train_full(model, inputs, files=files, stride=stride, columns=columns,
+                              bank=bank, window=window, data_config=data_config,
+                              train_config=train_config, ctx=ctx, checkpoint_dir=checkpoint_dir,
+                              out_dir=out_dir, validate=validate, fingerprint=fingerprint)
+    else:
+        for param in model.backbone_parameters():
+            param.requires_grad_(False)
+        train_maps = maps_of("train")
+        if ctx.distributed:   # every rank trains on all keyframes' maps
+            train_maps = all_gather_objects(train_maps, ctx)[0]
+        collate = CachedBatches(train_maps, config=model_config, columns=columns, bank=bank,
+                                window=window)
+
+        def loss_fn(head: nn.Module, batch: HeadBatch) -> Tensor:
+            logits = head(as_features(batch.maps.to(device)), batch.rois.to(device),
+                          _to(batch.lt_features, device), _to(batch.lt_mask, device))
+            return scored_loss(model, logits, batch.targets, columns)
+
+        # The maps live in this process's memory: no loader workers.
+        history = train(model.roi_head, KeyframeKeys(len(train_maps)),
+                        config=replace(train_config, num_workers=0), loss_fn=loss_fn, ctx=ctx,
+                        checkpoint_dir=checkpoint_dir,
+                        curves_dir=out_dir if ctx.is_main else None, validate=validate,
+                        fingerprint=fingerprint, collate_fn=collate)
+
+    if last.get("epoch") != train_config.epochs:
+        result = score_val()
+        if result is not None:
+            last.update(epoch=train_config.epochs, result=result)
+    if not ctx.is_main:
+        return {}
+    save_stad_checkpoint(out_dir / "model.pt", model=model.cpu(), preset=None)
+    result = last["result"]
+    metrics = {"val_mAP": result["mAP"], "val_group_mAP": result["group_mAP"],
+               "train_loss": history.epochs[-1]["loss"], "epochs": len(history.epochs),
+               "steps": len(history.steps), "head": model_config.head,
+               "shared_head": model_config.shared_head, "finetune_backbone": finetune_backbone}
+    write_json(out_dir / "metrics.json", metrics)
+    return metrics
+
+
+def _train_full(model: Detector, inputs: LoadedInputs, *, files: DatasetFiles, stride: int,
+                columns: Tensor, bank: FeatureBank | None, window: BankWindow | None,
+                data_config: DataConfig, train_config: TrainConfig, ctx: DistContext,
+                checkpoint_dir: str | Path, out_dir: Path, validate, fingerprint: str):
+    """Fine-tune path: the whole detector on augmented clips, bank windows per RoI."""
+    boxes, labels = merge_boxes(inputs.gt("train"), inputs.label_map)
+    train_set = KeyframeDataset(
+        files.frames_dir, inputs.keyframes, boxes=boxes, labels=labels,
+        proposals=inputs.proposals, exclusions=inputs.exclusions("train"), split="train",
+        frames_per_clip=model.config.clip_len, frame_stride=stride,
+        transform=train_transform(short_side_range=data_config.short_side_range,
+                                  crop_size=data_config.crop_size, flip_p=data_config.flip_p,
+                                  min_box_size=data_config.min_box_size),
+        num_classes=inputs.label_map.num_classes,
+        min_proposal_score=data_config.train_min_proposal_score,
+        max_proposals=data_config.max_proposals)
+    device = ctx.device
+
+    def loss_fn(wrapped: nn.Module, batch: Batch) -> Tensor:
+        rois, targets = assigned_rois(batch.proposals, batch.gt_boxes, batch.gt_labels,
+                                      config=model.config, columns=columns)
+        lt, mask = roi_windows(bank, window, [k[0] for k in batch.keys],
+                               np.array([k[1] for k in batch.keys]), rois[:, 0],
+                               rng=window_rng())
+        clips = normalize_clips(batch.clips.to(device, non_blocking=True))
+        logits = wrapped(clips, rois.to(device), _to(lt, device), _to(mask, device))
+        return scored_loss(model, logits, targets, columns)
+
+    return train(model, train_set, config=train_config, loss_fn=loss_fn, ctx=ctx,
+                 checkpoint_dir=checkpoint_dir, curves_dir=out_dir if ctx.is_main else None,
+                 validate=validate, fingerprint=fingerprint)
+

@@ -1,0 +1,51 @@
+"""Stage evaluate: the trained head on val: results, metrics, plots and rendered keyframes.
+
+    python -m stages.evaluate --dataset data/dataset --frames data/frames \
+        --proposals data/proposals/proposals.parquet --model models/head/model.pt \
+        --bank data/lfb/bank --results results --metrics metrics/eval.json --plots plots
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import torch
+
+from pipeline.engine.distributed import setup_distributed
+from pipeline.heads.inputs import DatasetFiles
+from pipeline.heads.maps import BankWindow
+from pipeline.heads.report import evaluate_head
+from pipeline.params import load_params
+
+from stages import run
+
+PARAMS = ("eval", "lfb", "baseline")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    for name in ("dataset", "frames", "proposals", "model", "bank", "results", "metrics",
+                 "plots"):
+        parser.add_argument(f"--{name}", type=Path, required=True)
+    args = parser.parse_args(argv)
+    params = load_params(groups=PARAMS)
+    ev, lfb = params.eval, params.lfb
+    if ev.num_threads:
+        torch.set_num_threads(ev.num_threads)
+    metrics = evaluate_head(
+        files=DatasetFiles.from_dag(dataset=args.dataset, frames=args.frames,
+                                    proposals=args.proposals),
+        checkpoint=args.model, bank_dir=args.bank, results_dir=args.results,
+        metrics_path=args.metrics, plots_dir=args.plots,
+        window=BankWindow(window_seconds=lfb.window_seconds, max_per_second=lfb.max_per_second),
+        data_config=params.baseline.data, protocol=ev.protocol,
+        score_threshold=ev.score_threshold, render_count=ev.render_keyframes,
+        batch_size=ev.batch_size, num_workers=ev.num_workers, bank_in_memory=lfb.in_memory,
+        ctx=setup_distributed(ev.device))
+    if metrics is not None:
+        print(f"val mAP {metrics['mAP']:.4f}; groups {metrics['group_mAP']}")
+
+
+if __name__ == "__main__":
+    run(main)

@@ -1,0 +1,56 @@
+"""Stage train_head: train the head chosen by ``model.head`` on top of the baseline.
+
+    python -m stages.train_head --dataset data/dataset --frames data/frames \
+        --proposals data/proposals/proposals.parquet --baseline models/baseline/model.pt \
+        --bank data/lfb/bank --out models/head --checkpoints checkpoints/head
+
+Runs unchanged under ``torchrun --nproc_per_node=N -m stages.train_head ...``.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import torch
+
+from pipeline.heads.inputs import DatasetFiles
+from pipeline.heads.maps import BankWindow
+from pipeline.heads.train import train_head
+from pipeline.lfb.reader import FeatureBank, num_slots
+from pipeline.models.checkpoint import load_stad_checkpoint
+from pipeline.params import load_params
+
+from stages import run
+
+PARAMS = ("model", "lfb", "baseline")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    for name in ("dataset", "frames", "proposals", "baseline", "bank", "out", "checkpoints"):
+        parser.add_argument(f"--{name}", type=Path, required=True)
+    args = parser.parse_args(argv)
+    params = load_params(groups=PARAMS)
+    model, lfb = params.model, params.lfb
+    if model.num_threads:
+        torch.set_num_threads(model.num_threads)
+    baseline_config, _, _ = load_stad_checkpoint(args.baseline)
+    bank_dim = FeatureBank(args.bank).dim
+    window = BankWindow(window_seconds=lfb.window_seconds, max_per_second=lfb.max_per_second)
+    train_head(
+        files=DatasetFiles.from_dag(dataset=args.dataset, frames=args.frames,
+                                    proposals=args.proposals),
+        baseline_checkpoint=args.baseline, bank_dir=args.bank, out_dir=args.out,
+        checkpoint_dir=args.checkpoints,
+        model_config=model.model_config(
+            baseline_config, num_slots=num_slots(lfb.window_seconds, lfb.max_per_second),
+            bank_dim=bank_dim),
+        train_config=model.train, data_config=params.baseline.data, window=window,
+        finetune_backbone=model.finetune_backbone, bank_in_memory=lfb.in_memory,
+        eval_protocol=params.baseline.eval_protocol,
+        min_action_score=params.baseline.min_action_score)
+
+
+if __name__ == "__main__":
+    run(main)

@@ -1,0 +1,264 @@
+"""The last three stages at library level on a real tiny dataset (mp4 -> Zarr frame store):
+infer_lfb (bank contents, kill and resume, float16 vs float32), the cached-map head against the
+full detector, train_head and evaluate outputs."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import zarr
+from PIL import Image
+
+from pipeline.ava.results import COLUMNS as RESULT_COLUMNS
+from pipeline.ava.results import read_results
+from pipeline.data.transforms import normalize_clips
+from pipeline.engine.config import TrainConfig
+from pipeline.engine.distributed import DistContext
+from pipeline.data.config import DataConfig
+from pipeline.heads.bank import infer_lfb
+from pipeline.heads.inputs import DatasetFiles, LoadedInputs
+from pipeline.heads.maps import (BankWindow, as_features, compute_maps, pixel_rois,
+                                 pooled_maps, predict_on_maps, roi_windows)
+from pipeline.heads.report import evaluate_head
+from pipeline.heads.train import train_head
+from pipeline.lfb.reader import FeatureBank, num_slots
+from pipeline.models import Detector, get_preset
+from pipeline.models.checkpoint import build_detector_from_checkpoint, save_stad_checkpoint
+from test_data_loading import TinyData, build_tiny_data
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+CPU = DistContext(rank=0, local_rank=0, world_size=1, device=torch.device("cpu"))
+DATA = DataConfig(short_side_range=(32, 48), crop_size=32, test_short_side=32, test_batch_size=4)
+WINDOW = BankWindow(window_seconds=2, max_per_second=3)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> TinyData:
+    return build_tiny_data(tmp_path_factory.mktemp("head_data"), videos=3, seconds=8,
+                           width=64, height=48, clip_len=8, frame_interval=8)
+
+
+def files_of(data: TinyData) -> DatasetFiles:
+    return DatasetFiles(frames_dir=data.frames_dir, keyframes_index=data.keyframes_path,
+                        proposals=data.proposals_path, label_map=data.label_map_path,
+                        train_annotations=data.annotations["train"],
+                        val_annotations=data.annotations["val"],
+                        train_exclusions=data.exclusions["train"],
+                        val_exclusions=data.exclusions["val"])
+
+
+@pytest.fixture(scope="module")
+def baseline(data, tmp_path_factory) -> Path:
+    """A tiny baseline checkpoint (random weights: the stages only need a real detector)."""
+    torch.manual_seed(0)
+    model = Detector(replace(get_preset("tiny"), num_classes=6))
+    path = tmp_path_factory.mktemp("baseline") / "model.pt"
+    save_stad_checkpoint(path, model=model, preset="tiny")
+    return path
+
+
+@pytest.fixture(scope="module")
+def banks(data, baseline, tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("banks")
+    out = {}
+    for dtype in ("float16", "float32"):
+        out[dtype] = root / dtype
+        infer_lfb(files=files_of(data), baseline_checkpoint=baseline, out_dir=out[dtype],
+                  storage_dtype=dtype, chunk_rows=4, shard_rows=16, data_config=DATA,
+                  batch_size=4, num_workers=0, ctx=CPU, progress=False)
+    return out
+
+
+def test_bank_holds_gt_boxes_for_train_and_proposals_for_val(data, banks):
+    bank = FeatureBank(banks["float32"])
+    index = pd.read_parquet(banks["float32"] / "index.parquet")
+    assert bank.dim == 256 and bank.num_rows == len(index)
+    assert set(index.loc[index["split"] == "train", "source"]) == {"gt"}
+    assert set(index.loc[index["split"] == "val", "source"]) == {"proposal"}
+    gt_boxes = pd.read_csv(data.annotations["train"], header=None).iloc[:, :6]
+    assert (index["split"] == "train").sum() == len(gt_boxes.drop_duplicates())
+    # rows sorted by (video, timestamp): a window is one slice
+    keys = list(zip(index["video_id"], index["timestamp"]))
+    assert keys == sorted(keys)
+    array = zarr.open_array(banks["float32"] / "features.zarr", mode="r")
+    assert array.dtype == np.float32 and np.isfinite(array[:]).all()
+    assert array.shards == (16, 256) and array.chunks == (4, 256)
+
+
+def test_bank_rows_are_the_detectors_own_roi_features(data, baseline, banks):
+    """A bank row equals Detector.features() of the full model on that box."""
+    model = build_detector_from_checkpoint(baseline).eval()
+    inputs = LoadedInputs(files_of(data))
+    index = pd.read_parquet(banks["float32"] / "index.parquet")
+    row = index[index["split"] == "val"].iloc[0]
+    dataset = inputs.dataset(None, frames_per_clip=8, frame_stride=1, short_side=32,
+                             min_proposal_score=0.0, max_proposals=1,
+                             keyframes=index.iloc[[row["row"]]])
+    sample = dataset[0]
+    height, width = sample["clip"].shape[1:3]
+    box = torch.tensor([[0.0, row["x1"] * width, row["y1"] * height, row["x2"] * width,
+                         row["y2"] * height]])
+    clips = normalize_clips(sample["clip"][None])
+    with torch.no_grad():
+        expected = model.features(clips, box)[0].numpy()
+    stored = FeatureBank(banks["float32"]).read_rows(int(row["row"]), int(row["row"]) + 1)[0]
+    np.testing.assert_allclose(stored, expected, rtol=1e-4, atol=1e-5)
+
+
+def test_killed_infer_lfb_resumes_from_written_shards(data, baseline, banks, tmp_path):
+    out = tmp_path / "bank"
+    script = (
+        "import sys, torch\n"
+        f"sys.path[:0] = [{str(REPO_ROOT)!r}, {str(REPO_ROOT / 'tests')!r}]\n"
+        "from test_head_stages import files_of, DATA, CPU\n"
+        "from test_data_loading import TinyData\n"
+        "from pipeline.heads.bank import infer_lfb\n"
+        "from pipeline.ava.label_map import read_label_map\n"
+        "from pathlib import Path\n"
+        f"root = Path({str(data.root)!r})\n"
+        "data = TinyData(root, root / 'frames.zarr', root / 'keyframes.parquet',\n"
+        "    root / 'labels.pbtxt', {s: root / f'ava_{s}.csv' for s in ('train', 'val')},\n"
+        "    {s: root / f'ava_{s}_excluded.csv' for s in ('train', 'val')},\n"
+        "    root / 'proposals.parquet', read_label_map(root / 'labels.pbtxt'))\n"
+        "torch.set_num_threads(1)\n"
+        f"infer_lfb(files=files_of(data), baseline_checkpoint={str(baseline)!r},\n"
+        f"    out_dir={str(out)!r}, storage_dtype='float32', chunk_rows=2, shard_rows=2,\n"
+        "    data_config=DATA, batch_size=4, num_workers=0, ctx=CPU, progress=False)\n")
+    done = tmp_path / "bank.partial" / "done"
+    process = subprocess.Popen([sys.executable, "-c", script])
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and process.poll() is None:
+            if done.is_dir() and len(list(done.iterdir())) >= 2:
+                break
+            time.sleep(0.005)
+        process.kill()
+    finally:
+        process.wait()
+    assert not out.exists(), "the killed run finished before it could be interrupted"
+    written = len(list(done.iterdir()))
+    assert written >= 2
+
+    summary = infer_lfb(files=files_of(data), baseline_checkpoint=baseline, out_dir=out,
+                        storage_dtype="float32", chunk_rows=2, shard_rows=2, data_config=DATA,
+                        batch_size=4, num_workers=0, ctx=CPU, progress=False)
+    assert summary["resumed_shards"] >= written and summary["resumed_shards"] < summary["shards"]
+    resumed = zarr.open_array(out / "features.zarr", mode="r")[:]
+    fresh = zarr.open_array(banks["float32"] / "features.zarr", mode="r")[:]
+    np.testing.assert_allclose(resumed, fresh, rtol=1e-4, atol=1e-5)  # batching differs
+
+
+def _lfb_head(dim: int, shared_head: str = "lfb_nl") -> Detector:
+    torch.manual_seed(1)
+    config = replace(get_preset("tiny"), num_classes=6, shared_head=shared_head,
+                     lfb_channels=dim, lfb_num_lt_feat=num_slots(WINDOW.window_seconds,
+                                                                 WINDOW.max_per_second),
+                     lfb_latent_channels=32)
+    return Detector(config).eval()
+
+
+def test_float16_and_float32_banks_give_the_same_head_outputs(data, baseline, banks):
+    inputs = LoadedInputs(files_of(data))
+    model = _lfb_head(256)
+    model.backbone.load_state_dict(build_detector_from_checkpoint(baseline).backbone.state_dict())
+    dataset = inputs.dataset("val", frames_per_clip=8, frame_stride=1, short_side=32,
+                             min_proposal_score=0.9, max_proposals=100)
+    with torch.inference_mode():
+        maps = compute_maps(model, dataset, batch_size=4, num_workers=0, ctx=CPU)
+    columns = torch.tensor(inputs.label_map.ids)
+    scores = {}
+    for dtype, path in banks.items():
+        bank = FeatureBank(path)
+        assert bank.dtype == dtype
+        predictions = predict_on_maps(model.roi_head, maps, columns=columns, bank=bank,
+                                      window=WINDOW, batch_size=4, device=torch.device("cpu"))
+        scores[dtype] = np.concatenate([p["scores"] for p in predictions])
+    assert scores["float32"].size > 0
+    np.testing.assert_allclose(scores["float16"], scores["float32"], atol=2e-3)
+    assert not np.allclose(scores["float32"], scores["float32"].mean())   # not a constant
+
+
+def test_head_on_cached_maps_equals_the_full_detector(data, baseline, banks):
+    """The frozen-backbone shortcut is exact: roi_head on pooled maps == Detector.forward."""
+    inputs = LoadedInputs(files_of(data))
+    bank = FeatureBank(banks["float32"])
+    dataset = inputs.dataset("val", frames_per_clip=8, frame_stride=1, short_side=32,
+                             min_proposal_score=0.9, max_proposals=100)
+    samples = [dataset[i] for i in range(3)]
+    clips = torch.stack([s["clip"] for s in samples])
+    rois = pixel_rois([s["proposals"] for s in samples])
+    lt, mask = roi_windows(bank, WINDOW, [s["video_id"] for s in samples],
+                           np.array([s["timestamp"] for s in samples]), rois[:, 0], rng=None)
+    for shared_head in ("lfb_nl", "lfb_max"):
+        model = _lfb_head(bank.dim, shared_head)
+        with torch.no_grad():
+            full = model(normalize_clips(clips), rois, lt, mask)
+            cached = model.roi_head(as_features(pooled_maps(model, clips)), rois, lt, mask)
+        torch.testing.assert_close(cached, full, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("head", ["lfb_nl", "acrn"])
+def test_train_head_then_evaluate_writes_every_output(data, baseline, banks, tmp_path, head):
+    inputs = LoadedInputs(files_of(data))
+    from pipeline.params import ModelParams, build
+    import yaml
+    raw = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())["model"]
+    raw["head"] = head
+    raw["lfb"]["latent_channels"] = 16
+    raw["acrn"]["out_channels"] = 32
+    params = build(ModelParams, raw, key="model")
+    baseline_config = build_detector_from_checkpoint(baseline).config
+    config = params.model_config(baseline_config, bank_dim=256,
+                                 num_slots=num_slots(WINDOW.window_seconds, WINDOW.max_per_second))
+    train = TrainConfig(epochs=2, batch_size=2, lr=0.05, warmup_epochs=0.5, schedule="cosine",
+                        num_workers=0, val_every=1)
+    metrics = train_head(files=files_of(data), baseline_checkpoint=baseline,
+                         bank_dir=banks["float16"], out_dir=tmp_path / "head",
+                         checkpoint_dir=tmp_path / "ck", model_config=config, train_config=train,
+                         data_config=DATA, window=WINDOW, ctx=CPU)
+    assert metrics["epochs"] == 2 and metrics["shared_head"] == head
+    epochs = pd.read_csv(tmp_path / "head/epochs.csv")
+    assert list(epochs["epoch"]) == [1, 2] and "val_mAP" in epochs
+    trained = build_detector_from_checkpoint(tmp_path / "head/model.pt")
+    original = build_detector_from_checkpoint(baseline)
+    for key, value in original.backbone.state_dict().items():   # the backbone stayed frozen
+        torch.testing.assert_close(trained.backbone.state_dict()[key], value)
+
+    result = evaluate_head(files=files_of(data), checkpoint=tmp_path / "head/model.pt",
+                           bank_dir=banks["float16"], results_dir=tmp_path / "results",
+                           metrics_path=tmp_path / "metrics/eval.json",
+                           plots_dir=tmp_path / "plots", window=WINDOW, data_config=DATA,
+                           protocol="activitynet", score_threshold=0.0, render_count=2, batch_size=4, num_workers=0,
+                           ctx=CPU)
+    csv = read_results(tmp_path / "results/val_results.csv")
+    parquet = read_results(tmp_path / "results/val_results.parquet")
+    assert list(csv.columns) == RESULT_COLUMNS and len(csv) == len(parquet) > 0
+    assert set(csv["action_id"]) <= set(inputs.label_map.ids)
+    saved = json.loads((tmp_path / "metrics/eval.json").read_text())
+    assert saved == result and 0.0 <= saved["mAP"] <= 1.0
+    assert set(saved["per_class_AP"]) == {f"{i} {inputs.label_map.names[i]}"
+                                          for i in inputs.label_map.ids}
+    per_class = pd.read_csv(tmp_path / "plots/per_class_ap.csv")
+    assert list(per_class.columns) == ["class", "group", "AP"] and len(per_class) == 3
+    pr = pd.read_csv(tmp_path / "plots/pr_curves.csv")
+    assert list(pr.columns) == ["class", "recall", "precision"]
+    assert pr["recall"].between(0, 1).all() and pr["precision"].between(0, 1).all()
+    pngs = sorted((tmp_path / "results/keyframes").glob("*.png"))
+    assert len(pngs) == 2 and Image.open(pngs[0]).size[0] > 64
