@@ -8,6 +8,7 @@ name is deterministic so that long stages can resume from it, and ``.dvcignore``
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -90,3 +91,38 @@ def write_parquet(path: str | Path, table: pa.Table | pd.DataFrame, *,
         table = table.cast(schema)
     with atomic_output(path) as tmp:
         pq.write_table(table, tmp, compression="zstd", row_group_size=row_group_size)
+
+
+def file_digest(path: str | Path) -> str:
+    """SHA-256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def inputs_digest(paths, *, small_file_bytes: int = 1 << 20) -> str:
+    """A digest of what input files and folders hold, to decide whether a checkpoint written
+    for them may be resumed.
+
+    Files are hashed whole. In a folder (a Zarr store) every file's relative path and size are
+    hashed, and the bytes of its small files (metadata, indexes): a regenerated store changes
+    the digest without reading every shard. The pipeline's own source is included, so a code
+    change restarts training instead of resuming a run of other code.
+    """
+    digest = hashlib.sha256()
+    sources = sorted(Path(__file__).resolve().parent.rglob("*.py"))
+    for path in [*(Path(p) for p in paths if p is not None), *sources]:
+        digest.update(str(path).encode())
+        if path.is_dir():
+            for item in sorted(p for p in path.rglob("*") if p.is_file()):
+                size = item.stat().st_size
+                digest.update(f"{item.relative_to(path)}:{size}".encode())
+                if size <= small_file_bytes:
+                    digest.update(item.read_bytes())
+        elif path.is_file():
+            digest.update(file_digest(path).encode())
+        else:
+            digest.update(b"<missing>")
+    return digest.hexdigest()

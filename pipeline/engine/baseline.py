@@ -31,7 +31,7 @@ from pipeline.engine.train import seed_everything, train
 from pipeline.errors import InputError
 from pipeline.evaluation.evaluator import evaluate
 from pipeline.frames.store import FrameStore
-from pipeline.io import write_json
+from pipeline.io import inputs_digest, write_json
 from pipeline.models import Detector, ModelConfig
 from pipeline.models.checkpoint import (FORMAT, load_into, load_mmaction2_checkpoint,
                                         load_stad_checkpoint, read_checkpoint,
@@ -177,8 +177,9 @@ def train_baseline(*, frames_dir: str | Path, keyframes_index: str | Path,
     fingerprint = run_fingerprint(model=asdict(model_config), train=runtime_free,
                                   data=asdict(data_config), init=init_checkpoint,
                                   world_size=ctx.world_size,
-                                  inputs=[frames_dir, keyframes_index, train_annotations,
-                                          label_map_path, proposals_path, train_exclusions])
+                                  inputs=inputs_digest([frames_dir, keyframes_index,
+                                                        train_annotations, label_map_path,
+                                                        proposals_path, train_exclusions]))
     history = train(model, train_set, config=train_config, loss_fn=loss_fn, ctx=ctx,
                     checkpoint_dir=checkpoint_dir, curves_dir=out_dir if ctx.is_main else None,
                     validate=validate, fingerprint=fingerprint)

@@ -13,7 +13,6 @@ interruption skips the shards already written.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from pathlib import Path
 from typing import Literal
@@ -30,20 +29,13 @@ from pipeline.engine.distributed import DistContext, barrier, setup_distributed
 from pipeline.errors import InputError
 from pipeline.heads.inputs import DatasetFiles, LoadedInputs
 from pipeline.heads.maps import as_features, compute_maps
+from pipeline.io import file_digest
 from pipeline.lfb.writer import BankStorage, BankWriter, fill_bank
 from pipeline.models.checkpoint import build_detector_from_checkpoint
 
 log = logging.getLogger(__name__)
 
 KEYS = ["video_id", "timestamp"]
-
-
-def file_digest(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def bank_boxes(inputs: LoadedInputs, *, train_boxes: Literal["gt", "proposals"],

@@ -35,7 +35,7 @@ from pipeline.engine.distributed import DistContext, all_gather_objects, setup_d
 from pipeline.engine.train import seed_everything, train
 from pipeline.errors import InputError
 from pipeline.evaluation.evaluator import evaluate
-from pipeline.heads.bank import file_digest
+from pipeline.io import file_digest, inputs_digest
 from pipeline.heads.inputs import DatasetFiles, LoadedInputs
 from pipeline.heads.maps import (BankWindow, KeyframeMaps, as_features, compute_maps,
                                  pixel_rois, predict_on_maps, roi_windows)
@@ -220,7 +220,7 @@ def train_head(*, files: DatasetFiles, baseline_checkpoint: str | Path,
         baseline=file_digest(baseline_checkpoint),
         bank=None if bank is None else bank.meta["fingerprint"],
         window=None if window is None else asdict(window), finetune=finetune_backbone,
-        world_size=ctx.world_size, inputs=[str(p) for p in asdict(files).values()])
+        world_size=ctx.world_size, inputs=inputs_digest(asdict(files).values()))
 
     if finetune_backbone:
         history = _train_full(model, inputs, files=files, stride=stride, columns=columns,

@@ -1,0 +1,51 @@
+"""Atomic outputs and the input digest that decides whether a training checkpoint may resume."""
+
+import pytest
+
+from pipeline.io import atomic_output, inputs_digest, partial_path
+
+
+def test_atomic_output_renames_on_success_and_cleans_up_on_failure(tmp_path):
+    target = tmp_path / "out" / "table.txt"
+    with atomic_output(target) as tmp:
+        assert tmp == partial_path(target)
+        tmp.write_text("done")
+    assert target.read_text() == "done" and not partial_path(target).exists()
+
+    with pytest.raises(RuntimeError):
+        with atomic_output(target) as tmp:
+            tmp.write_text("half")
+            raise RuntimeError("interrupted")
+    assert target.read_text() == "done" and not partial_path(target).exists()
+
+
+def test_atomic_output_keeps_the_partial_for_resume(tmp_path):
+    target = tmp_path / "store"
+    with pytest.raises(RuntimeError):
+        with atomic_output(target, resume=True) as tmp:
+            tmp.mkdir()
+            (tmp / "shard0").write_text("kept")
+            raise RuntimeError("interrupted")
+    with atomic_output(target, resume=True) as tmp:
+        assert (tmp / "shard0").read_text() == "kept"
+    assert (target / "shard0").is_file()
+
+
+def test_inputs_digest_follows_content_not_just_paths(tmp_path):
+    table = tmp_path / "annotations.csv"
+    store = tmp_path / "frames.zarr"
+    (store / "video").mkdir(parents=True)
+    table.write_text("a,1\n")
+    (store / "zarr.json").write_text("{}")
+    (store / "video" / "c").write_bytes(b"x" * 10)
+    first = inputs_digest([table, store])
+    assert inputs_digest([table, store]) == first
+
+    table.write_text("a,2\n")
+    assert inputs_digest([table, store]) != first
+    table.write_text("a,1\n")
+    (store / "video" / "c").write_bytes(b"y" * 11)        # a regenerated shard
+    assert inputs_digest([table, store]) != first
+    (store / "video" / "c").write_bytes(b"x" * 10)
+    assert inputs_digest([table, store]) == first
+    assert inputs_digest([table, tmp_path / "missing"]) != first
