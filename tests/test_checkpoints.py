@@ -22,8 +22,8 @@ from pipeline.models.checkpoint import (build_detector_from_checkpoint, convert,
                                         inspect_state_dict, load_into,
                                         load_mmaction2_checkpoint, load_stad_checkpoint)
 from pipeline.models.command import add_checkpoint_command
+from zoo_layout import expected_layout, random_state
 
-EXPECTED_KEYS = Path(__file__).parent / "expected_keys"
 SLOWFAST_8X8 = "slowfast_kinetics400-pretrained-r50_8xb8-8x8x1-20e_ava21-rgb"
 
 
@@ -34,28 +34,6 @@ class HistoryBuffer:
     values: np.ndarray
 
 
-def expected_layout(name: str) -> dict[str, tuple[int, ...]]:
-    layout = {}
-    for line in (EXPECTED_KEYS / f"{name}.txt").read_text().splitlines():
-        key, shape = line.split(" ")
-        layout[key] = tuple(int(v) for v in shape.strip("[]").split(",") if v)
-    return layout
-
-
-def random_state(layout: dict[str, tuple[int, ...]], seed: int = 0) -> OrderedDict:
-    generator = torch.Generator().manual_seed(seed)
-    state = OrderedDict()
-    for key, shape in layout.items():
-        if key.endswith("num_batches_tracked"):
-            state[key] = torch.tensor(123, dtype=torch.long)
-        elif key.endswith(("running_var", "bn.weight")):
-            state[key] = torch.rand(shape, generator=generator) + 0.5
-        elif len(shape) > 1:  # conv / linear weights scaled by fan-in: finite deep forwards
-            fan_in = torch.tensor(shape[1:]).prod().item()
-            state[key] = torch.randn(shape, generator=generator) / fan_in ** 0.5
-        else:
-            state[key] = 0.1 * torch.randn(shape, generator=generator)
-    return state
 
 
 def write_mmaction2(path: Path, state: dict, *, plain_meta: bool = False) -> Path:

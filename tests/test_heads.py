@@ -22,8 +22,8 @@ from pipeline.models.checkpoint import (build_detector_from_checkpoint, load_int
 from pipeline.models.command import add_checkpoint_command
 from pipeline.models.fbo import LFBAvg, LFBHead, LFBMax, LFBNonLocal
 from pipeline.models.roi_head import RoIExtractor3d
+from zoo_layout import expected_layout, random_state
 
-EXPECTED_KEYS = Path(__file__).parent / "expected_keys"
 ACRN21 = "slowfast-acrn_kinetics400-pretrained-r50_8xb8-8x8x1-cosine-10e_ava21-rgb"
 ACRN22 = "slowfast-acrn_kinetics400-pretrained-r50_8xb8-8x8x1-cosine-10e_ava22-rgb"
 LFB_NL = "slowonly-lfb-nl_kinetics400-pretrained-r50_8xb12-4x16x1-20e_ava21-rgb"
@@ -33,28 +33,6 @@ SLOWONLY_4X16 = "slowonly_kinetics400-pretrained-r50_8xb16-4x16x1-20e_ava21-rgb"
 SLOTS = 6
 
 
-def expected_layout(name: str) -> dict[str, tuple[int, ...]]:
-    layout = {}
-    for line in (EXPECTED_KEYS / f"{name}.txt").read_text().splitlines():
-        key, shape = line.split(" ")
-        layout[key] = tuple(int(v) for v in shape.strip("[]").split(",") if v)
-    return layout
-
-
-def random_state(layout: dict[str, tuple[int, ...]], seed: int = 0) -> OrderedDict:
-    generator = torch.Generator().manual_seed(seed)
-    state = OrderedDict()
-    for key, shape in layout.items():
-        if key.endswith("num_batches_tracked"):
-            state[key] = torch.tensor(7, dtype=torch.long)
-        elif key.endswith("running_var"):
-            state[key] = torch.rand(shape, generator=generator) + 0.5
-        elif len(shape) > 1 and not key.endswith("ln.weight"):  # scaled: finite deep forwards
-            fan_in = torch.tensor(shape[1:]).prod().item()
-            state[key] = torch.randn(shape, generator=generator) / fan_in ** 0.5
-        else:
-            state[key] = 0.1 * torch.randn(shape, generator=generator)
-    return state
 
 
 def run_cli(*argv: str) -> int:

@@ -17,16 +17,9 @@ from pipeline.models import (PRESETS, Detector, ModelConfig, action_loss, assign
 from pipeline.models.blocks import NonLocal3d
 from pipeline.models.resnet3d import slowfast
 from pipeline.models.roi_head import RoIExtractor3d
+from zoo_layout import EXPECTED_KEYS, expected_layout
 
-EXPECTED_KEYS = Path(__file__).parent / "expected_keys"
 
-
-def expected_layout(name: str) -> dict[str, tuple[int, ...]]:
-    layout = {}
-    for line in (EXPECTED_KEYS / f"{name}.txt").read_text().splitlines():
-        key, shape = line.split(" ")
-        layout[key] = tuple(int(v) for v in shape.strip("[]").split(",") if v)
-    return layout
 
 
 def rois_for(batch: int, size: int) -> torch.Tensor:
