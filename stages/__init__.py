@@ -16,10 +16,14 @@ from pipeline.errors import InputError
 
 
 def run(main: Callable[[list[str] | None], None], argv: list[str] | None = None) -> None:
-    """Run a stage's main; on InputError print the message and exit with status 2."""
+    """Run a stage's main; on bad input (InputError, a missing file) print one line naming it
+    and exit with status 2."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         main(argv)
     except InputError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    except FileNotFoundError as exc:
+        print(f"error: {exc.filename}: no such file", file=sys.stderr)
         sys.exit(2)
