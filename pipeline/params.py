@@ -28,6 +28,7 @@ from pipeline.io import write_text
 from pipeline.data.config import DataConfig
 from pipeline.engine.config import TrainConfig
 from pipeline.frames import FrameSpec
+from pipeline.heads.maps import BankWindow
 from pipeline.models import ModelConfig, get_preset
 from pipeline.proposals import SimulatedDetector
 from pipeline.synthetic import SyntheticConfig
@@ -177,6 +178,10 @@ class LfbParams:
                              f"chunk_rows={self.chunk_rows}")
         if self.num_workers < 0 or self.num_threads < 0:
             raise ValueError("num_workers and num_threads must be >= 0")
+
+    def window(self) -> BankWindow:
+        """The bank rows a keyframe's RoIs read (train_head and evaluate read the same)."""
+        return BankWindow(window_seconds=self.window_seconds, max_per_second=self.max_per_second)
 
 
 @dataclass(frozen=True)

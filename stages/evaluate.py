@@ -14,7 +14,6 @@ import torch
 
 from pipeline.engine.distributed import setup_distributed
 from pipeline.heads.inputs import DatasetFiles
-from pipeline.heads.maps import BankWindow
 from pipeline.heads.report import evaluate_head
 from pipeline.params import load_params
 
@@ -38,7 +37,7 @@ def main(argv: list[str] | None = None) -> None:
                                     proposals=args.proposals),
         checkpoint=args.model, bank_dir=args.bank, results_dir=args.results,
         metrics_path=args.metrics, plots_dir=args.plots,
-        window=BankWindow(window_seconds=lfb.window_seconds, max_per_second=lfb.max_per_second),
+        window=lfb.window(),
         data_config=params.baseline.data, protocol=ev.protocol,
         score_threshold=ev.score_threshold, render_count=ev.render_keyframes,
         batch_size=ev.batch_size, num_workers=ev.num_workers, bank_in_memory=lfb.in_memory,

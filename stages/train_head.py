@@ -15,7 +15,6 @@ from pathlib import Path
 import torch
 
 from pipeline.heads.inputs import DatasetFiles
-from pipeline.heads.maps import BankWindow
 from pipeline.heads.train import train_head
 from pipeline.lfb.reader import FeatureBank, num_slots
 from pipeline.models.checkpoint import load_stad_checkpoint
@@ -37,7 +36,7 @@ def main(argv: list[str] | None = None) -> None:
         torch.set_num_threads(model.num_threads)
     baseline_config, _, _ = load_stad_checkpoint(args.baseline)
     bank_dim = FeatureBank(args.bank).dim
-    window = BankWindow(window_seconds=lfb.window_seconds, max_per_second=lfb.max_per_second)
+    window = lfb.window()
     train_head(
         files=DatasetFiles.from_dag(dataset=args.dataset, frames=args.frames,
                                     proposals=args.proposals),
