@@ -40,11 +40,26 @@ PARAMS_FILE = "params.yaml"
 # Groups. Library dataclasses are reused where a group maps onto one 1:1.
 
 @dataclass(frozen=True)
+class AvaSourceParams:
+    """A real AVA download (``data.source: ava``), laid out as ``pipeline.dataset`` reads it."""
+
+    root: str                  # folder with annotations/ and videos/
+    version: Literal["2.1", "2.2"]
+    skip_missing_videos: bool  # True: leave out missing or truncated videos, counted in metrics
+
+
+@dataclass(frozen=True)
 class DataParams:
     """Which dataset the DAG runs on (``make_dataset``)."""
 
-    source: Literal["synthetic"]
+    source: Literal["synthetic", "ava"]
     synthetic: SyntheticConfig
+    ava: AvaSourceParams
+
+    def __post_init__(self):
+        if self.source == "ava" and not self.ava.root:
+            raise InputError("data.source is 'ava' but data.ava.root is empty: set it to the "
+                             "folder holding annotations/ and videos/", key="data.ava.root")
 
 
 @dataclass(frozen=True)
