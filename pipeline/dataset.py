@@ -28,11 +28,15 @@ class SplitFiles:
 @dataclass(frozen=True)
 class DatasetManifest:
     source: str
-    timestamp_start: int
+    timestamp_start: float  # the clock's second at each video's first frame
     label_map: str
     splits: dict[str, SplitFiles]
     videos: dict[str, str]  # video id -> video file
     video_splits: dict[str, str] = field(default_factory=dict)  # video id -> split
+    proposals: dict[str, str] = field(default_factory=dict)  # split -> proposal pickle
+    # size, mtime (and probe results) of files outside the dataset folder, so that a replaced
+    # video or pickle changes the manifest and with it every stage downstream
+    fingerprints: dict[str, dict] = field(default_factory=dict)
 
     def path(self, root: str | Path, relative: str | None) -> Path | None:
         return None if relative is None else Path(root) / relative

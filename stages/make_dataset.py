@@ -1,6 +1,7 @@
-"""Stage make_dataset: generate the embedded synthetic dataset in AVA's file formats.
+"""Stage make_dataset: generate the embedded synthetic dataset in AVA's file formats, or index
+and validate an AVA download (``data.source``).
 
-    python -m stages.make_dataset --out data/dataset
+    python -m stages.make_dataset --out data/dataset --metrics metrics/dataset.json
 """
 
 from __future__ import annotations
@@ -9,7 +10,9 @@ import argparse
 import logging
 from pathlib import Path
 
+from pipeline.ava.download import index_download
 from pipeline.dataset import index_ava_layout, write_manifest
+from pipeline.io import atomic_output, write_json
 from pipeline.params import load_params
 from pipeline.synthetic import generate_dataset
 
@@ -22,14 +25,29 @@ log = logging.getLogger("make_dataset")
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--metrics", type=Path, required=True)
     args = parser.parse_args(argv)
-    params = load_params(groups=PARAMS)
-    config = params.data.synthetic
-    summary = generate_dataset(args.out, config)
-    manifest = index_ava_layout(args.out, source="synthetic", version="2.2",
-                                timestamp_start=config.timestamp_start)
-    write_manifest(args.out, manifest)
-    log.info("generated %s", summary)
+    data = load_params(groups=PARAMS).data
+    if data.source == "synthetic":
+        config = data.synthetic
+        summary = generate_dataset(args.out, config)
+        manifest = index_ava_layout(args.out, source="synthetic", version="2.2",
+                                    timestamp_start=config.timestamp_start)
+        write_manifest(args.out, manifest)
+        metrics = {"source": "synthetic", **summary}
+        log.info("generated %s", summary)
+    else:
+        ava = data.ava
+        with atomic_output(args.out) as tmp:
+            manifest, report = index_download(ava.root, tmp, version=ava.version,
+                                              video_start=ava.video_start,
+                                              skip_missing_videos=ava.skip_missing_videos)
+            write_manifest(tmp, manifest)
+        metrics = {"source": "ava", "version": ava.version, **report.to_json()}
+        if report.skipped_videos:
+            log.warning("left out %d videos: %s", len(report.skipped_videos),
+                        ", ".join(sorted(report.skipped_videos)))
+    write_json(args.metrics, metrics)
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ import pandas as pd
 from pipeline.ava.annotations import read_annotations
 from pipeline.ava.proposals import filter_proposals
 from pipeline.dataset import read_manifest
+from pipeline.errors import InputError
 from pipeline.frames import FrameStore
 from pipeline.io import write_json
 from pipeline.params import load_params
@@ -42,7 +43,7 @@ def main(argv: list[str] | None = None) -> None:
         raw = params.simulated.detect(pd.concat(gt.values(), ignore_index=True))
     elif params.source == "pickle":
         raw = pd.concat([proposals_from_pickle(path, score_thr=0.0, max_per_frame=None)
-                         for path in (params.train_pickle, params.val_pickle)], ignore_index=True)
+                         for path in pickle_paths(params, manifest)], ignore_index=True)
     else:
         detector = params.detector
         raw = detect_persons(FrameStore(args.frames / "frames.zarr"), weights_path=detector.weights,
@@ -53,6 +54,20 @@ def main(argv: list[str] | None = None) -> None:
     metrics = {split: proposal_metrics(_split(proposals, table), table)
                for split, table in gt.items()}
     write_json(args.metrics, metrics)
+
+
+def pickle_paths(params, manifest) -> list[str]:
+    """The train and val pickles: the params' paths, or else the dataset's own (an AVA
+    download's FAIR dense proposals, found by ``make_dataset``)."""
+    paths = []
+    for split, given in (("train", params.train_pickle), ("val", params.val_pickle)):
+        path = given or manifest.proposals.get(split)
+        if not path:
+            raise InputError(f"proposals.source is 'pickle' but proposals.{split}_pickle is "
+                             f"empty and the dataset has no {split} proposal pickle",
+                             key=f"proposals.{split}_pickle")
+        paths.append(path)
+    return paths
 
 
 def _split(proposals: pd.DataFrame, gt: pd.DataFrame) -> pd.DataFrame:

@@ -22,10 +22,9 @@ def _sh(args, cwd, env, check=True):
     return result
 
 
-@pytest.fixture(scope="module")
-def smoke_repo(tmp_path_factory):
-    """A copy of the project's tracked files, smoke preset applied, committed."""
-    root = tmp_path_factory.mktemp("repo")
+def project_copy(root: Path, *overlays: str | Path) -> dict:
+    """Copy the project's tracked files into ``root``, apply the preset overlays, commit;
+    return the environment to run dvc in."""
     listed = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"],
                             cwd=REPO, capture_output=True, text=True, check=True).stdout.split()
     for name in listed:
@@ -41,11 +40,19 @@ def smoke_repo(tmp_path_factory):
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
     env["PYTHONDONTWRITEBYTECODE"] = "1"
     env["PYTHONPATH"] = str(root)
-    _sh([sys.executable, "-m", "pipeline.cli", "params", "apply", "smoke"], root, env)
+    for overlay in overlays:
+        _sh([sys.executable, "-m", "pipeline.cli", "params", "apply", str(overlay)], root, env)
     _sh(["git", "init", "-q"], root, env)
     _sh(["git", "-c", "user.name=t", "-c", "user.email=t@t", "add", "-A"], root, env)
     _sh(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "smoke"], root, env)
-    return root, env
+    return env
+
+
+@pytest.fixture(scope="module")
+def smoke_repo(tmp_path_factory):
+    """A copy of the project's tracked files, smoke preset applied, committed."""
+    root = tmp_path_factory.mktemp("repo")
+    return root, project_copy(root, "smoke")
 
 
 def _ran_stages(output: str) -> list[str]:

@@ -1,0 +1,211 @@
+"""Index and validate a real AVA download (``data.source: ava``).
+
+The download is read where it lies, never copied wholesale: ``root/annotations`` holds the
+official files of one version (train/val CSVs, the 60-class action list, excluded timestamps,
+FAIR's dense proposal pickles) and ``root/videos`` one file per video id in any container decord
+reads. ``index_download`` checks everything a later stage would trip over, and reports every
+problem of a kind at once (all missing videos, not the first):
+
+- annotation rows: column count, numbers, boxes in [0, 1], timestamps inside AVA's 902..1798,
+  action ids inside AVA's 1..80 (ids outside the 60-class list are kept in the CSV and dropped
+  when boxes are merged, as mmaction2 does);
+- videos: a file per annotated id that decord opens, long enough for its last annotated
+  keyframe (a truncated download is the usual cause of a short video);
+- proposal pickles: every key's video belongs to the pickle's split.
+
+Missing, unreadable and short videos are an error listing them, or, with
+``skip_missing_videos``, left out: their rows are dropped from the copied CSVs and the ids are
+listed in the returned report (the stage's metrics). The CSVs, label map and exclusions (a few
+MB) are copied into the dataset folder so that DVC hashes them; videos and pickles are referred
+to by absolute path, with their size and modification time in the manifest so that a replaced
+file changes the manifest.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from pipeline.ava._csv import check_integral
+from pipeline.ava.annotations import read_annotations
+from pipeline.ava.clock import keyframe_frame_index
+from pipeline.ava.label_map import read_label_map
+from pipeline.ava.proposals import read_proposal_pickle
+from pipeline.dataset import AVA_FILES, SPLITS, VIDEO_SUFFIXES, DatasetManifest, SplitFiles
+from pipeline.errors import InputError
+
+FIRST_KEYFRAME, LAST_KEYFRAME = 902, 1798   # AVA's annotated seconds of each movie
+MAX_ACTION_ID = 80
+PROPOSAL_PICKLE = "ava_dense_proposals_{split}.FAIR.recall_93.9.pkl"
+
+
+@dataclass
+class DownloadReport:
+    """What ``index_download`` found: counts per split and the videos it left out (by reason)."""
+
+    videos: dict[str, int] = field(default_factory=dict)
+    keyframes: dict[str, int] = field(default_factory=dict)
+    rows: dict[str, int] = field(default_factory=dict)
+    skipped_videos: dict[str, str] = field(default_factory=dict)   # video id -> reason
+
+    def to_json(self) -> dict:
+        return {"videos": self.videos, "keyframes": self.keyframes, "annotation_rows": self.rows,
+                "num_skipped_videos": len(self.skipped_videos),
+                "skipped_videos": dict(sorted(self.skipped_videos.items()))}
+
+
+def probe_video(path: Path) -> tuple[int, float]:
+    """(frame count, fps) from the container, as decord reports them; InputError if unreadable."""
+    import decord
+
+    try:
+        reader = decord.VideoReader(str(path), num_threads=1)
+        return len(reader), float(reader.get_avg_fps())
+    except Exception as error:   # decord raises its own DECORDError and RuntimeError
+        raise InputError(f"video cannot be decoded: {error}", path=path) from None
+
+
+def _fingerprint(path: Path) -> dict:
+    stat = path.stat()
+    return {"path": str(path.resolve()), "bytes": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+
+
+def _read_split(path: Path) -> pd.DataFrame:
+    table = read_annotations(path)
+    check_integral(path, "timestamp", table["timestamp"].to_numpy(), FIRST_KEYFRAME,
+                   LAST_KEYFRAME)
+    check_integral(path, "action_id", table["action_id"].to_numpy(), 1, MAX_ACTION_ID)
+    return table
+
+
+def _copy_without(source: Path, target: Path, skipped: set[str]) -> None:
+    """Copy a CSV, leaving out the lines of skipped videos (the others byte for byte)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if not skipped:
+        shutil.copyfile(source, target)
+        return
+    with open(source, encoding="utf-8", newline="") as src, \
+            open(target, "w", encoding="utf-8", newline="") as dst:
+        for line in src:
+            if line.split(",", 1)[0] not in skipped:
+                dst.write(line)
+
+
+def index_download(root: str | Path, out: str | Path, *, version: str, video_start: float,
+                   skip_missing_videos: bool = False,
+                   annotations_dir: str = "annotations", videos_dir: str = "videos",
+                   progress: bool = True) -> tuple[DatasetManifest, DownloadReport]:
+    """Validate the download at ``root`` and copy its annotation files into ``out``.
+
+    ``video_start``: the movie second at each video's first frame (900 for mmaction2's cut
+    15-minute clips, 0 for full movies). A video must hold its last annotated keyframe under
+    both frame conventions (the later one, mmaction2 1.x's, reads one frame further).
+    Returns the manifest (to write into ``out``) and the report (for the stage's metrics).
+    """
+    from tqdm import tqdm
+
+    root, out = Path(root), Path(out)
+    if not root.is_dir():
+        raise InputError("AVA root folder not found", path=root, key="data.ava.root")
+    if version not in AVA_FILES:
+        raise InputError(f"unknown AVA version {version!r}; expected one of {sorted(AVA_FILES)}",
+                         key="data.ava.version")
+    names = AVA_FILES[version]
+    ann = root / annotations_dir
+    label_map_path = ann / names["label_map"]
+    label_map = read_label_map(label_map_path)
+    if max(label_map.ids) > MAX_ACTION_ID:
+        raise InputError(f"label map id {max(label_map.ids)} is outside AVA's 1..80",
+                         path=label_map_path)
+
+    tables, split_of = {}, {}
+    for split in SPLITS:
+        path = ann / names["annotations"].format(split=split)
+        tables[split] = _read_split(path)
+        for video_id in tables[split]["video_id"].unique():
+            if split_of.setdefault(video_id, split) != split:
+                raise InputError(f"video {video_id} is annotated in both train and val",
+                                 path=path, key=video_id)
+
+    files = {p.stem: p for p in sorted((root / videos_dir).glob("*"))
+             if p.suffix.lower() in VIDEO_SUFFIXES}
+    problems: dict[str, str] = {}
+    probes: dict[str, tuple[int, float]] = {}
+    last_keyframe = pd.concat(tables.values()).groupby("video_id")["timestamp"].max()
+    for video_id in tqdm(sorted(split_of), desc="probe videos", unit="video",
+                         disable=not progress):
+        if video_id not in files:
+            problems[video_id] = "missing"
+            continue
+        try:
+            frames, fps = probe_video(files[video_id])
+        except InputError as error:
+            problems[video_id] = f"unreadable ({error.reason})"
+            continue
+        needed = keyframe_frame_index(int(last_keyframe[video_id]), fps=fps,
+                                      timestamp_start=video_start, convention="mmaction2") + 1
+        if frames < needed:
+            problems[video_id] = (f"too short: {frames} frames at {fps:g} fps, but the "
+                                  f"keyframe at {int(last_keyframe[video_id])} s needs {needed}")
+            continue
+        probes[video_id] = (frames, fps)
+    if problems and not skip_missing_videos:
+        listed = "\n  ".join(f"{vid} ({split_of[vid]}): {why}"
+                             for vid, why in sorted(problems.items()))
+        raise InputError(f"{len(problems)} of {len(split_of)} annotated videos cannot be used "
+                         f"(set data.ava.skip_missing_videos: true to leave them out):\n  {listed}",
+                         path=root / videos_dir)
+    kept = set(split_of) - set(problems)
+    if not kept:
+        raise InputError("no usable video: every annotated video is missing, unreadable or "
+                         "too short", path=root / videos_dir)
+
+    proposals: dict[str, dict] = {}
+    for split in SPLITS:
+        path = ann / PROPOSAL_PICKLE.format(split=split)
+        if not path.exists():
+            continue
+        keys = read_proposal_pickle(path)[["video_id", "timestamp"]].drop_duplicates()
+        ours = [video_id for video_id, s in split_of.items() if s == split]
+        foreign = keys[~keys["video_id"].isin(ours)]
+        if len(foreign):
+            videos = sorted(foreign["video_id"].unique())
+            first = foreign.iloc[0]
+            raise InputError(f"proposals for {len(videos)} video(s) that the {split} "
+                             f"annotations do not have: {', '.join(videos[:10])}", path=path,
+                             key=f"{first['video_id']},{int(first['timestamp']):04d}")
+        proposals[split] = _fingerprint(path)
+
+    out_ann = out / annotations_dir
+    skipped = set(problems)
+    splits, report = {}, DownloadReport(skipped_videos=dict(problems))
+    for split in SPLITS:
+        csv = names["annotations"].format(split=split)
+        _copy_without(ann / csv, out_ann / csv, skipped)
+        exclusions = names["exclusions"].format(split=split)
+        if (ann / exclusions).exists():
+            _copy_without(ann / exclusions, out_ann / exclusions, skipped)
+        splits[split] = SplitFiles(f"{annotations_dir}/{csv}",
+                                   f"{annotations_dir}/{exclusions}"
+                                   if (ann / exclusions).exists() else None)
+        table = tables[split][~tables[split]["video_id"].isin(skipped)]
+        report.videos[split] = int(table["video_id"].nunique())
+        report.keyframes[split] = int(len(table[["video_id", "timestamp"]].drop_duplicates()))
+        report.rows[split] = int(len(table))
+    shutil.copyfile(label_map_path, out_ann / names["label_map"])
+
+    videos = {vid: str(files[vid].resolve()) for vid in sorted(kept)}
+    manifest = DatasetManifest(
+        source="ava", timestamp_start=video_start,
+        label_map=f"{annotations_dir}/{names['label_map']}", splits=splits, videos=videos,
+        video_splits={vid: split_of[vid] for vid in sorted(kept)},
+        proposals={split: info["path"] for split, info in proposals.items()},
+        fingerprints={
+            **{vid: {**_fingerprint(files[vid]), "frames": probes[vid][0], "fps": probes[vid][1]}
+               for vid in sorted(kept)},
+            **{f"proposals/{split}": info for split, info in proposals.items()}})
+    return manifest, report

@@ -1,0 +1,94 @@
+"""The whole DAG on an AVA-shaped download (``tests/ava_fixture.py``) through a real
+``dvc repro``: official layout and names, movie-length videos, AVA's clock checked
+frame-exactly in the stored clips under both frame index conventions."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import zarr
+
+from ava_fixture import LABELS, TRAIN_IDS, VAL_IDS, expected_keyframe_frame, make_ava_fixture
+from test_pipeline_dvc import _ran_stages, _sh, project_copy
+from video_utils import read_frame_number
+
+
+@pytest.fixture(scope="module")
+def ava_repo(tmp_path_factory):
+    """The fixture download, and a project copy whose params point at it (smoke sizes)."""
+    fixture = make_ava_fixture(tmp_path_factory.mktemp("ava"), version="2.2", every=60)
+    overlay = tmp_path_factory.mktemp("overlay") / "ava-fixture.yaml"
+    overlay.write_text(f"""
+data:
+  source: ava
+  ava:
+    root: {fixture.root}
+    version: "2.2"
+    video_start: 900
+proposals:
+  source: pickle
+lfb:
+  dtype: float32   # one smoke epoch on painted digits leaves BN statistics raw: features > 65504
+""")
+    root = tmp_path_factory.mktemp("ava_repo")
+    env = project_copy(root, "smoke", overlay)
+    return fixture, root, env
+
+
+def _check_clock(root: Path, convention: str, frame_interval: int) -> int:
+    """Every stored frame shows the number AVA's clock gives it; returns clips checked."""
+    index = pd.read_parquet(root / "data/frames/keyframes.parquet")
+    store = zarr.open_group(root / "data/frames/frames.zarr", mode="r")
+    assert store.attrs["convention"] == convention and store.attrs["timestamp_start"] == 900
+    for video_id, rows in index.groupby("video_id"):
+        clips = store[video_id][:]
+        for _, row in rows.iterrows():
+            clip = clips[int(row["row"])]
+            key = expected_keyframe_frame(int(row["timestamp"]), convention)
+            offsets = (np.arange(len(clip)) - len(clip) // 2) * frame_interval
+            shown = [read_frame_number(frame) for frame in clip]
+            assert shown == list(key + offsets), (video_id, int(row["timestamp"]), shown)
+    return len(index)
+
+
+def test_ava_download_runs_through_the_dag_with_ava_clock(ava_repo):
+    fixture, root, env = ava_repo
+    result = _sh(["dvc", "repro"], root, env)
+    assert _ran_stages(result.stdout) == ["make_dataset", "extract_frames", "proposals",
+                                          "pretrain_baseline", "infer_lfb", "train_head",
+                                          "evaluate"], result.stdout
+
+    dataset = json.loads((root / "metrics/dataset.json").read_text())
+    assert dataset["source"] == "ava" and dataset["num_skipped_videos"] == 0
+    assert dataset["videos"] == {"train": len(TRAIN_IDS), "val": len(VAL_IDS)}
+    manifest = json.loads((root / "data/dataset/dataset.json").read_text())
+    assert manifest["timestamp_start"] == 900
+    assert set(manifest["proposals"]) == {"train", "val"}
+
+    checked = _check_clock(root, "pyslowfast", frame_interval=2)
+    assert checked == len(fixture.keyframes)
+    index = pd.read_parquet(root / "data/frames/keyframes.parquet")
+    assert index["timestamp"].max() == 1798   # the last keyframe of AVA's clock is stored
+
+    evaluation = json.loads((root / "metrics/eval.json").read_text())
+    assert set(evaluation["per_class_AP"]) == {f"{i} {n}" for i, n in LABELS.items()}
+    results = pd.read_csv(root / "results/val_results.csv", header=None)
+    assert set(results[0]) == set(VAL_IDS) and results[1].between(902, 1798).all()
+
+
+def test_mmaction2_convention_reads_one_frame_later(ava_repo):
+    fixture, root, env = ava_repo
+    _sh(["dvc", "repro"], root, env)
+    params = (root / "params.yaml").read_text()
+    (root / "params.yaml").write_text(params.replace("convention: pyslowfast",
+                                                     "convention: mmaction2"))
+    try:
+        result = _sh(["dvc", "repro", "-s", "extract_frames"], root, env)
+        assert _ran_stages(result.stdout) == ["extract_frames"], result.stdout
+        assert _check_clock(root, "mmaction2", frame_interval=2) == len(fixture.keyframes)
+    finally:
+        (root / "params.yaml").write_text(params)
