@@ -204,7 +204,7 @@ def test_head_on_cached_maps_equals_the_full_detector(data, baseline, banks):
     samples = [dataset[i] for i in range(3)]
     clips = torch.stack([s["clip"] for s in samples])
     rois = pixel_rois([s["proposals"] for s in samples])
-    lt, mask = roi_windows(bank, WINDOW, [s["video_id"] for s in samples],
+    lt, mask, _ = roi_windows(bank, WINDOW, [s["video_id"] for s in samples],
                            np.array([s["timestamp"] for s in samples]), rois[:, 0], rng=None)
     for shared_head in ("lfb_nl", "lfb_max"):
         model = _lfb_head(bank.dim, shared_head)

@@ -97,18 +97,22 @@ def as_features(maps: Tensor) -> tuple[Tensor]:
 
 def roi_windows(bank: FeatureBank | None, window: BankWindow | None, video_ids: list[str],
                 timestamps: np.ndarray, batch_index: Tensor,
-                rng: np.random.Generator | None) -> tuple[Tensor | None, Tensor | None]:
-    """Each RoI's bank window ``[R, S, D]`` and mask ``[R, S]`` (None, None without a bank).
+                rng: np.random.Generator | None
+                ) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
+    """Each RoI's bank window ``[R, S, D]``, mask ``[R, S]`` and slot geometry ``[R, S, 5]``
+    (boxes and seconds from the keyframe); all None without a bank.
 
     The window of a keyframe includes its own second, so the RoI's own bank row (and those of
     the other people in the frame) are part of what it attends to, as in the LFB paper.
     """
     if bank is None or window is None:
-        return None, None
-    features, mask = bank.windows(video_ids, timestamps, window_seconds=window.window_seconds,
-                                  max_per_second=window.max_per_second, rng=rng)
+        return None, None, None
+    features, mask, geometry = bank.windows(
+        video_ids, timestamps, window_seconds=window.window_seconds,
+        max_per_second=window.max_per_second, rng=rng, with_geometry=True)
     index = batch_index.long().cpu().numpy()
-    return torch.from_numpy(features[index]), torch.from_numpy(mask[index])
+    return (torch.from_numpy(features[index]), torch.from_numpy(mask[index]),
+            torch.from_numpy(geometry[index]))
 
 
 def pixel_rois(boxes: list[Tensor]) -> Tensor:
@@ -133,11 +137,10 @@ def predict_on_maps(roi_head: RoIHead, maps: KeyframeMaps, *, columns: Tensor,
         keys = range(start, min(start + batch_size, len(maps)))
         proposals = [maps.proposals[i] for i in keys]
         rois = pixel_rois(proposals)
-        lt, mask = roi_windows(bank, window, [maps.video_ids[i] for i in keys],
-                               maps.timestamps[list(keys)], rois[:, 0], rng=None)
+        lt, mask, geometry = roi_windows(bank, window, [maps.video_ids[i] for i in keys],
+                                         maps.timestamps[list(keys)], rois[:, 0], rng=None)
         logits = roi_head(as_features(maps.maps[list(keys)].to(device)), rois.to(device),
-                          None if lt is None else lt.to(device),
-                          None if mask is None else mask.to(device))
+                          *(None if x is None else x.to(device) for x in (lt, mask, geometry)))
         scores = torch.sigmoid(logits.float())[:, columns.to(device)].cpu().numpy()
         offset = 0
         for i, boxes in zip(keys, proposals):

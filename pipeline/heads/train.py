@@ -56,6 +56,7 @@ class HeadBatch:
     targets: Tensor              # [R, num_classes]
     lt_features: Tensor | None   # [R, S, D]
     lt_mask: Tensor | None       # [R, S]
+    lt_geometry: Tensor | None   # [R, S, 5]
 
     def __len__(self) -> int:
         return int(self.maps.shape[0])
@@ -108,10 +109,11 @@ class CachedBatches:
                                       [m.gt_boxes[i] for i in index],
                                       [m.gt_labels[i] for i in index],
                                       config=self.config, columns=self.columns)
-        lt, mask = roi_windows(self.bank, self.window, [m.video_ids[i] for i in index],
-                               m.timestamps[index], rois[:, 0], rng=window_rng())
+        lt, mask, geometry = roi_windows(self.bank, self.window,
+                                         [m.video_ids[i] for i in index], m.timestamps[index],
+                                         rois[:, 0], rng=window_rng())
         return HeadBatch(maps=m.maps[index], rois=rois, targets=targets, lt_features=lt,
-                         lt_mask=mask)
+                         lt_mask=mask, lt_geometry=geometry)
 
 
 def scored_loss(model: Detector, logits: Tensor, targets: Tensor, columns: Tensor) -> Tensor:
@@ -238,7 +240,8 @@ def train_head(*, files: DatasetFiles, baseline_checkpoint: str | Path,
 
         def loss_fn(head: nn.Module, batch: HeadBatch) -> Tensor:
             logits = head(as_features(batch.maps.to(device)), batch.rois.to(device),
-                          _to(batch.lt_features, device), _to(batch.lt_mask, device))
+                          _to(batch.lt_features, device), _to(batch.lt_mask, device),
+                          _to(batch.lt_geometry, device))
             return scored_loss(model, logits, batch.targets, columns)
 
         # The maps live in this process's memory: no loader workers.
@@ -285,11 +288,12 @@ def _train_full(model: Detector, inputs: LoadedInputs, *, files: DatasetFiles, s
     def loss_fn(wrapped: nn.Module, batch: Batch) -> Tensor:
         rois, targets = assigned_rois(batch.proposals, batch.gt_boxes, batch.gt_labels,
                                       config=model.config, columns=columns)
-        lt, mask = roi_windows(bank, window, [k[0] for k in batch.keys],
-                               np.array([k[1] for k in batch.keys]), rois[:, 0],
-                               rng=window_rng())
+        lt, mask, geometry = roi_windows(bank, window, [k[0] for k in batch.keys],
+                                         np.array([k[1] for k in batch.keys]), rois[:, 0],
+                                         rng=window_rng())
         clips = normalize_clips(batch.clips.to(device, non_blocking=True))
-        logits = wrapped(clips, rois.to(device), _to(lt, device), _to(mask, device))
+        logits = wrapped(clips, rois.to(device), _to(lt, device), _to(mask, device),
+                         _to(geometry, device))
         return scored_loss(model, logits, targets, columns)
 
     return train(model, train_set, config=train_config, loss_fn=loss_fn, ctx=ctx,

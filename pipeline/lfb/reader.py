@@ -75,7 +75,8 @@ class FeatureBank:
 
         # ParquetFile.read, single-threaded: pq.read_table's dataset machinery costs ~50 MB RSS
         columns = pq.ParquetFile(self.path / INDEX_NAME).read(
-            columns=["video_id", "timestamp", "box_index", "score"], use_threads=False)
+            columns=["video_id", "timestamp", "box_index", "score", "x1", "y1", "x2", "y2"],
+            use_threads=False)
         if columns.num_rows != self.num_rows:
             raise InputError(f"index has {columns.num_rows} rows, bank.json says "
                              f"{self.num_rows}", path=self.path / INDEX_NAME)
@@ -92,6 +93,8 @@ class FeatureBank:
                              path=self.path / INDEX_NAME)
         self._score = columns.column("score").to_numpy()
         self._box_index = columns.column("box_index").to_numpy()
+        self._boxes = np.stack([columns.column(c).to_numpy().astype(np.float32)
+                                for c in ("x1", "y1", "x2", "y2")], axis=1)
         self._array: zarr.Array | None = None
         self._data: np.ndarray | None = self._open_array()[:] if in_memory else None
 
@@ -148,13 +151,17 @@ class FeatureBank:
 
     def windows(self, video_ids: Sequence[str], timestamps: Sequence[int] | np.ndarray, *,
                 window_seconds: int, max_per_second: int,
-                rng: np.random.Generator | None = None) -> tuple[np.ndarray, np.ndarray]:
+                rng: np.random.Generator | None = None, with_geometry: bool = False
+                ) -> tuple[np.ndarray, ...]:
         """The windows around a batch of keyframes.
 
         Returns ``features`` (float32 ``[B, S, D]``, zeros in empty slots) and ``mask`` (bool
         ``[B, S]``, True where a slot holds a box); ``S = num_slots(window_seconds,
         max_per_second)``. ``rng`` given: random choice within crowded seconds (training);
-        None: the highest-scoring boxes (testing, deterministic).
+        None: the highest-scoring boxes (testing, deterministic). ``with_geometry`` adds a
+        third array ``[B, S, 5]``: each slot's normalised box (x1, y1, x2, y2) and its second
+        relative to the keyframe (zeros in empty slots), for heads that embed where and when a
+        bank feature was seen.
         """
         _check_window(window_seconds, max_per_second)
         t = np.asarray(timestamps, dtype=np.int64)
@@ -163,11 +170,13 @@ class FeatureBank:
         batch, slots = len(t), num_slots(window_seconds, max_per_second)
         features = np.zeros((batch, slots, self.dim), dtype=np.float32)
         mask = np.zeros((batch, slots), dtype=bool)
+        geometry = np.zeros((batch, slots, 5), dtype=np.float32)
+        done = (features, mask, geometry) if with_geometry else (features, mask)
         lo, hi = self.window_rows(video_ids, t, window_seconds)
         counts = hi - lo
         total = int(counts.sum())
         if total == 0:
-            return features, mask
+            return done
 
         # one entry per (keyframe, row in its window)
         key = np.repeat(np.arange(batch), counts)
@@ -192,7 +201,11 @@ class FeatureBank:
         # one row index into [B * S, D] copies whole rows (faster than a (key, slot) pair)
         features.reshape(batch * slots, self.dim)[key[keep] * slots + slot] = block[position]
         mask.reshape(-1)[key[keep] * slots + slot] = True
-        return features, mask
+        if with_geometry:
+            flat = geometry.reshape(batch * slots, 5)
+            flat[key[keep] * slots + slot, :4] = self._boxes[rows[keep]]
+            flat[key[keep] * slots + slot, 4] = second[keep] - window_seconds
+        return done
 
     def window(self, video_id: str, timestamp: int, *, window_seconds: int,
                max_per_second: int, rng: np.random.Generator | None = None

@@ -98,6 +98,9 @@ class ModelConfig:
     """lfb_nl: apply each layer's LayerNorm (False drops it and its ``ln.*`` keys)."""
     lfb_zero_init_out_conv: bool = False
     """lfb_nl: start each out conv at zero, so the operator begins as a pass-through."""
+    lfb_position: bool = False
+    """lfb_nl: add embeddings of each feature's box and time offset (not in mmaction2, whose
+    checkpoints have none; keys ``fbo.st_position``, ``fbo.lt_position``)."""
     dropout: float = 0.5
     """Dropout on the RoI feature map before spatial max pooling."""
     num_classes: int = 81

@@ -38,7 +38,8 @@ def build_shared_head(config: ModelConfig, roi_channels: int) -> ACRNHead | LFBH
             latent_channels=config.lfb_latent_channels, num_layers=config.lfb_num_layers,
             st_dropout=config.lfb_st_dropout, lt_dropout=config.lfb_lt_dropout,
             layer_dropout=config.lfb_nl_dropout, pre_activate=config.lfb_pre_activate,
-            layer_norm=config.lfb_layer_norm, zero_init_out_conv=config.lfb_zero_init_out_conv)
+            layer_norm=config.lfb_layer_norm, zero_init_out_conv=config.lfb_zero_init_out_conv,
+            position=config.lfb_position)
     elif config.shared_head == "lfb_max":
         operator = LFBMax(lt_channels=lt_channels)
     else:
@@ -99,7 +100,7 @@ class Detector(nn.Module):
         return lt_mask
 
     def forward(self, clips: Tensor, rois: Tensor, lt_features: Tensor | None = None,
-                lt_mask: Tensor | None = None) -> Tensor:
+                lt_mask: Tensor | None = None, lt_geometry: Tensor | None = None) -> Tensor:
         """Action logits ``[R, num_classes]`` (column 0 unused).
 
         ``clips``: ``[B, 3, T, H, W]`` RGB normalised with ImageNet mean/std on 0-255;
@@ -108,10 +109,17 @@ class Detector(nn.Module):
         LFB heads only: ``lt_features`` ``[R, lfb_num_lt_feat, bank_channels]`` (the bank
         window of each RoI, any float dtype) and ``lt_mask`` ``[R, lfb_num_lt_feat]`` bool,
         True = real feature, False = padding; None = every slot real (mmaction2's behaviour).
+        ``lt_geometry`` ``[R, lfb_num_lt_feat, 5]``: each slot's normalised box and seconds
+        from the keyframe (``FeatureBank.windows(with_geometry=True)``), for ``lfb_position``.
         """
         self._check_inputs(clips, rois)
         lt_mask = self._check_bank(rois, lt_features, lt_mask)
-        return self.roi_head(self.backbone(clips), rois, lt_features, lt_mask)
+        if self.config.lfb_position and self.config.shared_head == "lfb_nl":
+            want = (rois.shape[0], self.config.lfb_num_lt_feat, 5)
+            if lt_geometry is None or tuple(lt_geometry.shape) != want:
+                got = None if lt_geometry is None else tuple(lt_geometry.shape)
+                raise ValueError(f"lfb_position needs lt_geometry [R, S, 5] = {want}, got {got}")
+        return self.roi_head(self.backbone(clips), rois, lt_features, lt_mask, lt_geometry)
 
     def features(self, clips: Tensor, rois: Tensor) -> Tensor:
         """Per-RoI feature vectors ``[R, feature_channels]`` (2048 for R50 without context).
@@ -142,6 +150,6 @@ class Detector(nn.Module):
 
     @torch.no_grad()
     def predict(self, clips: Tensor, rois: Tensor, lt_features: Tensor | None = None,
-                lt_mask: Tensor | None = None) -> Tensor:
+                lt_mask: Tensor | None = None, lt_geometry: Tensor | None = None) -> Tensor:
         """Sigmoid scores ``[R, num_classes]``; call ``eval()`` first (dropout, BN statistics)."""
-        return torch.sigmoid(self.forward(clips, rois, lt_features, lt_mask))
+        return torch.sigmoid(self.forward(clips, rois, lt_features, lt_mask, lt_geometry))

@@ -38,6 +38,27 @@ def masked_softmax(logits: Tensor, mask: Tensor) -> Tensor:
     return torch.softmax(filled, dim=-1) * mask
 
 
+BOX_CYCLES = (1, 2, 4, 8)               # sinusoid cycles across the frame, per box coordinate
+TIME_PERIODS_S = (2, 4, 8, 16, 32, 64)  # sinusoid periods of a slot's time offset, in seconds
+BOX_EMBEDDING = 2 * 4 * len(BOX_CYCLES)
+TIME_EMBEDDING = 2 * len(TIME_PERIODS_S)
+
+
+def box_embedding(boxes: Tensor) -> Tensor:
+    """Normalised boxes ``[..., 4]`` -> sinusoids ``[..., 32]``. A dot product of two such
+    embeddings can express ``cos(2 pi f (a - b))`` per coordinate, i.e. "the same place", which
+    a linear map of the raw coordinates cannot."""
+    cycles = boxes.new_tensor(BOX_CYCLES) * (2 * torch.pi)
+    angles = (boxes[..., :, None] * cycles).flatten(-2)
+    return torch.cat([angles.sin(), angles.cos()], dim=-1)
+
+
+def time_embedding(seconds: Tensor) -> Tensor:
+    """Time offsets ``[...]`` (seconds from the keyframe) -> sinusoids ``[..., 12]``."""
+    angles = seconds[..., None] * (2 * torch.pi / seconds.new_tensor(TIME_PERIODS_S))
+    return torch.cat([angles.sin(), angles.cos()], dim=-1)
+
+
 def _kaiming(conv: nn.Conv3d) -> None:
     nn.init.kaiming_normal_(conv.weight, mode="fan_out", nonlinearity="relu")
     nn.init.zeros_(conv.bias)
@@ -89,12 +110,18 @@ class LFBNonLocal(nn.Module):
     def __init__(self, *, st_channels: int, lt_channels: int, latent_channels: int = 512,
                  num_layers: int = 2, st_dropout: float = 0.2, lt_dropout: float = 0.2,
                  layer_dropout: float = 0.2, pre_activate: bool = True, layer_norm: bool = True,
-                 zero_init_out_conv: bool = False):
+                 zero_init_out_conv: bool = False, position: bool = False):
         super().__init__()
         self.st_feat_conv = nn.Conv3d(st_channels, latent_channels, 1)
         self.lt_feat_conv = nn.Conv3d(lt_channels, latent_channels, 1)
         _kaiming(self.st_feat_conv)
         _kaiming(self.lt_feat_conv)
+        # Not in mmaction2 (its keys stay unchanged): where and when each feature was seen,
+        # added to the projected features, so attention can follow one actor through the window.
+        self.position = position
+        if position:
+            self.st_position = nn.Linear(BOX_EMBEDDING, latent_channels)
+            self.lt_position = nn.Linear(BOX_EMBEDDING + TIME_EMBEDDING, latent_channels)
         self.st_dropout = nn.Dropout(st_dropout)
         self.lt_dropout = nn.Dropout(lt_dropout)
         self.pre_activate = pre_activate
@@ -106,9 +133,21 @@ class LFBNonLocal(nn.Module):
                 latent_channels, dropout=layer_dropout, pre_activate=pre_activate,
                 layer_norm=layer_norm, zero_init_out_conv=zero_init_out_conv))
 
-    def forward(self, st: Tensor, lt: Tensor, mask: Tensor) -> Tensor:
-        st = self.st_dropout(pointwise(self.st_feat_conv, st))
-        lt = self.lt_dropout(pointwise(self.lt_feat_conv, lt))
+    def forward(self, st: Tensor, lt: Tensor, mask: Tensor, st_boxes: Tensor | None = None,
+                lt_geometry: Tensor | None = None) -> Tensor:
+        """``st_boxes [R, 4]`` (normalised) and ``lt_geometry [R, S, 5]`` (box, seconds from
+        the keyframe) are required with ``position`` and ignored without."""
+        st = pointwise(self.st_feat_conv, st)
+        lt = pointwise(self.lt_feat_conv, lt)
+        if self.position:
+            if st_boxes is None or lt_geometry is None:
+                raise ValueError("lfb_nl with position needs st_boxes and lt_geometry")
+            st_boxes, lt_geometry = st_boxes.to(st.dtype), lt_geometry.to(lt.dtype)
+            st = st + self.st_position(box_embedding(st_boxes))
+            lt = lt + self.lt_position(torch.cat([box_embedding(lt_geometry[..., :4]),
+                                                  time_embedding(lt_geometry[..., 4])], dim=-1))
+        st = self.st_dropout(st)
+        lt = self.lt_dropout(lt)
         for name in self.layer_names:
             st = st + getattr(self, name)(st, lt, mask)
             if not self.pre_activate:
@@ -151,10 +190,19 @@ class LFBHead(nn.Module):
         self.lt_channels = lt_channels
         self.out_channels = st_channels + operator.out_channels
 
-    def forward(self, roi_maps: Tensor, lt_features: Tensor, lt_mask: Tensor) -> Tensor:
+    @property
+    def uses_geometry(self) -> bool:
+        return isinstance(self.fbo, LFBNonLocal) and self.fbo.position
+
+    def forward(self, roi_maps: Tensor, lt_features: Tensor, lt_mask: Tensor,
+                st_boxes: Tensor | None = None, lt_geometry: Tensor | None = None) -> Tensor:
         """``roi_maps [R, C, S', S']``; ``lt_features [R, S, D]`` (any float dtype, cast to the
         model's); ``lt_mask [R, S]`` bool. Padded slots are zeroed first so that no value there
-        (even NaN) can reach the output."""
+        (even NaN) can reach the output. ``st_boxes``/``lt_geometry``: see ``LFBNonLocal``."""
         st = roi_maps.amax(dim=(2, 3))
         lt = lt_features.to(st.dtype).masked_fill(~lt_mask[..., None], 0.0)
-        return torch.cat([st, self.fbo(st, lt, lt_mask)], dim=1)
+        if self.uses_geometry:
+            out = self.fbo(st, lt, lt_mask, st_boxes, lt_geometry)
+        else:
+            out = self.fbo(st, lt, lt_mask)
+        return torch.cat([st, out], dim=1)

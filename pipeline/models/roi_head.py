@@ -119,15 +119,24 @@ class RoIHead(nn.Module):
         self.bbox_head = bbox_head
 
     def forward(self, features: tuple[Tensor, ...], rois: Tensor,
-                lt_features: Tensor | None = None, lt_mask: Tensor | None = None) -> Tensor:
-        """Logits; ``lt_features``/``lt_mask`` are used by (and required for) an LFB head."""
+                lt_features: Tensor | None = None, lt_mask: Tensor | None = None,
+                lt_geometry: Tensor | None = None) -> Tensor:
+        """Logits; ``lt_features``/``lt_mask`` are used by (and required for) an LFB head,
+        ``lt_geometry`` by an ``lfb_nl`` head with position embeddings."""
         roi = self.roi_extractor.extract(features, rois)
         if isinstance(self.shared_head, ACRNHead):
             x = self.shared_head(roi.maps, roi.frame, rois[:, 0].long())
         elif isinstance(self.shared_head, LFBHead):
             if lt_features is None or lt_mask is None:
                 raise ValueError("an LFB head needs lt_features and lt_mask")
-            x = self.shared_head(roi.maps, lt_features, lt_mask)[:, :, None, None]
+            st_boxes = None
+            if self.shared_head.uses_geometry:
+                # the input's size is the pooled map's times the stride (exact for the sizes
+                # the data pipeline produces; within a stride otherwise)
+                height, width = (n * self.roi_extractor.stride for n in roi.frame.shape[-2:])
+                st_boxes = rois[:, 1:] / rois.new_tensor([width, height, width, height])
+            x = self.shared_head(roi.maps, lt_features, lt_mask, st_boxes,
+                                 lt_geometry)[:, :, None, None]
         else:
             x = roi.maps
         return self.bbox_head(x)
