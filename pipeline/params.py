@@ -45,6 +45,7 @@ class AvaSourceParams:
 
     root: str                  # folder with annotations/ and videos/
     version: Literal["2.1", "2.2"]
+    video_start: int           # movie second at each video's first frame (900: cut clips, 0: movies)
     skip_missing_videos: bool  # True: leave out missing or truncated videos, counted in metrics
 
 
@@ -169,11 +170,17 @@ class LfbParams:
     """The long-term feature bank (``infer_lfb``) and the window a head reads from it.
 
     ``train_boxes``: whose features the train split's bank rows hold, ground-truth boxes (as
-    the LFB paper and mmaction2 train) or detector proposals; val rows are always proposals.
+    the LFB paper) or detector proposals (as mmaction2's bank-inference config, which runs its
+    detector on the train split's proposals >= 0.9); val rows are always proposals.
+    ``val_min_proposal_score``: the val rows' proposals keep scores >= min(this, the
+    keyframe's best), as mmaction2's ``person_det_score_thr`` of its bank-inference config
+    (0.9); separate from ``baseline.data.test_min_proposal_score``, the boxes the heads score
+    (mmaction2's LFB configs use 0.85 there).
     ``window_seconds``/``max_per_second``: see ``pipeline.lfb.reader``.
     """
 
     train_boxes: Literal["gt", "proposals"]
+    val_min_proposal_score: float
     dtype: Literal["float16", "float32"]
     chunk_rows: int
     shard_rows: int
@@ -193,6 +200,9 @@ class LfbParams:
                              f"chunk_rows={self.chunk_rows}")
         if self.num_workers < 0 or self.num_threads < 0:
             raise ValueError("num_workers and num_threads must be >= 0")
+        if not 0.0 <= self.val_min_proposal_score <= 1.0:
+            raise InputError(f"must be in [0, 1], got {self.val_min_proposal_score}",
+                             key="lfb.val_min_proposal_score")
 
     def window(self) -> BankWindow:
         """The bank rows a keyframe's RoIs read (train_head and evaluate read the same)."""
@@ -211,6 +221,7 @@ class LfbOperatorParams:
     pre_activate: bool
     layer_norm: bool
     zero_init_out_conv: bool
+    position: bool
 
 
 @dataclass(frozen=True)
@@ -267,7 +278,8 @@ class ModelParams:
                 lfb_num_layers=self.lfb.num_layers, lfb_st_dropout=self.lfb.st_dropout,
                 lfb_lt_dropout=self.lfb.lt_dropout, lfb_nl_dropout=self.lfb.nl_dropout,
                 lfb_pre_activate=self.lfb.pre_activate, lfb_layer_norm=self.lfb.layer_norm,
-                lfb_zero_init_out_conv=self.lfb.zero_init_out_conv)
+                lfb_zero_init_out_conv=self.lfb.zero_init_out_conv,
+                lfb_position=self.lfb.position)
         except ValueError as exc:
             raise InputError(str(exc), key="model") from exc
 
@@ -451,10 +463,15 @@ def apply_overlay(params_path: str | Path, overlay_path: str | Path) -> list[str
     from ruamel.yaml import YAML
 
     params_path, overlay_path = Path(params_path), Path(overlay_path)
-    overlay = read_yaml(overlay_path)
+    read_yaml(overlay_path)  # a mapping of valid YAML, or a clear error
     rt = YAML()
     rt.preserve_quotes = True
+    rt.representer.add_representer(  # keep `null` spelled out (ruamel writes nothing)
+        type(None), lambda rep, _: rep.represent_scalar("tag:yaml.org,2002:null", "null"))
     doc = rt.load(params_path.read_text())
+    # Round-trip scalars keep the overlay's own spelling: a plain float would be re-written as
+    # e.g. ``1e-05``, which YAML 1.1 (PyYAML, DVC) reads back as a string.
+    overlay = rt.load(overlay_path.read_text()) or {}
     changed: list[str] = []
 
     def merge(target, source, prefix):

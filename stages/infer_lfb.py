@@ -39,7 +39,8 @@ def main(argv: list[str] | None = None) -> None:
                                     proposals=args.proposals),
         baseline_checkpoint=args.baseline, out_dir=args.out, storage_dtype=lfb.dtype,
         chunk_rows=lfb.chunk_rows, shard_rows=lfb.shard_rows, train_boxes=lfb.train_boxes,
-        data_config=params.baseline.data, batch_size=lfb.batch_size,
+        data_config=params.baseline.data, val_min_proposal_score=lfb.val_min_proposal_score,
+        batch_size=lfb.batch_size,
         num_workers=lfb.num_workers, ctx=setup_distributed(lfb.device))
     if summary is not None:
         print(f"feature bank: {summary}")

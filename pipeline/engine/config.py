@@ -14,6 +14,11 @@ class TrainConfig:
 
     Defaults follow mmaction2's SlowOnly AVA 2.1 recipe (8 GPUs x 16 clips, SGD 0.2, warmup
     x0.1 over 5 epochs, steps at 10 and 15, 20 epochs, clip 40); ``batch_size`` is per process.
+
+    ``base_batch_size`` scales the learning rate with the number of processes, as mmaction2's
+    ``--auto-scale-lr``: the run uses ``lr * world_size * batch_size / base_batch_size``
+    (``effective_lr``), so ``lr`` is the rate of a run whose total batch is
+    ``base_batch_size``. None: ``lr`` is used as is, whatever the number of processes.
     """
 
     epochs: int = 20
@@ -35,6 +40,15 @@ class TrainConfig:
     val_every: int = 1              # validate every n epochs (and after the last); 0: never
     checkpoint_every_steps: int | None = None  # extra mid-epoch checkpoints for long epochs
     keep_checkpoints: int = 2
+    base_batch_size: int | None = None  # total batch that ``lr`` is meant for; None: no scaling
+
+    def effective_lr(self, world_size: int) -> float:
+        """The base learning rate of a run on ``world_size`` processes (linear scaling rule)."""
+        if world_size < 1:
+            raise ValueError(f"world_size must be >= 1, got {world_size}")
+        if self.base_batch_size is None:
+            return self.lr
+        return self.lr * world_size * self.batch_size / self.base_batch_size
 
     def __post_init__(self) -> None:
         positive_ints = ("epochs", "batch_size", "keep_checkpoints")
@@ -60,6 +74,11 @@ class TrainConfig:
             raise InputError(f"must be > 0 or null, got {self.grad_clip!r}", key="grad_clip")
         if self.device not in ("auto", "cpu", "cuda"):
             raise InputError(f"must be 'auto', 'cpu' or 'cuda', got {self.device!r}", key="device")
+        if self.base_batch_size is not None and (
+                not isinstance(self.base_batch_size, int) or isinstance(self.base_batch_size, bool)
+                or self.base_batch_size < 1):
+            raise InputError(f"must be a positive integer or null, got {self.base_batch_size!r}",
+                             key="base_batch_size")
         if self.checkpoint_every_steps is not None and self.checkpoint_every_steps < 1:
             raise InputError(f"must be a positive integer or null, got {self.checkpoint_every_steps!r}",
                              key="checkpoint_every_steps")

@@ -15,7 +15,7 @@ import os
 import random
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -59,11 +59,34 @@ def seed_everything(seed: int, *, deterministic: bool) -> None:
         torch.backends.cudnn.benchmark = False
 
 
-def build_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.SGD:
-    """SGD with momentum; weight decay on every parameter, as mmaction2's AVA configs do."""
+def build_optimizer(model: nn.Module, config: TrainConfig, lr: float | None = None
+                    ) -> torch.optim.SGD:
+    """SGD with momentum; weight decay on every parameter, as mmaction2's AVA configs do.
+
+    ``lr``: the base rate (``config.effective_lr(world_size)``); None takes ``config.lr``.
+    """
     params = [p for p in model.parameters() if p.requires_grad]
-    return torch.optim.SGD(params, lr=config.lr, momentum=config.momentum,
+    return torch.optim.SGD(params, lr=config.lr if lr is None else lr, momentum=config.momentum,
                            weight_decay=config.weight_decay)
+
+
+def run_lr(config: TrainConfig, world_size: int, *, announce: bool = True) -> float:
+    """The base learning rate this run uses on ``world_size`` processes (logged if
+    ``announce``, i.e. by the main rank).
+
+    With ``config.base_batch_size`` set: ``lr * world_size * batch_size / base_batch_size``
+    (mmaction2's ``--auto-scale-lr``); without: ``config.lr``.
+    """
+    lr = config.effective_lr(world_size)
+    if not announce:
+        return lr
+    if config.base_batch_size is None:
+        log.info("lr %.6g (not scaled: base_batch_size is null; total batch %d = %d x %d)",
+                 lr, world_size * config.batch_size, world_size, config.batch_size)
+    else:
+        log.info("lr %.6g = %.6g x (%d processes x %d clips) / base batch %d", lr, config.lr,
+                 world_size, config.batch_size, config.base_batch_size)
+    return lr
 
 
 def parameter_digest(model: nn.Module) -> str:
@@ -93,13 +116,14 @@ def train(model: nn.Module, dataset: torch.utils.data.Dataset, *, config: TrainC
     """
     device = ctx.device
     model.to(device)
-    optimizer = build_optimizer(model, config)
+    base_lr = run_lr(config, ctx.world_size, announce=ctx.is_main)
+    optimizer = build_optimizer(model, config, lr=base_lr)
     use_amp = config.amp and device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
     sampler = EpochBatchSampler(len(dataset), config.batch_size, seed=config.seed,
                                 rank=ctx.rank, world_size=ctx.world_size)
     steps_per_epoch = sampler.batches_per_epoch
-    schedule = LRSchedule.from_config(config, steps_per_epoch)
+    schedule = replace(LRSchedule.from_config(config, steps_per_epoch), base_lr=base_lr)
     history = TrainHistory()
     epoch, step_in_epoch, global_step = 0, 0, 0
     torch.manual_seed(config.seed + ctx.rank)  # per-rank dropout draws

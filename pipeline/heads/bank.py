@@ -1,8 +1,9 @@
 """Stage ``infer_lfb``: the trained baseline fills a long-term feature bank.
 
 One bank holds both splits (their videos differ, so windows never mix them): train rows are
-ground-truth boxes or proposals (``train_boxes``; the LFB paper and mmaction2 use ground
-truth), val rows are proposals, always, because that is all a test-time model has. Every
+ground-truth boxes or proposals (``train_boxes``; the LFB paper uses ground truth, mmaction2's
+bank-inference config runs on proposals >= 0.9), val rows are proposals, always, because that
+is all a test-time model has (``lfb.val_min_proposal_score``, 0.9 in mmaction2). Every
 keyframe of the store is covered, not only the annotated ones, so windows have no holes.
 
 Work is split by bank shard (``pipeline.lfb.writer``): a shard's keyframes are run through the
@@ -39,9 +40,13 @@ KEYS = ["video_id", "timestamp"]
 
 
 def bank_boxes(inputs: LoadedInputs, *, train_boxes: Literal["gt", "proposals"],
-               data_config: DataConfig) -> pd.DataFrame:
+               data_config: DataConfig, val_min_proposal_score: float = 0.9) -> pd.DataFrame:
     """The box table of ``pipeline.lfb.layout.bank_layout``: every box of every stored
-    keyframe of both splits (train: GT or proposals, val: proposals)."""
+    keyframe of both splits (train: GT or proposals, val: proposals).
+
+    Proposals keep scores >= min(threshold, the keyframe's best): train rows
+    ``data_config.train_min_proposal_score``, val rows ``val_min_proposal_score`` (params
+    ``lfb.val_min_proposal_score``; mmaction2's bank-inference config uses 0.9)."""
     stored = inputs.keyframes.assign(video_id=inputs.keyframes["video_id"].astype(str),
                                      timestamp=inputs.keyframes["timestamp"].astype(np.int64))
     proposals = inputs.proposals.assign(video_id=inputs.proposals["video_id"].astype(str),
@@ -56,7 +61,7 @@ def bank_boxes(inputs: LoadedInputs, *, train_boxes: Literal["gt", "proposals"],
                                  source="gt")
         else:
             min_score = (data_config.train_min_proposal_score if split == "train"
-                         else data_config.test_min_proposal_score)
+                         else val_min_proposal_score)
             boxes = filter_proposals(proposals.merge(keys, on=KEYS), min_score=min_score,
                                      max_per_keyframe=data_config.max_proposals)
             boxes = boxes.assign(source="proposal")
@@ -73,8 +78,8 @@ def bank_boxes(inputs: LoadedInputs, *, train_boxes: Literal["gt", "proposals"],
 def infer_lfb(*, files: DatasetFiles, baseline_checkpoint: str | Path, out_dir: str | Path,
               storage_dtype: Literal["float16", "float32"] = "float16", chunk_rows: int = 64,
               shard_rows: int = 8192, train_boxes: Literal["gt", "proposals"] = "gt",
-              data_config: DataConfig = DataConfig(), batch_size: int = 16,
-              num_workers: int = 1, ctx: DistContext | None = None,
+              data_config: DataConfig = DataConfig(), val_min_proposal_score: float = 0.9,
+              batch_size: int = 16, num_workers: int = 1, ctx: DistContext | None = None,
               progress: bool = True) -> dict | None:
     """Fill the bank at ``out_dir`` (``features.zarr``, ``index.parquet``, ``bank.json``).
 
@@ -85,11 +90,13 @@ def infer_lfb(*, files: DatasetFiles, baseline_checkpoint: str | Path, out_dir: 
     inputs = LoadedInputs(files)
     model = build_detector_from_checkpoint(baseline_checkpoint).to(ctx.device).eval()
     stride = frame_stride(inputs.store, model.config)
-    boxes = bank_boxes(inputs, train_boxes=train_boxes, data_config=data_config)
+    boxes = bank_boxes(inputs, train_boxes=train_boxes, data_config=data_config,
+                       val_min_proposal_score=val_min_proposal_score)
     storage = BankStorage(dim=model.feature_channels, dtype=storage_dtype,
                           chunk_rows=chunk_rows, shard_rows=shard_rows)
     provenance = {"checkpoint_sha256": file_digest(baseline_checkpoint),
-                  "test_short_side": data_config.test_short_side, "train_boxes": train_boxes}
+                  "test_short_side": data_config.test_short_side, "train_boxes": train_boxes,
+                  "val_min_proposal_score": val_min_proposal_score}
     if ctx.is_main:
         writer = BankWriter(out_dir, boxes, storage, provenance=provenance, create=True)
         if writer.resumed_shards:
