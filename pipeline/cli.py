@@ -31,6 +31,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from pipeline.detect import add_detect_command
     from pipeline.evaluation.command import add_eval_command
     from pipeline.models.command import add_checkpoint_command
 
@@ -68,6 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_eval_command(sub)
     add_checkpoint_command(sub)
+    add_detect_command(sub)
     return parser
 
 

@@ -1,0 +1,234 @@
+"""`stad detect` end to end: a real mp4, a checkpoint trained by the baseline trainer on the smoke
+preset's sizes, proposals from a pickle or a torchvision detector; and its bad-input errors."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, fields, replace
+from pathlib import Path
+
+import decord
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import yaml
+from torchvision.models import detection
+
+from pipeline.ava.proposals import write_proposal_pickle
+from pipeline.ava.results import read_results
+from pipeline.cli import main
+from pipeline.data.config import DataConfig
+from pipeline.engine import TrainConfig
+from pipeline.engine.baseline import train_baseline
+from pipeline.models import Detector, ModelConfig, get_preset
+from pipeline.models.checkpoint import save_stad_checkpoint
+from pipeline.proposals.torchvision_detector import COCO_PERSON
+from test_data_loading import FPS, TinyData, build_tiny_data
+
+REPO = Path(__file__).resolve().parents[1]
+SECONDS = 6                  # 4 train keyframes (1..4): one batch of the smoke size
+BOXES = ["x1", "y1", "x2", "y2"]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _merged(base: dict, overlay: dict) -> dict:
+    return {key: _merged(base[key], overlay[key]) if isinstance(overlay.get(key), dict)
+            else overlay.get(key, base[key]) for key in base}
+
+
+def smoke_settings(num_classes: int) -> tuple[dict, dict, ModelConfig, TrainConfig, DataConfig]:
+    """The sizes and settings of params.yaml with presets/smoke.yaml applied, read as plain
+    YAML (only the keys used here, so params keys being added elsewhere do not matter)."""
+    params = _merged(yaml.safe_load((REPO / "params.yaml").read_text()),
+                     yaml.safe_load((REPO / "presets" / "smoke.yaml").read_text()))
+    baseline = params["baseline"]
+    model = ModelConfig.from_dict({**asdict(get_preset(baseline["preset"])), **baseline["model"],
+                                   "backbone": baseline["backbone"], "num_classes": num_classes})
+    train = replace(_config(TrainConfig, baseline["train"]), num_workers=0, device="cpu")
+    return params["data"]["synthetic"], params["frames"], model, train, _config(DataConfig,
+                                                                                baseline["data"])
+
+
+def _config(cls, values: dict):
+    """``cls`` from the params keys it has (lists as tuples); the others keep their defaults."""
+    names = {f.name for f in fields(cls)}
+    return cls(**{key: tuple(value) if isinstance(value, list) else value
+                  for key, value in values.items() if key in names})
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory) -> tuple[TinyData, Path, int]:
+    """Tiny videos at the smoke preset's size and rate, and a baseline checkpoint trained on
+    them for one epoch with the smoke preset's model, train and data settings."""
+    root = tmp_path_factory.mktemp("detect")
+    synthetic, frames, model, train, data_config = smoke_settings(num_classes=6)
+    assert synthetic["fps"] == FPS
+    data = build_tiny_data(root / "data", videos=2, seconds=SECONDS, width=synthetic["width"],
+                           height=synthetic["height"], clip_len=frames["clip_len"],
+                           frame_interval=frames["frame_interval"])
+    assert max(data.label_map.ids) + 1 == model.num_classes
+    train_baseline(
+        frames_dir=data.frames_dir, keyframes_index=data.keyframes_path,
+        train_annotations=data.annotations["train"], val_annotations=data.annotations["val"],
+        label_map_path=data.label_map_path, proposals_path=data.proposals_path,
+        out_dir=root / "baseline", checkpoint_dir=root / "checkpoints", model_config=model,
+        train_config=train, data_config=data_config, preset="tiny")
+    return data, root / "baseline" / "model.pt", data_config.test_short_side
+
+
+def _proposals(video_id: str) -> pd.DataFrame:
+    """Two confident people per second of ``video_id``, a weak box the person threshold drops,
+    and another video's keyframe that must be ignored."""
+    rows = []
+    for t in range(SECONDS):
+        rows += [(video_id, t, 0.1, 0.2, 0.45, 0.9, 0.98), (video_id, t, 0.5, 0.1, 0.9, 0.8, 0.95),
+                 (video_id, t, 0.0, 0.0, 0.2, 0.2, 0.3)]
+    rows.append(("other", 3, 0.1, 0.1, 0.5, 0.5, 0.99))
+    return pd.DataFrame(rows, columns=["video_id", "timestamp", *BOXES, "score"])
+
+
+def _check_tables(out: Path, video_id: str) -> pd.DataFrame:
+    """The CSV and the Parquet hold the same rows (CSV at 4 decimals), boxes normalised."""
+    csv, table = read_results(out / "detections.csv"), read_results(out / "detections.parquet")
+    assert len(csv) == len(table) > 0
+    assert (csv["video_id"].astype(str) == video_id).all()
+    assert csv["timestamp"].tolist() == table["timestamp"].tolist()
+    assert csv["action_id"].tolist() == table["action_id"].tolist()
+    for column in [*BOXES, "score"]:
+        np.testing.assert_allclose(csv[column], table[column], atol=5.1e-5)
+    boxes = table[BOXES].to_numpy()
+    assert ((boxes >= 0) & (boxes <= 1)).all()
+    assert (table["score"] >= 0.002).all()
+    return table
+
+
+def _check_video(path: Path, num_frames: int, size: tuple[int, int]) -> np.ndarray:
+    reader = decord.VideoReader(str(path))
+    assert len(reader) == num_frames
+    frames = reader.get_batch(list(range(num_frames))).asnumpy()
+    assert frames.shape == (num_frames, size[1], size[0], 3)
+    return frames
+
+
+def test_detect_with_proposal_pickle_writes_consistent_outputs(smoke, tmp_path, capsys):
+    data, checkpoint, short_side = smoke
+    video = data.root / "vid1.mp4"
+    pickle_path = tmp_path / "proposals.pkl"
+    write_proposal_pickle(pickle_path, _proposals("vid1"))
+    out = tmp_path / "out"
+    code = main(["detect", str(video), "--checkpoint", str(checkpoint), "--proposals",
+                 str(pickle_path), "--label-map", str(data.label_map_path), "--out", str(out),
+                 "--short-side", str(short_side), "--score-threshold", "0", "--device", "cpu"])
+    assert code == 0
+    assert f"{SECONDS} keyframes" in capsys.readouterr().out
+    assert sorted(p.name for p in out.iterdir()) == ["annotated.mp4", "detections.csv",
+                                                     "detections.parquet"]
+    table = _check_tables(out, "vid1")
+    # Keyframes at every whole second from 0; each one's two confident boxes (the weak one is
+    # below the person threshold, the other video's key is ignored), label-map classes only.
+    assert sorted(set(table["timestamp"])) == list(range(SECONDS))
+    assert set(table["action_id"]) <= set(data.label_map.ids)
+    boxes = {tuple(np.round(b, 4)) for b in table[BOXES].to_numpy(np.float64)}
+    assert boxes == {(0.1, 0.2, 0.45, 0.9), (0.5, 0.1, 0.9, 0.8)}
+    assert len(table) <= SECONDS * 2 * data.label_map.num_classes
+
+    # The whole video, enlarged 4x (72 px short side -> 288), the boxes drawn in yellow.
+    frames = _check_video(out / "annotated.mp4", SECONDS * FPS, (384, 288))
+    frame = frames[2 * FPS + 5].astype(int)            # held from keyframe 2
+    left_edge = frame[100:240, round(0.5 * 384)]      # the second box's left side
+    assert (left_edge[:, 0] > 160).mean() > 0.9 and (left_edge[:, 2] < 110).mean() > 0.9
+
+
+def test_detect_with_person_detector_and_no_label_map(smoke, tmp_path):
+    data, checkpoint, short_side = smoke
+    torch.manual_seed(0)
+    person = detection.fasterrcnn_mobilenet_v3_large_320_fpn(weights=None, weights_backbone=None,
+                                                             num_classes=91)
+    with torch.no_grad():
+        person.roi_heads.box_predictor.cls_score.bias[COCO_PERSON] = 8.0
+    weights = tmp_path / "detector.pth"
+    torch.save(person.state_dict(), weights)
+    out = tmp_path / "out"
+    code = main(["detect", str(data.root / "vid0.mp4"), "--checkpoint", str(checkpoint),
+                 "--detector-weights", str(weights), "--detector-arch",
+                 "fasterrcnn_mobilenet_v3_large_320_fpn", "--person-threshold", "0.5",
+                 "--rate", "0.5", "--short-side", str(short_side), "--out", str(out),
+                 "--device", "cpu"])
+    assert code == 0
+    table = _check_tables(out, "vid0")
+    assert set(table["timestamp"]) <= set(range(0, SECONDS, 2))
+    # Without a label map every model column but the unused column 0 is scored.
+    assert set(table["action_id"]) <= set(range(1, max(data.label_map.ids) + 1))
+    _check_video(out / "annotated.mp4", SECONDS * FPS, (384, 288))
+
+
+def test_detect_with_proposals_parquet_follows_the_clock(smoke, tmp_path, capsys):
+    """The pipeline's proposals table works too; its keyframes (1..4 s) are matched on the
+    clock that --timestamp-start sets, and a clock that matches none of them is an error."""
+    data, checkpoint, short_side = smoke
+    args = ["detect", str(data.root / "vid1.mp4"), "--checkpoint", str(checkpoint),
+            "--proposals", str(data.proposals_path), "--short-side", str(short_side),
+            "--device", "cpu"]
+    assert main([*args, "--out", str(tmp_path / "out")]) == 0
+    table = _check_tables(tmp_path / "out", "vid1")
+    assert sorted(set(table["timestamp"])) == [1, 2, 3, 4]
+    capsys.readouterr()
+    assert main([*args, "--timestamp-start", "900", "--out", str(tmp_path / "ava")]) == 2
+    err = capsys.readouterr().err
+    assert str(data.proposals_path) in err and "900..905" in err
+    assert not (tmp_path / "ava").exists()
+
+
+@pytest.fixture(scope="module")
+def lfb_checkpoint(tmp_path_factory) -> Path:
+    config = replace(get_preset("tiny"), num_classes=6, shared_head="lfb_max", lfb_channels=16,
+                     lfb_num_lt_feat=4)
+    path = tmp_path_factory.mktemp("lfb") / "head.pt"
+    save_stad_checkpoint(path, model=Detector(config), preset=None)
+    return path
+
+
+@pytest.mark.parametrize("case", ["neither", "both", "missing_video", "unreadable_video",
+                                  "missing_checkpoint", "other_video_proposals", "lfb_head",
+                                  "rate"])
+def test_detect_bad_input_is_one_line_and_exit_2(case, smoke, lfb_checkpoint, tmp_path, capsys):
+    data, checkpoint, _ = smoke
+    video = data.root / "vid1.mp4"
+    pickle_path = tmp_path / "proposals.pkl"
+    write_proposal_pickle(pickle_path, _proposals("another_video"))
+    source = ["--proposals", str(pickle_path)]
+    extra, named = [], None
+    if case == "neither":
+        source, named = [], "exactly one"
+    elif case == "both":
+        source, named = source + ["--detector-weights", str(tmp_path / "w.pth")], "exactly one"
+    elif case == "missing_video":
+        video = named = tmp_path / "nothing.mp4"
+    elif case == "unreadable_video":
+        video = named = tmp_path / "broken.mp4"
+        video.write_bytes(b"not a video")
+    elif case == "missing_checkpoint":
+        checkpoint = named = tmp_path / "none.pt"
+    elif case == "other_video_proposals":
+        named = pickle_path
+    elif case == "lfb_head":
+        checkpoint, named = lfb_checkpoint, "lfb_max"
+    elif case == "rate":
+        extra, named = ["--rate", "2"], "1/N"
+    out = tmp_path / "out"
+    code = main(["detect", str(video), "--checkpoint", str(checkpoint), *source,
+                 "--out", str(out), "--device", "cpu", *extra])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.startswith("error: ") and len(err.strip().splitlines()) == 1, err
+    assert str(named) in err and "Traceback" not in err
+    if case == "lfb_head":
+        assert "feature bank" in err
+    assert not out.exists()
