@@ -194,7 +194,8 @@ def detect_video(video: str | Path, *, checkpoint: str | Path, out_dir: str | Pa
     model.eval().to(torch_device)
     if short_side is None:
         short_side = stored_short_side(checkpoint) or DEFAULT_SHORT_SIDE
-    action_ids, names = _classes(label_map, config.num_classes)
+    action_ids, names = _classes(label_map, config.num_classes,
+                                 None if label_map is not None else stored_labels(checkpoint))
     columns = torch.tensor(action_ids, dtype=torch.long, device=torch_device)
 
     timestamps = [timestamp_start]
@@ -243,10 +244,20 @@ def _frame_of(timestamp: int, source: VideoSource, timestamp_start: int) -> int:
     return keyframe_frame_index(timestamp, fps=source.fps, timestamp_start=timestamp_start)
 
 
-def _classes(label_map: str | Path | None, num_classes: int
-             ) -> tuple[tuple[int, ...], dict[int, str]]:
-    """Scored action ids and their names: the label map's (as evaluation scores them), or
-    every model column but the unused column 0, named "class N"."""
+def stored_labels(checkpoint: str | Path) -> dict[int, str] | None:
+    """The label map (id -> name) a checkpoint was trained on, when it records one."""
+    obj = read_checkpoint(checkpoint)
+    labels = obj.get("labels") if isinstance(obj, dict) else None
+    return {int(k): str(v) for k, v in labels.items()} if labels else None
+
+
+def _classes(label_map: str | Path | None, num_classes: int,
+             stored: dict[int, str] | None = None) -> tuple[tuple[int, ...], dict[int, str]]:
+    """Scored action ids and their names: the given label map's (as evaluation scores them),
+    else the one the checkpoint records, else every model column but the unused column 0,
+    named "class N"."""
+    if label_map is None and stored:
+        return tuple(stored), dict(stored)
     if label_map is None:
         ids = tuple(range(1, num_classes))
         return ids, {i: f"class {i}" for i in ids}

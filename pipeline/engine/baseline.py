@@ -190,7 +190,9 @@ def train_baseline(*, frames_dir: str | Path, keyframes_index: str | Path,
             last_val.update(epoch=train_config.epochs, detections=scored[0], result=scored[1])
     if not ctx.is_main:
         return {}
-    save_stad_checkpoint(out_dir / "model.pt", model=model.cpu(), preset=preset)
+    save_stad_checkpoint(out_dir / "model.pt", model=model.cpu(), preset=preset,
+                         test_short_side=data_config.test_short_side,
+                         labels={i: label_map.names[i] for i in label_map.ids})
     write_results_parquet(out_dir / "val_detections.parquet", last_val["detections"])
     result = last_val["result"]
     metrics = {"val_mAP": result["mAP"], "val_group_mAP": result["group_mAP"],

@@ -257,7 +257,9 @@ def train_head(*, files: DatasetFiles, baseline_checkpoint: str | Path,
             last.update(epoch=train_config.epochs, result=result)
     if not ctx.is_main:
         return {}
-    save_stad_checkpoint(out_dir / "model.pt", model=model.cpu(), preset=None)
+    save_stad_checkpoint(out_dir / "model.pt", model=model.cpu(), preset=None,
+                         test_short_side=data_config.test_short_side,
+                         labels={i: label_map.names[i] for i in label_map.ids})
     result = last["result"]
     metrics = {"val_mAP": result["mAP"], "val_group_mAP": result["group_mAP"],
                "train_loss": history.epochs[-1]["loss"], "epochs": len(history.epochs),

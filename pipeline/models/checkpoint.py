@@ -160,10 +160,15 @@ def load_into(model: nn.Module, state_dict: dict[str, Tensor], *,
     return report
 
 
-def save_stad_checkpoint(path: str | Path, *, model: Detector, preset: str | None) -> None:
-    """Write the project's checkpoint format atomically."""
+def save_stad_checkpoint(path: str | Path, *, model: Detector, preset: str | None,
+                         test_short_side: int | None = None,
+                         labels: dict[int, str] | None = None) -> None:
+    """Write the project's checkpoint format atomically. ``test_short_side`` and ``labels``
+    (the label map it was trained on, id -> name) let ``stad detect`` run it on any video
+    with its training's resize and class names."""
     payload = {"format": FORMAT, "preset": preset, "config": asdict(model.config),
-               "state_dict": model.state_dict()}
+               "state_dict": model.state_dict(), "test_short_side": test_short_side,
+               "labels": None if labels is None else {int(k): v for k, v in labels.items()}}
     with atomic_output(path) as tmp:
         torch.save(payload, tmp)
 
