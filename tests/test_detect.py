@@ -20,6 +20,7 @@ from pipeline.cli import main
 from pipeline.data.config import DataConfig
 from pipeline.engine import TrainConfig
 from pipeline.engine.baseline import train_baseline
+from pipeline.errors import InputError
 from pipeline.models import Detector, ModelConfig, get_preset
 from pipeline.models.checkpoint import save_stad_checkpoint
 from pipeline.proposals.torchvision_detector import COCO_PERSON
@@ -233,3 +234,23 @@ def test_detect_bad_input_is_one_line_and_exit_2(case, smoke, lfb_checkpoint, tm
     if case == "lfb_head":
         assert "feature bank" in err
     assert not out.exists()
+
+
+def test_zero_epochs_scores_the_initial_checkpoint_as_is(smoke, tmp_path):
+    """``baseline.train.epochs: 0`` scores ``init_checkpoint`` without training (how a released
+    checkpoint is evaluated): the same detections as the run that trained it."""
+    data, checkpoint, _ = smoke
+    _, _, model, train, data_config = smoke_settings(num_classes=6)
+    kwargs = dict(frames_dir=data.frames_dir, keyframes_index=data.keyframes_path,
+                  train_annotations=data.annotations["train"],
+                  val_annotations=data.annotations["val"], label_map_path=data.label_map_path,
+                  proposals_path=data.proposals_path, out_dir=tmp_path / "scored",
+                  checkpoint_dir=tmp_path / "checkpoints", model_config=model,
+                  train_config=replace(train, epochs=0), data_config=data_config, preset="tiny")
+    with pytest.raises(InputError, match="init_checkpoint"):
+        train_baseline(**kwargs)
+    metrics = train_baseline(**kwargs, init_checkpoint=checkpoint)
+    assert metrics["epochs"] == 0 and metrics["train_loss"] is None
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "scored/val_detections.parquet"),
+                                  pd.read_parquet(checkpoint.parent / "val_detections.parquet"))
+    assert (tmp_path / "scored/steps.csv").read_text().startswith("step,")

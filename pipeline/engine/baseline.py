@@ -27,7 +27,8 @@ from pipeline.engine.config import TrainConfig
 from pipeline.engine.detection import detection_loss, detections_table, predict_detections
 from pipeline.engine.distributed import DistContext, setup_distributed
 from pipeline.engine.inference import run_inference
-from pipeline.engine.train import seed_everything, train
+from pipeline.engine.curves import write_curves
+from pipeline.engine.train import TrainHistory, seed_everything, train
 from pipeline.errors import InputError
 from pipeline.evaluation.evaluator import evaluate
 from pipeline.frames.store import FrameStore
@@ -180,9 +181,20 @@ def train_baseline(*, frames_dir: str | Path, keyframes_index: str | Path,
                                   inputs=inputs_digest([frames_dir, keyframes_index,
                                                         train_annotations, label_map_path,
                                                         proposals_path, train_exclusions]))
-    history = train(model, train_set, config=train_config, loss_fn=loss_fn, ctx=ctx,
-                    checkpoint_dir=checkpoint_dir, curves_dir=out_dir if ctx.is_main else None,
-                    validate=validate, fingerprint=fingerprint)
+    if train_config.epochs == 0:
+        # score a released (e.g. mmaction2) checkpoint as it is: no training, empty curves
+        if init_checkpoint is None:
+            raise InputError("epochs 0 scores baseline.init_checkpoint without training, but "
+                             "none is set", key="baseline.train.epochs")
+        model.to(device)
+        history = TrainHistory()
+        if ctx.is_main:
+            write_curves(out_dir, [], [])
+    else:
+        history = train(model, train_set, config=train_config, loss_fn=loss_fn, ctx=ctx,
+                        checkpoint_dir=checkpoint_dir,
+                        curves_dir=out_dir if ctx.is_main else None, validate=validate,
+                        fingerprint=fingerprint)
 
     if last_val.get("epoch") != train_config.epochs:
         scored = score_val()
@@ -197,7 +209,8 @@ def train_baseline(*, frames_dir: str | Path, keyframes_index: str | Path,
     result = last_val["result"]
     metrics = {"val_mAP": result["mAP"], "val_group_mAP": result["group_mAP"],
                "val_per_class_AP": result["per_class"], "protocol": result["protocol"],
-               "train_loss": history.epochs[-1]["loss"], "epochs": len(history.epochs),
+               "train_loss": history.epochs[-1]["loss"] if history.epochs else None,
+               "epochs": len(history.epochs),
                "steps": len(history.steps), "train_clips": len(train_set),
                "val_clips": len(val_set)}
     write_json(out_dir / "metrics.json", metrics)

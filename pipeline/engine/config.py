@@ -51,7 +51,10 @@ class TrainConfig:
         return self.lr * world_size * self.batch_size / self.base_batch_size
 
     def __post_init__(self) -> None:
-        positive_ints = ("epochs", "batch_size", "keep_checkpoints")
+        positive_ints = ("batch_size", "keep_checkpoints")
+        if not isinstance(self.epochs, int) or isinstance(self.epochs, bool) or self.epochs < 0:
+            raise InputError(f"must be a non-negative integer (0: score the initial weights "
+                             f"without training), got {self.epochs!r}", key="epochs")
         for name in positive_ints:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:

@@ -151,6 +151,8 @@ def train_head(*, files: DatasetFiles, baseline_checkpoint: str | Path,
 
     ``bank_dir`` and ``window`` are needed by lfb heads only (others ignore the bank).
     """
+    if train_config.epochs < 1:
+        raise InputError("a fresh head needs at least one epoch", key="model.train.epochs")
     ctx = ctx or setup_distributed(train_config.device)
     out_dir = Path(out_dir)
     device = ctx.device
