@@ -27,7 +27,7 @@ from pipeline.data.config import DataConfig
 from pipeline.heads.bank import infer_lfb
 from pipeline.heads.inputs import DatasetFiles, LoadedInputs
 from pipeline.heads.maps import (BankWindow, as_features, compute_maps, pixel_rois,
-                                 pooled_maps, predict_on_maps, roi_windows)
+                                 pooled_maps, predict_on_maps, predict_streaming, roi_windows)
 from pipeline.heads.report import evaluate_head
 from pipeline.heads.train import train_head
 from pipeline.lfb.reader import FeatureBank, num_slots
@@ -165,12 +165,12 @@ def test_killed_infer_lfb_resumes_from_written_shards(data, baseline, banks, tmp
     np.testing.assert_allclose(resumed, fresh, rtol=1e-4, atol=1e-5)  # batching differs
 
 
-def _lfb_head(dim: int, shared_head: str = "lfb_nl") -> Detector:
+def _lfb_head(dim: int, shared_head: str = "lfb_nl", position: bool = False) -> Detector:
     torch.manual_seed(1)
     config = replace(get_preset("tiny"), num_classes=6, shared_head=shared_head,
                      lfb_channels=dim, lfb_num_lt_feat=num_slots(WINDOW.window_seconds,
                                                                  WINDOW.max_per_second),
-                     lfb_latent_channels=32)
+                     lfb_latent_channels=32, lfb_position=position)
     return Detector(config).eval()
 
 
@@ -204,14 +204,39 @@ def test_head_on_cached_maps_equals_the_full_detector(data, baseline, banks):
     samples = [dataset[i] for i in range(3)]
     clips = torch.stack([s["clip"] for s in samples])
     rois = pixel_rois([s["proposals"] for s in samples])
-    lt, mask, _ = roi_windows(bank, WINDOW, [s["video_id"] for s in samples],
-                           np.array([s["timestamp"] for s in samples]), rois[:, 0], rng=None)
-    for shared_head in ("lfb_nl", "lfb_max"):
-        model = _lfb_head(bank.dim, shared_head)
+    lt, mask, geometry = roi_windows(bank, WINDOW, [s["video_id"] for s in samples],
+                                     np.array([s["timestamp"] for s in samples]), rois[:, 0],
+                                     rng=None)
+    for shared_head, position in (("lfb_nl", False), ("lfb_nl", True), ("lfb_max", False)):
+        model = _lfb_head(bank.dim, shared_head, position)
         with torch.no_grad():
-            full = model(normalize_clips(clips), rois, lt, mask)
-            cached = model.roi_head(as_features(pooled_maps(model, clips)), rois, lt, mask)
+            full = model(normalize_clips(clips), rois, lt, mask, geometry)
+            cached = model.roi_head(as_features(pooled_maps(model, clips)), rois, lt, mask,
+                                    geometry)
         torch.testing.assert_close(cached, full, rtol=1e-5, atol=1e-5)
+
+
+def test_streaming_prediction_equals_prediction_on_cached_maps(data, baseline, banks):
+    """``predict_streaming`` (evaluate, fine-tuning: memory of one batch) scores exactly what
+    the cached-map path scores."""
+    inputs = LoadedInputs(files_of(data))
+    bank = FeatureBank(banks["float32"])
+    model = _lfb_head(bank.dim, "lfb_nl", position=True)
+    model.backbone.load_state_dict(build_detector_from_checkpoint(baseline).backbone.state_dict())
+    dataset = inputs.dataset("val", frames_per_clip=8, frame_stride=1, short_side=32,
+                             min_proposal_score=0.9, max_proposals=100)
+    columns = torch.tensor(inputs.label_map.ids)
+    with torch.inference_mode():
+        maps = compute_maps(model, dataset, batch_size=4, num_workers=0, ctx=CPU)
+    cached = predict_on_maps(model.roi_head, maps, columns=columns, bank=bank, window=WINDOW,
+                             batch_size=4, device=torch.device("cpu"))
+    streamed = predict_streaming(model, dataset, columns=columns, bank=bank, window=WINDOW,
+                                 batch_size=3, num_workers=0, ctx=CPU)
+    assert [(p["video_id"], p["timestamp"]) for p in streamed] == \
+        [(p["video_id"], p["timestamp"]) for p in cached]
+    for a, b in zip(streamed, cached):
+        np.testing.assert_allclose(a["boxes"], b["boxes"])
+        np.testing.assert_allclose(a["scores"], b["scores"], rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.parametrize("head", ["lfb_nl", "acrn"])

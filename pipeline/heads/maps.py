@@ -123,6 +123,47 @@ def pixel_rois(boxes: list[Tensor]) -> Tensor:
                       for i, b in enumerate(boxes)])
 
 
+def _keyframe_predictions(index: list[int], keys: list[tuple[str, int]], proposals: list[Tensor],
+                          image_sizes: Tensor, scores: np.ndarray) -> list[dict[str, Any]]:
+    """Split ``scores`` of the stacked proposals back per keyframe, boxes normalised."""
+    out, offset = [], 0
+    for i, key, boxes, size in zip(index, keys, proposals, image_sizes):
+        height, width = size.tolist()
+        scale = torch.tensor([width, height, width, height], dtype=torch.float32)
+        out.append({"index": i, "video_id": key[0], "timestamp": int(key[1]),
+                    "boxes": (boxes.float() / scale).clamp(0, 1).numpy(),
+                    "scores": scores[offset:offset + len(boxes)]})
+        offset += len(boxes)
+    return out
+
+
+def predict_streaming(model: Detector, dataset: KeyframeDataset, *, columns: Tensor,
+                      bank: FeatureBank | None, window: BankWindow | None, batch_size: int,
+                      num_workers: int, ctx: DistContext, desc: str = "val"
+                      ) -> list[dict[str, Any]] | None:
+    """``predict_on_maps``' output, with backbone and head run batch by batch: memory stays
+    that of one batch whatever the dataset's size (AVA val's maps would not fit in RAM).
+    Main rank only (None on the others); ranks share the keyframes."""
+    device = ctx.device
+
+    def predict(_model: nn.Module, batch: Batch) -> list[dict[str, Any]]:
+        rois = pixel_rois(batch.proposals)
+        lt, mask, geometry = roi_windows(bank, window, [k[0] for k in batch.keys],
+                                         np.array([k[1] for k in batch.keys]), rois[:, 0],
+                                         rng=None)
+        maps = pooled_maps(model, batch.clips.to(device))
+        logits = model.roi_head(as_features(maps), rois.to(device),
+                                *(None if x is None else x.to(device)
+                                  for x in (lt, mask, geometry)))
+        scores = torch.sigmoid(logits.float())[:, columns.to(device)].cpu().numpy()
+        return _keyframe_predictions(batch.indices, batch.keys, batch.proposals,
+                                     batch.image_sizes, scores)
+
+    model.to(device)
+    return run_inference(model, dataset, predict_batch=predict, batch_size=batch_size,
+                         num_workers=num_workers, ctx=ctx, desc=desc)
+
+
 @torch.inference_mode()
 def predict_on_maps(roi_head: RoIHead, maps: KeyframeMaps, *, columns: Tensor,
                     bank: FeatureBank | None, window: BankWindow | None, batch_size: int,
@@ -142,13 +183,7 @@ def predict_on_maps(roi_head: RoIHead, maps: KeyframeMaps, *, columns: Tensor,
         logits = roi_head(as_features(maps.maps[list(keys)].to(device)), rois.to(device),
                           *(None if x is None else x.to(device) for x in (lt, mask, geometry)))
         scores = torch.sigmoid(logits.float())[:, columns.to(device)].cpu().numpy()
-        offset = 0
-        for i, boxes in zip(keys, proposals):
-            height, width = maps.image_sizes[i].tolist()
-            scale = torch.tensor([width, height, width, height], dtype=torch.float32)
-            out.append({"index": i, "video_id": maps.video_ids[i],
-                        "timestamp": int(maps.timestamps[i]),
-                        "boxes": (boxes / scale).clamp(0, 1).numpy(),
-                        "scores": scores[offset:offset + len(boxes)]})
-            offset += len(boxes)
+        out += _keyframe_predictions(list(keys),
+                                     [(maps.video_ids[i], maps.timestamps[i]) for i in keys],
+                                     proposals, maps.image_sizes[list(keys)], scores)
     return out

@@ -29,7 +29,7 @@ from pipeline.engine.distributed import DistContext, setup_distributed
 from pipeline.errors import InputError
 from pipeline.evaluation.evaluator import EvaluationResult, evaluate
 from pipeline.heads.inputs import DatasetFiles, LoadedInputs
-from pipeline.heads.maps import BankWindow, compute_maps, predict_on_maps
+from pipeline.heads.maps import BankWindow, predict_streaming
 from pipeline.io import atomic_output, write_json, write_text
 from pipeline.lfb.reader import FeatureBank
 from pipeline.models.checkpoint import build_detector_from_checkpoint
@@ -131,13 +131,10 @@ def evaluate_head(*, files: DatasetFiles, checkpoint: str | Path, bank_dir: str 
                              short_side=data_config.test_short_side,
                              min_proposal_score=data_config.test_min_proposal_score,
                              max_proposals=data_config.max_proposals)
-    with torch.inference_mode():
-        maps = compute_maps(model, dataset, batch_size=batch_size, num_workers=num_workers,
-                            ctx=ctx, desc="val maps")
-    if maps is None:
+    predictions = predict_streaming(model, dataset, columns=columns, bank=bank, window=window,
+                                    batch_size=batch_size, num_workers=num_workers, ctx=ctx)
+    if predictions is None:
         return None
-    predictions = predict_on_maps(model.roi_head, maps, columns=columns, bank=bank,
-                                  window=window, batch_size=batch_size, device=ctx.device)
     detections = detections_table(predictions, inputs.label_map.ids, min_score=score_threshold)
     write_results_csv(results_dir / "val_results.csv", detections)
     write_results_parquet(results_dir / "val_results.parquet", detections)

@@ -38,7 +38,7 @@ from pipeline.evaluation.evaluator import evaluate
 from pipeline.io import file_digest, inputs_digest
 from pipeline.heads.inputs import DatasetFiles, LoadedInputs
 from pipeline.heads.maps import (BankWindow, KeyframeMaps, as_features, compute_maps,
-                                 pixel_rois, predict_on_maps, roi_windows)
+                                 pixel_rois, predict_on_maps, predict_streaming, roi_windows)
 from pipeline.io import write_json
 from pipeline.lfb.reader import FeatureBank, num_slots
 from pipeline.models import Detector, ModelConfig, assign_targets, sample_rois
@@ -199,12 +199,19 @@ def train_head(*, files: DatasetFiles, baseline_checkpoint: str | Path,
     last: dict[str, Any] = {}
 
     def score_val() -> dict[str, Any] | None:
-        maps = maps_of("val") if finetune_backbone else val_maps
-        if maps is None:   # not the main rank
+        if finetune_backbone:   # the backbone changes: stream val through the whole model
+            model.eval()
+            predictions = predict_streaming(model, test_set("val"), columns=columns, bank=bank,
+                                            window=window, batch_size=data_config.test_batch_size,
+                                            num_workers=train_config.num_workers, ctx=ctx)
+        elif val_maps is not None:
+            predictions = predict_on_maps(model.roi_head, val_maps, columns=columns, bank=bank,
+                                          window=window, batch_size=data_config.test_batch_size,
+                                          device=device)
+        else:
+            predictions = None
+        if predictions is None:   # not the main rank
             return None
-        predictions = predict_on_maps(model.roi_head, maps, columns=columns, bank=bank,
-                                      window=window, batch_size=data_config.test_batch_size,
-                                      device=device)
         detections = detections_table(predictions, label_map.ids, min_score=min_action_score)
         return evaluate(val_gt, detections, label_map, exclusions=val_excluded,
                         protocol=eval_protocol).to_json()
