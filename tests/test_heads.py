@@ -20,7 +20,8 @@ from pipeline.models.acrn import ACRNHead
 from pipeline.models.checkpoint import (build_detector_from_checkpoint, load_into,
                                         save_stad_checkpoint)
 from pipeline.models.command import add_checkpoint_command
-from pipeline.models.fbo import LFBAvg, LFBHead, LFBMax, LFBNonLocal
+from pipeline.models.fbo import (BOX_EMBEDDING, TIME_EMBEDDING, LFBAvg, LFBHead, LFBMax,
+                                LFBNonLocal, box_embedding, time_embedding)
 from pipeline.models.roi_head import RoIExtractor3d
 from zoo_layout import expected_layout, random_state
 
@@ -283,6 +284,36 @@ def test_non_local_zero_init_out_conv_starts_as_projection_only():
                                         op.st_feat_conv.bias), atol=1e-6)
     no_ln = LFBNonLocal(st_channels=6, lt_channels=5, latent_channels=4, layer_norm=False)
     assert not any(".ln." in k for k in no_ln.state_dict())
+
+
+def test_box_embeddings_are_most_similar_for_the_same_place():
+    """The sinusoids make "same box" a dot-product maximum, which attention can find."""
+    boxes = torch.tensor([[0.2, 0.6, 0.3, 0.95], [0.21, 0.6, 0.31, 0.95], [0.2, 0.4, 0.3, 0.775],
+                          [0.7, 0.2, 0.8, 0.6]])
+    emb = box_embedding(boxes)
+    assert emb.shape == (4, BOX_EMBEDDING)
+    similarity = emb @ emb[0]
+    assert similarity.argmax() == 0 and similarity[1] > similarity[2] > similarity[3]
+    assert time_embedding(torch.tensor([0.0, -5.0])).shape == (2, TIME_EMBEDDING)
+
+
+def test_position_embeddings_change_the_output_and_are_required():
+    torch.manual_seed(0)
+    op = LFBNonLocal(st_channels=6, lt_channels=5, latent_channels=8, position=True).eval()
+    assert {"st_position.weight", "lt_position.weight"} <= set(op.state_dict())
+    st, lt = torch.randn(2, 6), torch.randn(2, 3, 5)
+    mask = torch.ones(2, 3, dtype=torch.bool)
+    boxes = torch.tensor([[0.1, 0.2, 0.3, 0.9], [0.5, 0.2, 0.7, 0.9]])
+    geometry = torch.cat([boxes[:, None].expand(2, 3, 4), torch.tensor(
+        [-2.0, 0.0, 1.0]).expand(2, 3)[..., None]], dim=-1)
+    out = op(st, lt, mask, boxes, geometry)
+    moved = geometry.clone()
+    moved[..., 4] -= 3.0   # the same features, seen three seconds earlier
+    assert not torch.allclose(out, op(st, lt, mask, boxes, moved))
+    with pytest.raises(ValueError, match="st_boxes and lt_geometry"):
+        op(st, lt, mask)
+    plain = LFBNonLocal(st_channels=6, lt_channels=5, latent_channels=8)
+    assert not any("position" in k for k in plain.state_dict())   # mmaction2's keys only
 
 
 def test_max_and_avg_pool_real_slots_and_equal_mmaction2_when_all_real():

@@ -109,6 +109,26 @@ def test_test_time_windows_match_a_plain_loop(bank_path):
         np.testing.assert_array_equal(features[i], want_features)
 
 
+def test_window_geometry_gives_each_slot_its_box_and_time_offset(bank_path):
+    """``with_geometry``: the same slots as the features, holding the row's box and its
+    second relative to the keyframe; random (train) choices keep features and geometry paired."""
+    bank = FeatureBank(bank_path)
+    index = bank_layout(make_boxes())
+    boxes = index[["x1", "y1", "x2", "y2"]].to_numpy(np.float32)
+    for rng in (None, np.random.default_rng(3)):
+        features, mask, geometry = bank.windows(["vid_a", "vid_b"], [915, 903], window_seconds=W,
+                                                max_per_second=M, rng=rng, with_geometry=True)
+        assert geometry.shape == (2, num_slots(W, M), 5)
+        assert not geometry[~mask].any(), "empty slots hold zeros"
+        rows = features[mask][:, 0].astype(np.int64) - 1      # features_of: column 0 = row + 1
+        np.testing.assert_allclose(geometry[mask][:, :4], boxes[rows], rtol=1e-6)
+        keyframe = np.repeat([915, 903], mask.sum(axis=1))
+        np.testing.assert_array_equal(geometry[mask][:, 4],
+                                      index["timestamp"].to_numpy()[rows] - keyframe)
+        slot_second = np.nonzero(mask)[1] // M - W
+        np.testing.assert_array_equal(geometry[mask][:, 4], slot_second)
+
+
 def test_window_edges_empty_seconds_and_max_per_second(bank_path):
     bank = FeatureBank(bank_path)
     index = bank_layout(make_boxes())
