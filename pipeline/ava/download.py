@@ -8,7 +8,7 @@ problem of a kind at once (all missing videos, not the first):
 
 - annotation rows: column count, numbers, boxes in [0, 1], timestamps inside AVA's 902..1798,
   action ids inside AVA's 1..80 (ids outside the 60-class list are kept in the CSV and dropped
-  when boxes are merged, as mmaction2 does);
+  when boxes are merged: not trained, unlike mmaction2, which trains all 80);
 - videos: a file per annotated id that decord opens, long enough for its last annotated
   keyframe (a truncated download is the usual cause of a short video);
 - proposal pickles: every key's video belongs to the pickle's split.
