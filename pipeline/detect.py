@@ -54,7 +54,7 @@ from pipeline.engine.distributed import resolve_device
 from pipeline.errors import InputError
 from pipeline.frames.video import VideoSource, open_video
 from pipeline.io import atomic_output
-from pipeline.models.checkpoint import build_detector_from_checkpoint, read_checkpoint
+from pipeline.models.checkpoint import build_detector_from_checkpoint, read_stad_checkpoint
 from pipeline.proposals.table import read_proposals
 from pipeline.viz import LabelledBox
 
@@ -84,18 +84,6 @@ def keyframe_period(rate: float) -> int:
         raise InputError(f"must be 1/N keyframes per second (1, 0.5, 0.25, ...), got {rate!r}: "
                          "AVA results hold whole-second timestamps", key="--rate")
     return period
-
-
-def stored_short_side(checkpoint: str | Path) -> int | None:
-    """The test-time short side a checkpoint records (``test_short_side``, top level or under
-    ``data``), or None: stad-v1 files written so far do not record it."""
-    obj = read_checkpoint(checkpoint)
-    if not isinstance(obj, dict):
-        return None
-    data = obj.get("data")
-    value = obj.get("test_short_side", data.get("test_short_side") if isinstance(data, dict)
-                    else None)
-    return int(value) if value else None
 
 
 def load_file_proposals(path: str | Path, video_id: str, timestamps: list[int], *,
@@ -184,7 +172,8 @@ def detect_video(video: str | Path, *, checkpoint: str | Path, out_dir: str | Pa
     video = Path(video)
     source = open_video(video.stem, video, lambda width, height: (width, height))
 
-    model = build_detector_from_checkpoint(checkpoint)
+    stad = read_stad_checkpoint(checkpoint)
+    model = build_detector_from_checkpoint(checkpoint, stad)
     config = model.config
     if config.uses_bank:
         raise InputError(f"shared_head {config.shared_head!r} reads a long-term feature bank "
@@ -193,9 +182,8 @@ def detect_video(video: str | Path, *, checkpoint: str | Path, out_dir: str | Pa
                          path=checkpoint, key="shared_head")
     model.eval().to(torch_device)
     if short_side is None:
-        short_side = stored_short_side(checkpoint) or DEFAULT_SHORT_SIDE
-    action_ids, names = _classes(label_map, config.num_classes,
-                                 None if label_map is not None else stored_labels(checkpoint))
+        short_side = stad.test_short_side or DEFAULT_SHORT_SIDE
+    action_ids, names = _classes(label_map, config.num_classes, stad.labels)
     columns = torch.tensor(action_ids, dtype=torch.long, device=torch_device)
 
     timestamps = [timestamp_start]
@@ -242,13 +230,6 @@ def detect_video(video: str | Path, *, checkpoint: str | Path, out_dir: str | Pa
 
 def _frame_of(timestamp: int, source: VideoSource, timestamp_start: int) -> int:
     return keyframe_frame_index(timestamp, fps=source.fps, timestamp_start=timestamp_start)
-
-
-def stored_labels(checkpoint: str | Path) -> dict[int, str] | None:
-    """The label map (id -> name) a checkpoint was trained on, when it records one."""
-    obj = read_checkpoint(checkpoint)
-    labels = obj.get("labels") if isinstance(obj, dict) else None
-    return {int(k): str(v) for k, v in labels.items()} if labels else None
 
 
 def _classes(label_map: str | Path | None, num_classes: int,

@@ -27,7 +27,6 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from pipeline.ava._csv import check_integral
@@ -187,11 +186,11 @@ def index_download(root: str | Path, out: str | Path, *, version: str, video_sta
         csv = names["annotations"].format(split=split)
         _copy_without(ann / csv, out_ann / csv, skipped)
         exclusions = names["exclusions"].format(split=split)
-        if (ann / exclusions).exists():
+        has_exclusions = (ann / exclusions).exists()
+        if has_exclusions:
             _copy_without(ann / exclusions, out_ann / exclusions, skipped)
         splits[split] = SplitFiles(f"{annotations_dir}/{csv}",
-                                   f"{annotations_dir}/{exclusions}"
-                                   if (ann / exclusions).exists() else None)
+                                   f"{annotations_dir}/{exclusions}" if has_exclusions else None)
         table = tables[split][~tables[split]["video_id"].isin(skipped)]
         report.videos[split] = int(table["video_id"].nunique())
         report.keyframes[split] = int(len(table[["video_id", "timestamp"]].drop_duplicates()))

@@ -200,7 +200,6 @@ def train_head(*, files: DatasetFiles, baseline_checkpoint: str | Path,
 
     def score_val() -> dict[str, Any] | None:
         if finetune_backbone:   # the backbone changes: stream val through the whole model
-            model.eval()
             predictions = predict_streaming(model, test_set("val"), columns=columns, bank=bank,
                                             window=window, batch_size=data_config.test_batch_size,
                                             num_workers=train_config.num_workers, ctx=ctx)

@@ -173,8 +173,20 @@ def save_stad_checkpoint(path: str | Path, *, model: Detector, preset: str | Non
         torch.save(payload, tmp)
 
 
-def load_stad_checkpoint(path: str | Path) -> tuple[ModelConfig, dict[str, Tensor], str | None]:
-    """``(config, state_dict, preset)`` from a file written by ``save_stad_checkpoint``."""
+@dataclass(frozen=True)
+class StadCheckpoint:
+    """A ``stad-v1`` file's contents; ``test_short_side`` and ``labels`` are None in files
+    written before they were recorded."""
+
+    config: ModelConfig
+    state_dict: dict[str, Tensor]
+    preset: str | None
+    test_short_side: int | None
+    labels: dict[int, str] | None
+
+
+def read_stad_checkpoint(path: str | Path) -> StadCheckpoint:
+    """Everything ``save_stad_checkpoint`` wrote, read once."""
     obj = read_checkpoint(path)
     if not isinstance(obj, dict) or obj.get("format") != FORMAT:
         found = obj.get("format") if isinstance(obj, dict) else type(obj).__name__
@@ -184,12 +196,24 @@ def load_stad_checkpoint(path: str | Path) -> tuple[ModelConfig, dict[str, Tenso
         config = ModelConfig.from_dict(obj["config"])
     except (KeyError, TypeError, ValueError) as error:
         raise InputError(f"bad model config: {error}", path=path, key="config") from None
-    return config, obj["state_dict"], obj.get("preset")
+    labels = obj.get("labels")
+    return StadCheckpoint(config=config, state_dict=obj["state_dict"], preset=obj.get("preset"),
+                          test_short_side=obj.get("test_short_side"),
+                          labels={int(k): str(v) for k, v in labels.items()} if labels else None)
 
 
-def build_detector_from_checkpoint(path: str | Path) -> Detector:
-    """A ``Detector`` with the configuration and weights of a ``stad-v1`` checkpoint."""
-    config, state_dict, _ = load_stad_checkpoint(path)
+def load_stad_checkpoint(path: str | Path) -> tuple[ModelConfig, dict[str, Tensor], str | None]:
+    """``(config, state_dict, preset)`` from a file written by ``save_stad_checkpoint``."""
+    checkpoint = read_stad_checkpoint(path)
+    return checkpoint.config, checkpoint.state_dict, checkpoint.preset
+
+
+def build_detector_from_checkpoint(path: str | Path,
+                                   checkpoint: StadCheckpoint | None = None) -> Detector:
+    """A ``Detector`` with the configuration and weights of a ``stad-v1`` checkpoint;
+    ``checkpoint``: the file's contents when the caller has already read them."""
+    checkpoint = checkpoint or read_stad_checkpoint(path)
+    config, state_dict = checkpoint.config, checkpoint.state_dict
     with torch.device("meta"):
         model = Detector(config)
     report = inspect_state_dict(state_dict, model)

@@ -114,7 +114,8 @@ class Detector(nn.Module):
         """
         self._check_inputs(clips, rois)
         lt_mask = self._check_bank(rois, lt_features, lt_mask)
-        if self.config.lfb_position and self.config.shared_head == "lfb_nl":
+        shared = self.roi_head.shared_head
+        if isinstance(shared, LFBHead) and shared.uses_geometry:
             want = (rois.shape[0], self.config.lfb_num_lt_feat, 5)
             if lt_geometry is None or tuple(lt_geometry.shape) != want:
                 got = None if lt_geometry is None else tuple(lt_geometry.shape)
