@@ -25,3 +25,11 @@ class InputError(ValueError):
             where.append(f"key '{key}'")
         prefix = ", ".join(where)
         super().__init__(f"{prefix}: {message}" if prefix else message)
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became non-finite or exploded: the run's settings, not its input, are at fault.
+
+    Raised on every rank at the same step (the decision is all-reduced), so no rank is left
+    waiting in a collective; stages print the one-line message and exit non-zero.
+    """

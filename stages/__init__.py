@@ -12,18 +12,21 @@ import logging
 import sys
 from collections.abc import Callable
 
-from pipeline.errors import InputError
+from pipeline.errors import InputError, TrainingDiverged
 
 
 def run(main: Callable[[list[str] | None], None], argv: list[str] | None = None) -> None:
     """Run a stage's main; on bad input (InputError, a missing file) print one line naming it
-    and exit with status 2."""
+    and exit with status 2; on a diverged training run, one line naming the params, status 3."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         main(argv)
     except InputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
+    except TrainingDiverged as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(3)
     except FileNotFoundError as exc:
         print(f"error: {exc.filename}: no such file", file=sys.stderr)
         sys.exit(2)

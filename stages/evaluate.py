@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 
 from pipeline.engine.distributed import setup_distributed
+from pipeline.evaluation.evaluator import describe
 from pipeline.heads.inputs import DatasetFiles
 from pipeline.heads.report import evaluate_head
 from pipeline.params import load_params
@@ -43,7 +44,7 @@ def main(argv: list[str] | None = None) -> None:
         batch_size=ev.batch_size, num_workers=ev.num_workers, bank_in_memory=lfb.in_memory,
         ctx=setup_distributed(ev.device))
     if metrics is not None:
-        print(f"val mAP {metrics['mAP']:.4f}; groups {metrics['group_mAP']}")
+        print(f"val {describe(metrics)}")
 
 
 if __name__ == "__main__":

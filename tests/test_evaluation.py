@@ -16,6 +16,7 @@ from pipeline.ava.label_map import LabelMap, write_label_map
 from pipeline.ava.results import write_results_csv, write_results_parquet
 from pipeline.evaluation import evaluate, evaluate_files
 from pipeline.evaluation.command import main as eval_main
+from pipeline.evaluation.evaluator import describe
 from pipeline.evaluation.top_k import cap_per_frame
 from plain_reference import plain_evaluate, plain_evaluate_files
 
@@ -276,3 +277,35 @@ def test_eval_command_reports_bad_line_and_exits_non_zero(tmp_path, capsys):
                       str(paths["labels"])])
     assert code == 2
     assert f"{paths['det']}:5" in capsys.readouterr().err
+
+
+def test_undefined_map_is_null_with_its_reason_not_an_error(tmp_path, capsys):
+    # What a diverged model gives: every detection on a class without ground truth.
+    gt = gt_table([("v", 902, FULL, 1), ("v", 903, FULL, 2)])
+    det = det_table([("v", 902, FULL, 80, 0.9), ("v", 903, FULL, 80, 0.8)])
+    result = evaluate(gt, det, LABELS, protocol="mmaction2")
+    plain = result.to_json()
+    assert plain["mAP"] is None and set(plain["group_mAP"].values()) == {None}
+    reasons = plain["undefined"]
+    assert "no class has both ground truth and detections" in reasons["mAP"]
+    assert reasons["per_class"]["80"].startswith("no ground-truth boxes")
+    assert reasons["per_class"]["1"].startswith("no detections")
+    line = describe(plain)
+    assert line.startswith("mAP undefined;") and "interaction undefined" in line
+    assert line.endswith(f"(mAP undefined: {reasons['mAP']})")
+    # A defined result lists nothing as undefined beyond the classes that are.
+    good = evaluate(gt, det_table([("v", 902, FULL, 1, 0.9)]), LABELS).to_json()
+    assert good["mAP"] == 1.0 and "mAP" not in good["undefined"]
+    assert describe(good).startswith("mAP 1.0000;")
+
+    # The command prints the table and the reason, writes nulls, and exits 0.
+    write_annotations(tmp_path / "gt.csv", gt)
+    write_results_csv(tmp_path / "det.csv", det)
+    write_label_map(tmp_path / "labels.pbtxt", LABELS)
+    code = eval_main(["eval", str(tmp_path / "gt.csv"), str(tmp_path / "det.csv"),
+                      "--label-map", str(tmp_path / "labels.pbtxt"), "--json",
+                      str(tmp_path / "m.json")])
+    assert code == 0
+    assert "mAP undefined: no class has both" in capsys.readouterr().out
+    written = json.loads((tmp_path / "m.json").read_text())
+    assert written["mAP"] is None and written["undefined"]["mAP"] == reasons["mAP"]

@@ -192,6 +192,7 @@ def train_baseline(*, frames_dir: str | Path, keyframes_index: str | Path,
             write_curves(out_dir, [], [])
     else:
         history = train(model, train_set, config=train_config, loss_fn=loss_fn, ctx=ctx,
+                        params_key="baseline.train",
                         checkpoint_dir=checkpoint_dir,
                         curves_dir=out_dir if ctx.is_main else None, validate=validate,
                         fingerprint=fingerprint)
@@ -209,6 +210,7 @@ def train_baseline(*, frames_dir: str | Path, keyframes_index: str | Path,
     result = last_val["result"]
     metrics = {"val_mAP": result["mAP"], "val_group_mAP": result["group_mAP"],
                "val_per_class_AP": result["per_class"], "protocol": result["protocol"],
+               "undefined": result["undefined"],
                "train_loss": history.epochs[-1]["loss"] if history.epochs else None,
                "epochs": len(history.epochs),
                "steps": len(history.steps), "train_clips": len(train_set),

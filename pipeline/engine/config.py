@@ -41,6 +41,8 @@ class TrainConfig:
     checkpoint_every_steps: int | None = None  # extra mid-epoch checkpoints for long epochs
     keep_checkpoints: int = 2
     base_batch_size: int | None = None  # total batch that ``lr`` is meant for; None: no scaling
+    precise_bn_batches: int = 0     # BatchNorm statistics recomputed over this many train
+                                    # batches before validating and at the end; 0: off
 
     def effective_lr(self, world_size: int) -> float:
         """The base learning rate of a run on ``world_size`` processes (linear scaling rule)."""
@@ -59,7 +61,7 @@ class TrainConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise InputError(f"must be a positive integer, got {value!r}", key=name)
-        for name in ("num_workers", "val_every", "seed"):
+        for name in ("num_workers", "val_every", "seed", "precise_bn_batches"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
                 raise InputError(f"must be a non-negative integer, got {value!r}", key=name)

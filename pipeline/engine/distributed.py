@@ -77,6 +77,24 @@ def all_gather_objects(obj: Any, ctx: DistContext) -> list[Any]:
     return gathered
 
 
+def any_rank(flag: bool, ctx: DistContext) -> bool:
+    """True on every rank when ``flag`` is true on any rank (one small all-reduce)."""
+    if not ctx.distributed:
+        return flag
+    value = torch.tensor([1 if flag else 0], dtype=torch.int32,
+                         device=ctx.device if ctx.device.type == "cuda" else "cpu")
+    dist.all_reduce(value, op=dist.ReduceOp.MAX)
+    return bool(value.item())
+
+
+def average_tensors(tensors: list[torch.Tensor], ctx: DistContext) -> None:
+    """Replace each tensor by its mean over the ranks, in place."""
+    if not ctx.distributed:
+        return
+    for tensor in tensors:
+        dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+        tensor.div_(ctx.world_size)
+
 
 def gather_objects(obj: Any, ctx: DistContext) -> list[Any] | None:
     """Every rank's ``obj`` in rank order on the main rank; None elsewhere."""

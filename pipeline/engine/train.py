@@ -10,6 +10,7 @@ was never interrupted (same order, same augmentations, same RNG draws).
 from __future__ import annotations
 
 import hashlib
+import itertools
 import logging
 import os
 import random
@@ -32,8 +33,14 @@ from pipeline.engine.config import TrainConfig
 from pipeline.engine.curves import write_curves
 from pipeline.engine.distributed import DistContext
 from pipeline.engine.schedule import LRSchedule
+from pipeline.errors import TrainingDiverged
 
 log = logging.getLogger(__name__)
+
+# A loss above this many times the mean of the run's first steps means the run has diverged
+# (a healthy BCE or focal loss only falls from its start); so does a non-finite loss.
+DIVERGENCE_FACTOR = 10.0
+REFERENCE_STEPS = 5
 
 LossFn = Callable[[nn.Module, object], torch.Tensor]
 ValidateFn = Callable[[nn.Module, int], dict[str, float]]
@@ -89,6 +96,51 @@ def run_lr(config: TrainConfig, world_size: int, *, announce: bool = True) -> fl
     return lr
 
 
+def divergence(loss: float, history: TrainHistory) -> str | None:
+    """Why ``loss`` means the run diverged, or None: non-finite, or more than
+    ``DIVERGENCE_FACTOR`` times the mean of the first ``REFERENCE_STEPS`` steps' losses."""
+    if not np.isfinite(loss):
+        return "non-finite"
+    first = [row["loss"] for row in history.steps[:REFERENCE_STEPS]]
+    if len(first) == REFERENCE_STEPS:
+        reference = float(np.mean(first))
+        if loss > DIVERGENCE_FACTOR * reference:
+            return f"above {DIVERGENCE_FACTOR:g}x the first {REFERENCE_STEPS} steps' mean {reference:.4g}"
+    return None
+
+
+def recompute_bn_statistics(model: nn.Module, batches, forward: Callable[[object], object],
+                            ctx: DistContext) -> int:
+    """Precise BatchNorm statistics: reset the running mean and variance of every BatchNorm
+    layer that trains, then average them over ``batches`` (train-mode forwards, no gradient),
+    and across ranks. Returns the number of batches used.
+
+    Why: after a short run (a smoke test, a few hundred steps of a small model) the running
+    statistics are still mostly their initial values, so eval-mode features, which the bank
+    and the heads are built on, have a scale the training never saw; the heads trained on
+    them then start with exploding losses. The running averages of a long run change little.
+    """
+    model.train()
+    norms = [m for m in model.modules()
+             if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training
+             and m.track_running_stats]
+    if not norms:
+        return 0
+    momenta = [m.momentum for m in norms]
+    for norm in norms:
+        norm.reset_running_stats()
+        norm.momentum = None          # cumulative average over the batches below
+    count = 0
+    with torch.no_grad():
+        for batch in batches:
+            forward(batch)
+            count += 1
+    for norm, momentum in zip(norms, momenta):
+        norm.momentum = momentum
+    dist_utils.average_tensors([t for m in norms for t in (m.running_mean, m.running_var)], ctx)
+    return count
+
+
 def parameter_digest(model: nn.Module) -> str:
     """SHA-256 of all parameter bytes: equal on every rank while DDP keeps replicas in sync."""
     digest = hashlib.sha256()
@@ -101,8 +153,8 @@ def parameter_digest(model: nn.Module) -> str:
 def train(model: nn.Module, dataset: torch.utils.data.Dataset, *, config: TrainConfig,
           loss_fn: LossFn, ctx: DistContext, checkpoint_dir: str | Path,
           curves_dir: str | Path | None = None, validate: ValidateFn | None = None,
-          fingerprint: str = "", collate_fn: Callable[[list], object] | None = None
-          ) -> TrainHistory:
+          fingerprint: str = "", collate_fn: Callable[[list], object] | None = None,
+          params_key: str = "train") -> TrainHistory:
     """Train ``model`` on ``dataset`` (collated into ``Batch``) and return its curves.
 
     ``loss_fn(model, batch)`` moves the batch to the device and returns the scalar loss; it
@@ -113,6 +165,8 @@ def train(model: nn.Module, dataset: torch.utils.data.Dataset, *, config: TrainC
     final weights are in ``model`` on return; only the main rank writes files.
     ``collate_fn`` replaces the default ``collate_samples`` (e.g. batches of cached features);
     it gets the dataset items of one batch and returns anything with ``len()``.
+    ``params_key`` (e.g. ``model.train``) names the params group in a divergence message:
+    a non-finite or exploding loss on any rank stops every rank with ``TrainingDiverged``.
     """
     device = ctx.device
     model.to(device)
@@ -187,9 +241,15 @@ def train(model: nn.Module, dataset: torch.utils.data.Dataset, *, config: TrainC
                 group["lr"] = lr
             with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_amp):
                 loss = loss_fn(wrapped, batch)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"loss is {loss.item()} at epoch {epoch}, "
-                                         f"step {step_in_epoch} (global step {global_step})")
+            loss_value = float(loss.item())
+            reason = divergence(loss_value, history)
+            if dist_utils.any_rank(reason is not None, ctx):
+                raise TrainingDiverged(
+                    f"training diverged at epoch {epoch + 1}, step {step_in_epoch + 1} "
+                    f"(global step {global_step + 1}): loss {loss_value:.4g}"
+                    f" ({reason or 'diverged on another rank'}, rank {ctx.rank}); look at "
+                    f"{params_key}.lr ({lr:.3g}), {params_key}.grad_clip ({config.grad_clip}), "
+                    f"{params_key}.warmup_epochs ({config.warmup_epochs})")
             scaler.scale(loss).backward()
             if config.grad_clip is not None:
                 scaler.unscale_(optimizer)
@@ -200,7 +260,6 @@ def train(model: nn.Module, dataset: torch.utils.data.Dataset, *, config: TrainC
             global_step += 1
             step_in_epoch += 1
 
-            loss_value = float(loss.item())
             now = time.perf_counter()
             clips_per_s = len(batch) * ctx.world_size / max(now - tick, 1e-9)
             tick = now
@@ -219,7 +278,17 @@ def train(model: nn.Module, dataset: torch.utils.data.Dataset, *, config: TrainC
         losses = [r["loss"] for r in history.steps if r["epoch"] == epoch]
         row = {"epoch": epoch, "loss": float(np.mean(losses)), "lr": schedule(global_step - 1)}
         last = epoch == config.epochs
-        if validate is not None and config.val_every and (epoch % config.val_every == 0 or last):
+        validating = (validate is not None and config.val_every
+                      and (epoch % config.val_every == 0 or last))
+        if config.precise_bn_batches and (validating or last):
+            sampler.set_epoch(epoch - 1)
+            with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_amp):
+                used = recompute_bn_statistics(
+                    model, itertools.islice(loader, config.precise_bn_batches),
+                    lambda batch: loss_fn(model, batch), ctx)
+            if used:
+                log.info("BatchNorm statistics recomputed over %d batches", used)
+        if validating:
             wrapped.eval()
             row.update(validate(model, epoch))
         history.epochs.append(row)

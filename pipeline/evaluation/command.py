@@ -42,6 +42,9 @@ def format_table(result: EvaluationResult) -> str:
     for group, value in result.group_means.items():
         lines.append(f"{'':>3}  {'mAP ' + group:<{width}}  {ap(value)}")
     lines.append(f"{'':>3}  {'mAP (' + result.protocol + ')':<{width}}  {ap(result.map)}")
+    reason = result.undefined_reasons().get("mAP")
+    if reason:
+        lines.append(f"mAP undefined: {reason}")
     return "\n".join(lines)
 
 

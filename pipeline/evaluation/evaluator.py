@@ -42,19 +42,40 @@ class EvaluationResult:
     label_map: LabelMap = field(repr=False)
 
     def to_json(self) -> dict:
-        """Plain JSON: ``mAP`` in [0, 1], ``per_class`` AP by class id (null when not scored)."""
-        def number(value: float) -> float | None:
-            return None if math.isnan(value) else float(value)
-
+        """Plain JSON: ``mAP`` in [0, 1], ``per_class`` AP by class id; an AP or mean that
+        cannot be computed is null, and ``undefined`` says why (an undefined metric is a
+        result, e.g. of a diverged or untrained model, not an error)."""
         return {
             "protocol": self.protocol,
-            "mAP": number(self.map),
-            "group_mAP": {group: number(v) for group, v in self.group_means.items()},
-            "per_class": {str(i): number(r.ap) for i, r in self.per_class.items()},
+            "mAP": _number(self.map),
+            "group_mAP": {group: _number(v) for group, v in self.group_means.items()},
+            "per_class": {str(i): _number(r.ap) for i, r in self.per_class.items()},
             "gt_count": {str(i): r.gt_count for i, r in self.per_class.items()},
             "n_detections": {str(i): r.n_detections for i, r in self.per_class.items()},
             "class_names": {str(i): self.label_map.names[i] for i in self.per_class},
+            "undefined": self.undefined_reasons(),
         }
+
+    def undefined_reasons(self) -> dict:
+        """Why each null in :meth:`to_json` is null: ``mAP``, ``group_mAP`` by group and
+        ``per_class`` by class id; only the undefined ones are listed."""
+        def class_reason(result: ClassResult) -> str:
+            if result.gt_count == 0:
+                return "no ground-truth boxes of this class on the evaluated keyframes"
+            return "no detections of this class on the evaluated keyframes"
+
+        classes = {i: class_reason(r) for i, r in self.per_class.items() if math.isnan(r.ap)}
+        mean_reason = ("no class has both ground truth and detections on the evaluated "
+                       "keyframes")
+        reasons: dict = {}
+        if math.isnan(self.map):
+            reasons["mAP"] = mean_reason
+        groups = {g: mean_reason for g, v in self.group_means.items() if math.isnan(v)}
+        if groups:
+            reasons["group_mAP"] = groups
+        if classes:
+            reasons["per_class"] = {str(i): why for i, why in classes.items()}
+        return reasons
 
     def pr_points(self) -> pd.DataFrame:
         """Long table ``action_id, recall, precision`` for PR plots."""
@@ -188,6 +209,24 @@ def evaluate(gt: pd.DataFrame, detections: pd.DataFrame, label_map: LabelMap, *,
                      for group in label_map.group_names()},
         label_map=label_map,
     )
+
+
+def _number(value: float) -> float | None:
+    return None if math.isnan(value) else float(value)
+
+
+def format_metric(value: float | None) -> str:
+    """An AP or mean for people: four decimals, or ``undefined`` (null in JSON)."""
+    return "undefined" if value is None or math.isnan(value) else f"{value:.4f}"
+
+
+def describe(metrics: dict) -> str:
+    """One line for a stage's log: mAP and group means of a metrics dict with ``mAP`` and
+    ``group_mAP`` (as ``to_json`` or the stage metrics), undefined ones with their reason."""
+    groups = ", ".join(f"{g} {format_metric(v)}" for g, v in metrics["group_mAP"].items())
+    line = f"mAP {format_metric(metrics['mAP'])}; groups: {groups}"
+    reason = metrics.get("undefined", {}).get("mAP")
+    return f"{line} (mAP undefined: {reason})" if reason else line
 
 
 def _nanmean(values: list[float]) -> float:

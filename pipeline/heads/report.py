@@ -47,7 +47,8 @@ def metrics_json(result: EvaluationResult) -> dict[str, Any]:
             "group_mAP": plain["group_mAP"],
             "per_class_AP": {f"{i} {names[i]}": plain["per_class"][str(i)]
                              for i in result.per_class},
-            "gt_count": {f"{i} {names[i]}": plain["gt_count"][str(i)] for i in result.per_class}}
+            "gt_count": {f"{i} {names[i]}": plain["gt_count"][str(i)] for i in result.per_class},
+            "undefined": plain["undefined"]}
 
 
 def per_class_table(result: EvaluationResult) -> pd.DataFrame:

@@ -257,7 +257,7 @@ def train_head(*, files: DatasetFiles, baseline_checkpoint: str | Path,
                         config=replace(train_config, num_workers=0), loss_fn=loss_fn, ctx=ctx,
                         checkpoint_dir=checkpoint_dir,
                         curves_dir=out_dir if ctx.is_main else None, validate=validate,
-                        fingerprint=fingerprint, collate_fn=collate)
+                        fingerprint=fingerprint, collate_fn=collate, params_key="model.train")
 
     if last.get("epoch") != train_config.epochs:
         result = score_val()
@@ -270,7 +270,7 @@ def train_head(*, files: DatasetFiles, baseline_checkpoint: str | Path,
                          labels={i: label_map.names[i] for i in label_map.ids})
     result = last["result"]
     metrics = {"val_mAP": result["mAP"], "val_group_mAP": result["group_mAP"],
-               "train_loss": history.epochs[-1]["loss"], "epochs": len(history.epochs),
+               "undefined": result["undefined"], "train_loss": history.epochs[-1]["loss"], "epochs": len(history.epochs),
                "steps": len(history.steps), "head": model_config.head,
                "shared_head": model_config.shared_head, "finetune_backbone": finetune_backbone}
     write_json(out_dir / "metrics.json", metrics)
@@ -308,5 +308,5 @@ def _train_full(model: Detector, inputs: LoadedInputs, *, files: DatasetFiles, s
 
     return train(model, train_set, config=train_config, loss_fn=loss_fn, ctx=ctx,
                  checkpoint_dir=checkpoint_dir, curves_dir=out_dir if ctx.is_main else None,
-                 validate=validate, fingerprint=fingerprint)
+                 validate=validate, fingerprint=fingerprint, params_key="model.train")
 

@@ -1,0 +1,195 @@
+"""Head comparison over seeds: mean and standard deviation of val AP per head and class group.
+
+One run per (seed, head): the baseline's seed (``baseline.train.seed``) and the head's seed
+(``model.train.seed``) are both set to the seed, so each seed trains its own baseline and bank
+and every head on top of them. The data stages (dataset, frames, proposals) are the same for
+all seeds. Everything runs with ``dvc repro`` in a scratch copy of this project (tracked files,
+params as they are, plus the overlays given), so DVC reruns only what each change feeds:
+a new seed reruns the baseline, bank, head and evaluation; a new head only the last two.
+
+``--cache`` shares a DVC cache (e.g. this checkout's ``.dvc/cache``): with it, a later
+``dvc repro`` in the checkout finds the seed-0 default run in DVC's run cache and restores its
+outputs instead of training again. Results go to ``--out`` (JSON) after every run, and a rerun
+with the same ``--out`` skips the runs already recorded there (resume).
+
+    .venv/bin/python bench/seed_stats.py --preset smoke --seeds 0 1 2 --out /tmp/smoke_seeds.json
+    .venv/bin/python bench/seed_stats.py --seeds 0 1 2 --cache .dvc/cache --out bench/results/seed_stats.json
+
+It prints a Markdown table: mean ± sample standard deviation (n - 1) over the seeds, and
+which stages each run reran.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+HEADS = ("linear", "mlp", "acrn", "lfb_nl", "lfb_max", "lfb_avg")
+GROUPS = ("movement", "object", "interaction", "long_term")
+
+
+def sh(args: list[str], cwd: Path, env: dict) -> str:
+    result = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise SystemExit(f"{' '.join(args)} failed ({result.returncode}) in {cwd}:\n"
+                         f"{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+    return result.stdout
+
+
+def scratch_project(root: Path, presets: list[str], cache: Path | None) -> dict:
+    """Copy the tracked files into ``root`` (no lock: everything is computed there), apply the
+    presets, make it a git repo; return the environment to run dvc in."""
+    listed = subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True,
+                            check=True).stdout.split()
+    for name in listed:
+        if (REPO / name).is_file() and name != "dvc.lock":
+            (root / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / name, root / name)
+    env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1", PYTHONPATH=str(root))
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
+    for preset in presets:
+        sh([sys.executable, "-m", "pipeline.cli", "params", "apply", preset], root, env)
+    sh(["git", "init", "-q"], root, env)
+    sh(["git", "-c", "user.name=bench", "-c", "user.email=bench@localhost", "add", "-A"], root, env)
+    sh(["git", "-c", "user.name=bench", "-c", "user.email=bench@localhost", "commit", "-qm",
+        "seed stats"], root, env)
+    if cache is not None:
+        sh(["dvc", "cache", "dir", "--local", str(cache.resolve())], root, env)
+    return env
+
+
+def set_params(root: Path, env: dict, values: dict[str, object]) -> None:
+    """Write ``values`` (dotted keys) into the scratch project's params.yaml."""
+    overlay: dict = {}
+    for key, value in values.items():
+        node = overlay
+        *parents, leaf = key.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    path = root / "overlay.json"   # JSON is YAML: the overlay reader takes it
+    path.write_text(json.dumps(overlay))
+    sh([sys.executable, "-m", "pipeline.cli", "params", "apply", str(path)], root, env)
+    path.unlink()
+
+
+def ran_stages(output: str) -> list[str]:
+    return [line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage")]
+
+
+def mean_std(values: list[float | None]) -> tuple[float | None, float | None, int]:
+    """Mean and sample std over the finite values, and how many runs had none."""
+    finite = [v for v in values if v is not None and math.isfinite(v)]
+    missing = len(values) - len(finite)
+    if not finite:
+        return None, None, missing
+    mean = sum(finite) / len(finite)
+    if len(finite) < 2:
+        return mean, None, missing
+    var = sum((v - mean) ** 2 for v in finite) / (len(finite) - 1)
+    return mean, math.sqrt(var), missing
+
+
+def summarise(runs: list[dict]) -> dict:
+    """Per model (baseline, then each head): mean, std and n of mAP and each group's mean."""
+    models: dict[str, list[dict]] = {}
+    baselines = {r["seed"]: r["baseline"] for r in runs}
+    models["baseline"] = list(baselines.values())
+    for r in runs:
+        models.setdefault(r["head"], []).append(r["head_eval"])
+    summary = {}
+    for name, results in models.items():
+        row = {"n": len(results)}
+        for metric in ("mAP", *GROUPS):
+            values = [res["mAP"] if metric == "mAP" else res["group_mAP"].get(metric)
+                      for res in results]
+            mean, std, missing = mean_std(values)
+            row[metric] = {"mean": mean, "std": std, "undefined_runs": missing}
+        summary[name] = row
+    return summary
+
+
+def markdown(summary: dict) -> str:
+    def cell(stat: dict) -> str:
+        if stat["mean"] is None:
+            return "undefined"
+        text = f"{stat['mean']:.3f}" + ("" if stat["std"] is None else f" ± {stat['std']:.3f}")
+        return text + (f" ({stat['undefined_runs']} undefined)" if stat["undefined_runs"] else "")
+
+    lines = ["| model | seeds | mAP | " + " | ".join(GROUPS) + " |",
+             "| --- | --- | --- | " + " | ".join("---" for _ in GROUPS) + " |"]
+    for name, row in summary.items():
+        label = "baseline detector" if name == "baseline" else f"`{name}` head"
+        lines.append(f"| {label} | {row['n']} | {cell(row['mAP'])} | "
+                     + " | ".join(cell(row[g]) for g in GROUPS) + " |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--heads", nargs="+", default=list(HEADS), choices=HEADS)
+    parser.add_argument("--preset", action="append", default=[],
+                        help="preset overlays applied first (e.g. smoke); repeatable")
+    parser.add_argument("--cache", type=Path, help="DVC cache to share (see above)")
+    parser.add_argument("--workdir", type=Path, help="scratch project (default: a temp dir, "
+                        "removed at the end)")
+    parser.add_argument("--out", type=Path, required=True, help="results JSON (resumed)")
+    args = parser.parse_args()
+
+    done = json.loads(args.out.read_text()) if args.out.is_file() else {"runs": []}
+    runs: list[dict] = done["runs"]
+    recorded = {(r["seed"], r["head"]) for r in runs}
+    root = args.workdir or Path(tempfile.mkdtemp(prefix="seed_stats_"))
+    root.mkdir(parents=True, exist_ok=True)
+    env = scratch_project(root, args.preset, args.cache)
+    default_head = sh([sys.executable, "-c", "from pipeline.params import load_params; "
+                       "print(load_params(groups=('model',)).model.head)"], root, env).strip()
+    # The default head last, so a seed's last run is the default DAG (run cache, see above).
+    heads = sorted(args.heads, key=lambda h: h == default_head)
+    try:
+        for seed in args.seeds:
+            for head in heads:
+                if (seed, head) in recorded:
+                    continue
+                set_params(root, env, {"baseline.train.seed": seed, "model.train.seed": seed,
+                                       "model.head": head})
+                tick = time.perf_counter()
+                output = sh(["dvc", "repro"], root, env)
+                seconds = time.perf_counter() - tick
+                baseline = json.loads((root / "models/baseline/metrics.json").read_text())
+                head_eval = json.loads((root / "metrics/eval.json").read_text())
+                runs.append({
+                    "seed": seed, "head": head, "ran": ran_stages(output),
+                    "seconds": round(seconds, 1),
+                    "baseline": {"mAP": baseline["val_mAP"],
+                                 "group_mAP": baseline["val_group_mAP"]},
+                    "head_eval": {"mAP": head_eval["mAP"], "group_mAP": head_eval["group_mAP"]},
+                })
+                print(f"seed {seed} {head}: mAP {head_eval['mAP']} (baseline "
+                      f"{baseline['val_mAP']}), ran {runs[-1]['ran']}, {seconds:.0f} s",
+                      flush=True)
+                result = {"presets": args.preset, "seeds": args.seeds, "heads": args.heads,
+                          "runs": runs, "summary": summarise(runs)}
+                args.out.parent.mkdir(parents=True, exist_ok=True)
+                tmp = args.out.with_suffix(".partial")
+                tmp.write_text(json.dumps(result, indent=1) + "\n")
+                tmp.replace(args.out)
+    finally:
+        if args.workdir is None:
+            shutil.rmtree(root, ignore_errors=True)
+    print(markdown(summarise(runs)))
+
+
+if __name__ == "__main__":
+    main()
