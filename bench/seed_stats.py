@@ -61,7 +61,7 @@ def scratch_project(root: Path, presets: list[str], cache: Path | None) -> dict:
     sh(["git", "init", "-q"], root, env)
     sh(["git", "-c", "user.name=bench", "-c", "user.email=bench@localhost", "add", "-A"], root, env)
     sh(["git", "-c", "user.name=bench", "-c", "user.email=bench@localhost", "commit", "-qm",
-        "seed stats"], root, env)
+        "seed stats", "--allow-empty"], root, env)
     if cache is not None:
         sh(["dvc", "cache", "dir", "--local", str(cache.resolve())], root, env)
     return env

@@ -56,7 +56,7 @@ def config(**overrides) -> TrainConfig:
 
 @pytest.mark.parametrize("bad, reason", [(float("nan"), "non-finite"),
                                          (float("inf"), "non-finite"),
-                                         (50.0, "above 10x the first 5 steps' mean 0.7")])
+                                         (50.0, "above 10x the mean 0.7 of the run's first 5 step(s)")])
 def test_a_diverging_loss_stops_with_one_line_naming_the_params(tmp_path, bad, reason):
     # 8 items in batches of 2: 4 steps per epoch; step 7 (epoch 2, step 3) goes bad.
     loss_fn = scripted_loss([0.7] * 6 + [bad] + [0.7] * 10)
@@ -68,6 +68,15 @@ def test_a_diverging_loss_stops_with_one_line_naming_the_params(tmp_path, bad, r
     assert "epoch 2, step 3 (global step 7)" in message and reason in message
     for key in ("model.train.lr", "model.train.grad_clip", "model.train.warmup_epochs"):
         assert key in message
+
+
+def test_an_explosion_at_the_second_step_of_a_short_run_is_caught(tmp_path):
+    # A smoke-sized run has 3 steps: the reference is whatever steps came before.
+    loss_fn = scripted_loss([3.7, 78.0, 1.0])
+    with pytest.raises(TrainingDiverged, match=r"global step 2\): loss 78 \(above 10x the "
+                                               r"mean 3.7 of the run's first 1 step"):
+        train(nn.Linear(1, 1), Indices(6), config=config(epochs=1), loss_fn=loss_fn, ctx=SINGLE,
+              checkpoint_dir=tmp_path / "ckpt", collate_fn=collate, params_key="model.train")
 
 
 def test_a_falling_loss_and_a_moderate_bump_train_to_the_end(tmp_path):

@@ -98,14 +98,15 @@ def run_lr(config: TrainConfig, world_size: int, *, announce: bool = True) -> fl
 
 def divergence(loss: float, history: TrainHistory) -> str | None:
     """Why ``loss`` means the run diverged, or None: non-finite, or more than
-    ``DIVERGENCE_FACTOR`` times the mean of the first ``REFERENCE_STEPS`` steps' losses."""
+    ``DIVERGENCE_FACTOR`` times the mean of the first (up to ``REFERENCE_STEPS``) steps' losses."""
     if not np.isfinite(loss):
         return "non-finite"
     first = [row["loss"] for row in history.steps[:REFERENCE_STEPS]]
-    if len(first) == REFERENCE_STEPS:
+    if first:   # from the second step on: short runs (a smoke test) are guarded too
         reference = float(np.mean(first))
         if loss > DIVERGENCE_FACTOR * reference:
-            return f"above {DIVERGENCE_FACTOR:g}x the first {REFERENCE_STEPS} steps' mean {reference:.4g}"
+            return (f"above {DIVERGENCE_FACTOR:g}x the mean {reference:.4g} of the run's first "
+                    f"{len(first)} step(s)")
     return None
 
 
