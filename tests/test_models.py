@@ -163,9 +163,10 @@ def test_non_local_is_identity_at_init_and_matches_reference_after():
     torch.manual_seed(0)
     block = NonLocal3d(8).eval()
     x = torch.randn(2, 8, 2, 6, 6)
-    assert torch.equal(block(x), x)  # zero-initialised BN scale
-    torch.nn.init.normal_(block.conv_out.conv.weight)
-    torch.nn.init.ones_(block.conv_out.bn.weight)
+    assert torch.equal(block(x), x)  # zero-initialised BN scale and shift
+    # Only the BN affine is set (as after some training); the convs keep their initial weights.
+    torch.nn.init.normal_(block.conv_out.bn.weight)
+    torch.nn.init.normal_(block.conv_out.bn.bias)
     # Independent reference: embedded Gaussian attention over all positions; keys and values
     # are 1x1x1 convs followed by 2x2 spatial max pooling; scaled by sqrt(inter channels).
     theta = F.conv3d(x, block.theta.conv.weight, block.theta.conv.bias).flatten(2)
@@ -175,8 +176,28 @@ def test_non_local_is_identity_at_init_and_matches_reference_after():
                      (1, 2, 2)).flatten(2)
     attention = torch.softmax(torch.einsum("bci,bcj->bij", theta, phi) / 2.0, dim=-1)
     y = torch.einsum("bij,bcj->bci", attention, g).reshape(2, 4, 2, 6, 6)
-    expected = x + block.conv_out(y)
-    assert torch.allclose(block(x), expected, atol=1e-5)
+    bn = block.conv_out.bn
+    out = F.batch_norm(F.conv3d(y, block.conv_out.conv.weight), bn.running_mean, bn.running_var,
+                       bn.weight, bn.bias, eps=bn.eps)
+    assert torch.allclose(block(x), x + out, atol=1e-5)
+    assert (block(x) - x).abs().max() > 1e-2   # the attention path is not trivially zero
+
+
+def test_non_local_learns_from_its_first_step():
+    """As mmcv's NonLocal3d: only the output BN's scale starts at zero, so one step of SGD
+    already makes the block's residual depend on its input (zeroing conv_out's conv as well
+    would leave conv and BN scale at zero gradient forever: only a constant shift learns)."""
+    torch.manual_seed(0)
+    block = NonLocal3d(8)
+    x, target = torch.randn(2, 8, 2, 6, 6), torch.randn(2, 8, 2, 6, 6)
+    assert block.conv_out.conv.weight.abs().sum() > 0
+    F.mse_loss(block(x), target).backward()
+    assert block.conv_out.bn.weight.grad.abs().sum() > 0
+    torch.optim.SGD(block.parameters(), lr=0.5).step()
+    with torch.no_grad():
+        residual = block(x) - x
+    # per channel, the residual varies over batch, time and space: it carries attention output
+    assert residual.std(dim=(0, 2, 3, 4)).max() > 1e-3
 
 
 # ---------------------------------------------------------------- RoI pooling and head

@@ -51,8 +51,11 @@ class Conv(nn.Module):
 class NonLocal3d(nn.Module):
     """Embedded-Gaussian non-local block with spatially sub-sampled keys and values.
 
-    ``x + BN(conv_out(softmax(theta(x)^T phi(x) / sqrt(C/2)) g(x)))``; BN's scale starts at
-    zero so an inserted block is the identity until trained (Wang et al., 2018).
+    ``x + BN(conv_out(softmax(theta(x)^T phi(x) / sqrt(C/2)) g(x)))``. Initialised as mmcv's
+    ``NonLocal3d`` with ``zeros_init``: theta, phi and g normal with std 0.01, ``conv_out``'s
+    conv Kaiming (as every ConvModule conv), only its BN scale (and shift) zero. The block is
+    then the identity at first (Wang et al., 2018), yet the BN scale receives a gradient from
+    the first step; zeroing the conv as well would leave both at zero gradient forever.
     """
 
     def __init__(self, channels: int):
@@ -67,8 +70,8 @@ class NonLocal3d(nn.Module):
         for conv in (self.g[0].conv, self.theta.conv, self.phi[0].conv):
             nn.init.normal_(conv.weight, std=0.01)
             nn.init.zeros_(conv.bias)
-        nn.init.zeros_(self.conv_out.conv.weight)
         nn.init.zeros_(self.conv_out.bn.weight)
+        nn.init.zeros_(self.conv_out.bn.bias)
 
     def forward(self, x: Tensor) -> Tensor:
         n = x.shape[0]
