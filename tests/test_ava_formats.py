@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import pickle
 from pathlib import Path
 
@@ -193,3 +194,44 @@ def test_proposal_pickle_errors_name_the_key(tmp_path, data, message):
     with pytest.raises(InputError, match=message) as error:
         read_proposal_pickle(write_pickle(tmp_path / "bad.pkl", data))
     assert "bad.pkl" in str(error.value) and "key '" in str(error.value)
+
+
+class RunsCode:
+    """Pickles as a call of ``function(*args)``: what a hostile pickle runs while loading."""
+
+    def __init__(self, function, *args):
+        self.function, self.args = function, args
+
+    def __reduce__(self):
+        return self.function, self.args
+
+
+@pytest.mark.parametrize("make, refused", [
+    (lambda marker: RunsCode(os.system, f"touch {marker}"), "posix.system"),
+    (lambda marker: RunsCode(exec, f"open({str(marker)!r}, 'w').write('ran')"), "builtins.exec"),
+    (lambda marker: RunsCode(open, str(marker), "w"), "io.open"),
+])
+def test_proposal_pickle_that_would_run_code_is_refused(tmp_path, make, refused):
+    marker = tmp_path / "marker"
+    path = write_pickle(tmp_path / "evil.pkl", {"v,0902": np.zeros((1, 5)),
+                                                "v,0903": make(marker)})
+    with pytest.raises(InputError, match="refused") as error:
+        read_proposal_pickle(path)
+    assert str(path) in str(error.value) and refused in str(error.value)
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("protocol", [2, 3, 4, 5])
+def test_proposal_pickles_of_any_protocol_and_numpy_layout_load(tmp_path, protocol):
+    data = {"v,0902": np.array([[0.1, 0.1, 0.5, 0.9, 0.95]]),
+            "v,0903": np.array([[0.0, 0.0, 0.5, 0.5]], dtype=np.float32)}
+    raw = pickle.dumps(data, protocol=protocol)
+    layouts = [raw]
+    if protocol == 2:   # text GLOBAL opcodes: the module names numpy 1.x writes
+        layouts.append(raw.replace(b"numpy._core.", b"numpy.core."))
+        assert layouts[1] != raw
+    for i, layout in enumerate(layouts):
+        (tmp_path / f"p{i}.pkl").write_bytes(layout)
+        df = read_proposal_pickle(tmp_path / f"p{i}.pkl")
+        assert df["score"].tolist() == [0.95, 1.0]
+        assert df["x2"].tolist() == [0.5, 0.5]

@@ -4,6 +4,7 @@ tiny detector on a real frame store (loss falls; kill and resume reaches the sam
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -19,7 +20,8 @@ import torch
 from pipeline.ava.results import COLUMNS as RESULT_COLUMNS
 from pipeline.ava.results import read_results
 from pipeline.engine import LRSchedule, TrainConfig
-from pipeline.engine.checkpoint import checkpoint_files, load_latest_checkpoint, save_checkpoint
+from pipeline.engine.checkpoint import (RESUME_KEYS, checkpoint_files, load_latest_checkpoint,
+                                        rng_state, save_checkpoint, set_rng_state)
 from pipeline.engine.curves import write_curves
 from pipeline.engine.launch import run_job
 from pipeline.errors import InputError
@@ -96,14 +98,81 @@ def test_train_config_names_the_bad_key(field, value):
         TrainConfig(**{field: value})
 
 
+def resume_state(step: int) -> dict:
+    """What the training loop saves (``RESUME_KEYS``), with this process's real RNG states."""
+    return {"fingerprint": "f", "model": {"w": torch.ones(2)}, "optimizer": {}, "scaler": {},
+            "epoch": 0, "step_in_epoch": step, "global_step": step, "rng": [rng_state()],
+            "history": {"steps": [{"step": step, "loss": np.float64(0.5)}], "epochs": []}}
+
+
 def test_checkpoints_keep_newest_and_skip_unreadable(tmp_path):
     for step in (3, 6, 9):
-        save_checkpoint(tmp_path, {"step": step}, step=step, keep=2)
+        save_checkpoint(tmp_path, resume_state(step), step=step, keep=2)
     assert [p.name for p in checkpoint_files(tmp_path)] == ["step_000000006.pt", "step_000000009.pt"]
     assert not list(tmp_path.glob("*.partial"))
     (tmp_path / "step_000000012.pt").write_bytes(b"truncated")
-    assert load_latest_checkpoint(tmp_path) == {"step": 9}
+    assert load_latest_checkpoint(tmp_path)["global_step"] == 9
     assert load_latest_checkpoint(tmp_path / "missing") is None
+
+
+def test_checkpoints_hold_plain_data_only(tmp_path):
+    """Saved checkpoints load with weights_only=True, RNG states included (NumPy's too)."""
+    np.random.seed(7)
+    path = save_checkpoint(tmp_path, resume_state(1), step=1)
+    expected = np.random.random(3)
+    np.random.seed(0)
+    state = torch.load(path, weights_only=True)
+    assert type(state["history"]["steps"][0]["loss"]) is float   # numpy scalar made plain
+    set_rng_state(state["rng"][0])
+    np.testing.assert_array_equal(np.random.random(3), expected)
+    with pytest.raises(TypeError, match=r"state\.history\.extra is a pathlib"):
+        save_checkpoint(tmp_path, {**resume_state(2), "history": {"extra": Path("x")}}, step=2)
+
+
+class RunsCode:
+    """Pickles as ``os.system(command)``: what a hostile file in checkpoints/ would run."""
+
+    def __init__(self, command: str):
+        self.command = command
+
+    def __reduce__(self):
+        return os.system, (self.command,)
+
+
+def test_resume_skips_a_checkpoint_that_would_run_code(data, tmp_path, caplog):
+    job = make_job(data, tmp_path, epochs=1, val_every=0)
+    run_job(job)
+    valid = checkpoint_files(tmp_path / "checkpoints")[-1]
+    assert set(torch.load(valid, weights_only=True)) >= set(RESUME_KEYS)
+    marker = tmp_path / "marker"
+    evil = tmp_path / "checkpoints" / "step_999999999.pt"
+    # the valid checkpoint's own content, plus a payload
+    torch.save({**torch.load(valid, weights_only=True), "payload": RunsCode(f"touch {marker}")},
+               evil)
+    caplog.set_level(logging.INFO)
+    run_job(job)                                            # epoch 1 of 1 done: resume, finish
+    assert not marker.exists()
+    skipped = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING
+               and "skipping checkpoint" in r.getMessage()]
+    assert len(skipped) == 1 and str(evil) in skipped[0] and "posix.system" in skipped[0]
+    assert any("resuming at epoch 1" in r.getMessage() for r in caplog.records)
+    assert not any(r.exc_info for r in caplog.records)      # a warning, not a traceback
+    assert load_latest_checkpoint(tmp_path / "checkpoints")["global_step"] == \
+        torch.load(valid, weights_only=True)["global_step"]
+
+
+def test_a_checkpoint_folder_of_junk_starts_fresh(data, tmp_path, caplog):
+    folder = tmp_path / "checkpoints"
+    folder.mkdir()
+    (folder / "step_000000007.pt").write_bytes(b"not a checkpoint at all")
+    torch.save({"state_dict": {"w": torch.ones(1)}}, folder / "step_000000008.pt")  # foreign
+    caplog.set_level(logging.INFO)
+    run_job(make_job(data, tmp_path, epochs=1, val_every=0))
+    skipped = [r.getMessage() for r in caplog.records if "skipping checkpoint" in r.getMessage()]
+    assert any("step_000000007.pt" in m for m in skipped)
+    assert any("step_000000008.pt" in m and "no fingerprint" in m for m in skipped)
+    assert not any("resuming" in r.getMessage() for r in caplog.records)
+    assert (tmp_path / "out" / "model.pt").exists()
 
 
 def test_curves_are_csv(tmp_path):

@@ -3,6 +3,12 @@
 The pickle is a dict ``"{video_id},{timestamp:04d}" -> float ndarray`` of shape ``N x 5``
 (``x1, y1, x2, y2, score``, normalised) or ``N x 4`` (boxes without scores). The table has one
 row per box: ``video_id, timestamp, x1, y1, x2, y2, score`` (score 1.0 for ``N x 4``).
+
+A pickle can name any importable callable and have it called while loading, so proposal files
+(downloaded from elsewhere) are read by an unpickler that resolves only what such a file needs:
+numpy arrays, dtypes and scalars (the globals numpy 1.x and 2.x write for them, any pickle
+protocol); dicts, lists, tuples, strings and numbers need no global. Anything else is refused
+before it can run.
 """
 
 from __future__ import annotations
@@ -20,16 +26,42 @@ from pipeline.io import write_bytes
 COLUMNS = ["video_id", "timestamp", "x1", "y1", "x2", "y2", "score"]
 _KEY = re.compile(r"(?P<video_id>[^,]+),(?P<timestamp>\d+)")
 
+_NUMPY_GLOBALS = frozenset(
+    (f"numpy.{core}.{module}", name)
+    for core in ("core", "_core")          # numpy 1.x and 2.x module paths
+    for module, name in (("multiarray", "_reconstruct"), ("multiarray", "scalar"),
+                         ("numeric", "_frombuffer"))) | {
+    ("numpy", "ndarray"), ("numpy", "dtype"),
+    ("_codecs", "encode"),                 # bytes in protocol-2 pickles written by Python 3
+}
+
+
+class _ForbiddenGlobal(pickle.UnpicklingError):
+    pass
+
+
+class _ArrayUnpickler(pickle.Unpickler):
+    """Resolves only the numpy reconstruction globals; refuses every other global."""
+
+    def find_class(self, module: str, name: str):
+        if (module, name) in _NUMPY_GLOBALS:
+            return super().find_class(module, name)
+        raise _ForbiddenGlobal(f"{module}.{name}")
+
 
 def read_proposal_pickle(path: str | Path) -> pd.DataFrame:
     """Read a proposal pickle; rows keep the pickle's key order and in-frame box order."""
     path = Path(path)
     try:
         with open(path, "rb") as f:
-            data = pickle.load(f)
+            data = _ArrayUnpickler(f).load()
     except FileNotFoundError:
         raise InputError("file not found", path=path) from None
-    except (pickle.UnpicklingError, EOFError, ValueError) as error:
+    except _ForbiddenGlobal as error:
+        raise InputError(f"refused: the pickle asks for {error}, which a proposal file never "
+                         f"needs (only numpy arrays, dicts, lists, tuples, strings and numbers "
+                         f"are read); nothing of it was run", path=path) from None
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError) as error:
         raise InputError(f"not a readable pickle: {error}", path=path) from error
     if not isinstance(data, dict):
         raise InputError(f"expected a dict of arrays, found {type(data).__name__}", path=path)
