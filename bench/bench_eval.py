@@ -175,8 +175,7 @@ def run_one(evaluator: str, directory: Path) -> dict:
     if evaluator == "ours":
         from pipeline.evaluation import evaluate_files
         result = evaluate_files(paths["gt.csv"], paths["det.csv"], paths["labels.pbtxt"],
-                                exclusions_path=paths["excl.csv"], protocol="mmaction2",
-                                score_threshold=float("-inf"))
+                                exclusions_path=paths["excl.csv"], protocol="mmaction2")
         value = result.map
     elif evaluator == "mmaction2":
         ava_utils = load_mmaction2_ava_utils(directory / "mmaction2")

@@ -9,7 +9,7 @@ for that keyframe. Outputs in ``out_dir``:
 
 - ``detections.csv``: AVA result rows (``video_id`` = the file stem, ``timestamp`` = whole
   seconds, ``timestamp_start`` + seconds from the video's start; normalised boxes), every class
-  scoring >= ``MIN_ACTION_SCORE`` as the training stage writes them for evaluation;
+  scoring > ``MIN_ACTION_SCORE`` as the training stage writes them for evaluation;
 - ``detections.parquet``: the same rows (float32, the precision the model produced);
 - ``annotated.mp4``: the whole video at its own frame rate, each keyframe's detections held from
   its frame until the next keyframe's, every person box drawn with its ``top_k`` actions scoring
@@ -362,7 +362,7 @@ def add_detect_command(subparsers: argparse._SubParsersAction) -> argparse.Argum
                    help="keyframes per second, 1/N (default 1)")
     p.add_argument("--top-k", type=int, default=3, help="labels drawn per person (default 3)")
     p.add_argument("--score-threshold", type=float, default=0.3,
-                   help=f"least action score drawn (default 0.3; the tables keep scores >= "
+                   help=f"least action score drawn (default 0.3; the tables keep scores > "
                         f"{MIN_ACTION_SCORE})")
     p.add_argument("--person-threshold", type=float, default=0.9,
                    help="least person score (default 0.9)")

@@ -288,7 +288,7 @@ class ModelParams:
 class EvalParams:
     """Scoring the trained head on val (``evaluate``).
 
-    Detections scoring below ``score_threshold`` are not written (mmaction2 keeps > 0.002);
+    Detections scoring <= ``score_threshold`` are not written (mmaction2's bbox2result);
     ``render_keyframes`` val keyframes are drawn as PNG for a person to look at.
     """
 

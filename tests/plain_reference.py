@@ -66,11 +66,11 @@ def voc_ap(scores, tps, num_gt):
 
 def plain_evaluate(gt_rows, det_rows, label_ids, excluded_keys, *, protocol,
                    score_threshold=None):
-    """gt_rows: (vid, ts, x1, y1, x2, y2, action, person); det_rows: (..., action, score)."""
+    """gt_rows: (vid, ts, x1, y1, x2, y2, action, person); det_rows: (..., action, score).
+    No protocol applies a score threshold (mmaction2's ava_eval reads every CSV row); a given
+    ``score_threshold`` drops ``score <= score_threshold``."""
     whitelist = set(label_ids)
     dtype = np.float32 if protocol == "mmaction2" else np.float64
-    if score_threshold is None and protocol == "mmaction2":
-        score_threshold = 0.002
     # Ground truth per keyframe, in order of first appearance.
     gt = {}
     for vid, ts, x1, y1, x2, y2, action, person in gt_rows:

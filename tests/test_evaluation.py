@@ -133,8 +133,43 @@ def test_iou_of_exactly_one_half_is_a_hit_and_rounding_follows_each_reference():
 def test_score_threshold_is_strict():
     gt = gt_table([("v", 902, FULL, 1)])
     det = det_table([("v", 902, FULL, 1, 0.002), ("v", 902, box_x(0.0, 0.1), 1, 0.5)])
-    assert ap_of(evaluate(gt, det, LABELS)) == 0.0  # the hit at exactly 0.002 is dropped
+    assert ap_of(evaluate(gt, det, LABELS, score_threshold=0.002)) == 0.0  # hit at 0.002 dropped
     assert ap_of(evaluate(gt, det, LABELS, score_threshold=0.001)) == 0.5
+
+
+def test_mmaction2_protocol_counts_every_row_of_a_result_csv(tmp_path):
+    """ava_eval applies no score threshold to a result CSV (mmaction2's 0.002 acts earlier, in
+    bbox2result, where detections_table applies it here): rows scoring <= 0.002 count."""
+    gt = gt_table([("v", 902, FULL, 1), ("v", 903, FULL, 1)])
+    det = det_table([("v", 902, FULL, 1, 0.5), ("v", 902, box_x(0.0, 0.1), 1, 0.0015),
+                     ("v", 903, FULL, 1, 0.001)])
+    paths = {"gt": tmp_path / "gt.csv", "det": tmp_path / "det.csv",
+             "labels": tmp_path / "labels.pbtxt"}
+    write_annotations(paths["gt"], gt)
+    write_results_csv(paths["det"], det)
+    write_label_map(paths["labels"], LABELS)
+    result = evaluate_files(paths["gt"], paths["det"], paths["labels"], protocol="mmaction2")
+    # TP 0.5, FP 0.0015, TP 0.001: AP = 0.5 * 1 + 0.5 * 2/3 (0.5 if the last two were dropped)
+    assert ap_of(result) == pytest.approx(0.5 + 0.5 * 2 / 3, abs=1e-12)
+    assert result.per_class[1].n_detections == 3
+    want = plain_evaluate_files(paths["gt"], paths["det"], paths["labels"], protocol="mmaction2")
+    assert ap_of(result) == pytest.approx(want["per_class"][1], abs=1e-12)
+    # the command line, --protocol mmaction2, agrees
+    out = tmp_path / "metrics.json"
+    assert eval_main(["eval", str(paths["gt"]), str(paths["det"]), "--label-map",
+                      str(paths["labels"]), "--protocol", "mmaction2", "--json", str(out)]) == 0
+    assert json.loads(out.read_text())["mAP"] == pytest.approx(0.5 + 0.5 * 2 / 3, abs=1e-12)
+
+    # a whole random case scaled below 0.002: every row still counts, as in the reference
+    (tmp_path / "low").mkdir()
+    paths, det = write_case(tmp_path / "low")
+    det["score"] *= 0.002
+    write_results_csv(paths["det"], det)
+    got = evaluate_files(paths["gt"], paths["det"], paths["labels"],
+                         exclusions_path=paths["excl"], protocol="mmaction2")
+    want = plain_evaluate_files(paths["gt"], paths["det"], paths["labels"], paths["excl"],
+                                protocol="mmaction2")
+    assert 0 < got.map < 1 and got.map == pytest.approx(want["mAP"], abs=1e-12)
 
 
 def random_case(seed: int, *, score_decimals: int, distinct_in_frame: bool):

@@ -94,7 +94,7 @@ def train_baseline(*, frames_dir: str | Path, keyframes_index: str | Path,
                    ctx: DistContext | None = None) -> dict[str, Any]:
     """Train, then write into ``out_dir``: ``model.pt`` (stad-v1), ``steps.csv``,
     ``epochs.csv``, ``val_detections.parquet`` (one row per proposal box and
-    class with score >= ``min_action_score``; mmaction2 keeps > 0.002) and ``metrics.json``
+    class with score > ``min_action_score``, as mmaction2's bbox2result) and ``metrics.json``
     (val mAP and group means under ``eval_protocol``). Returns the metrics (main rank).
 
     Resumes from ``checkpoint_dir`` when it holds checkpoints of the same configuration.

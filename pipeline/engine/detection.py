@@ -73,11 +73,15 @@ def predict_detections(model: nn.Module, batch: Batch, *, columns: torch.Tensor,
 def detections_table(predictions: list[dict[str, Any]], action_ids: tuple[int, ...], *,
                      min_score: float = 0.0) -> pd.DataFrame:
     """AVA result rows (video_id, timestamp, x1..y2, action_id, score): one per (box, class)
-    with ``score >= min_score``, in sample, box, class order."""
+    with ``score > min_score``, in sample, box, class order.
+
+    This is the one score threshold of the DAG, where mmaction2 has it: its ``bbox2result``
+    keeps ``score > action_thr`` (0.002 by default) when the result CSV is written; its
+    ``ava_eval`` then scores every row of the CSV."""
     ids = np.asarray(action_ids, dtype=np.int16)
     parts = []
     for p in predictions:
-        box_index, class_index = np.nonzero(p["scores"] >= min_score)
+        box_index, class_index = np.nonzero(p["scores"] > min_score)
         boxes = p["boxes"][box_index].astype(np.float32)
         parts.append(pd.DataFrame({
             "video_id": p["video_id"], "timestamp": np.int32(p["timestamp"]),

@@ -23,7 +23,8 @@ def add_eval_command(subparsers: argparse._SubParsersAction) -> argparse.Argumen
     parser.add_argument("--exclusions", help="excluded-timestamps CSV")
     parser.add_argument("--protocol", choices=PROTOCOLS, default="mmaction2")
     parser.add_argument("--score-threshold", type=float, default=None,
-                        help="drop detections with score <= this (default: the protocol's)")
+                        help="drop detections with score <= this (default: none, as every "
+                             "protocol's reference)")
     parser.add_argument("--json", help="write the metrics as JSON here")
     parser.set_defaults(func=run_eval)
     return parser

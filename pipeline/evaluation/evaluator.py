@@ -114,12 +114,11 @@ def evaluate(gt: pd.DataFrame, detections: pd.DataFrame, label_map: LabelMap, *,
 
     ``gt`` has the columns of :func:`read_annotations` (``person_id`` optional),
     ``detections`` those of :func:`read_results`; ``exclusions`` lists keyframes
-    (``video_id, timestamp``) to leave out. ``score_threshold=None`` uses the protocol's
-    default (0.002 for mmaction2, none otherwise); detections with ``score <= threshold`` are
-    dropped. The label map's ids are the evaluated classes.
+    (``video_id, timestamp``) to leave out. No protocol drops detections by score (no
+    reference evaluator does); ``score_threshold`` drops those with ``score <= score_threshold``.
+    The label map's ids are the evaluated classes.
     """
     rules = get_protocol(protocol)
-    threshold = rules.default_score_threshold if score_threshold is None else score_threshold
     excluded = exclusions if exclusions is not None else pd.DataFrame(
         {"video_id": pd.Series([], dtype="str"), "timestamp": np.zeros(0, dtype=np.int32)})
     gt_video, det_video, excl_video = _video_codes(gt["video_id"], detections["video_id"],
@@ -147,8 +146,8 @@ def evaluate(gt: pd.DataFrame, detections: pd.DataFrame, label_map: LabelMap, *,
     det_score = detections["score"].to_numpy().astype(np.float64)
     det_boxes = detections[BOX_COLUMNS].to_numpy()
     keep = det_class >= 0
-    if threshold is not None:
-        keep &= det_score > threshold
+    if score_threshold is not None:
+        keep &= det_score > score_threshold
     det_key, det_class, det_score, det_boxes = (a[keep] for a in
                                                  (det_key, det_class, det_score, det_boxes))
     det_position = np.arange(len(det_key))

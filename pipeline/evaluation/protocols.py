@@ -7,8 +7,9 @@ all-point interpolated AP. Rows whose action id is not in the label map are igno
 sides. Where the references differ:
 
 ``mmaction2`` (default; ``ava_eval`` of mmaction2 1.x, the numbers of its model zoo)
-    - detections with ``score <= score_threshold`` (0.002) are dropped, as mmaction2's
-      ``bbox2result`` does before writing them; no per-keyframe cap;
+    - no score threshold: every row of the result file counts (mmaction2's 0.002,
+      ``action_thr``, acts in ``bbox2result`` before the CSV is written; here the detection
+      writers apply it, ``pipeline.engine.detection.detections_table``); no per-keyframe cap;
     - only keyframes with ground truth are evaluated, minus excluded ones; detections
       elsewhere are ignored;
     - a class's ground-truth count is taken over the whole ground-truth table, *including*
@@ -50,7 +51,6 @@ PROTOCOLS = ("mmaction2", "activitynet", "pyslowfast")
 @dataclass(frozen=True)
 class Protocol:
     name: str
-    default_score_threshold: float | None
     frames_from_detections: bool  # evaluate detection keyframes (else only ground-truth ones)
     count_excluded_gt: bool
     per_frame_cap: int | None
@@ -62,11 +62,11 @@ class Protocol:
 
 
 _PROTOCOLS = {
-    "mmaction2": Protocol("mmaction2", 0.002, False, True, None, False, True, True,
+    "mmaction2": Protocol("mmaction2", False, True, None, False, True, True,
                           np.float32, False),
-    "activitynet": Protocol("activitynet", None, True, False, 50, True, True, True,
+    "activitynet": Protocol("activitynet", True, False, 50, True, True, True,
                             np.float64, True),
-    "pyslowfast": Protocol("pyslowfast", None, True, False, None, True, False, False,
+    "pyslowfast": Protocol("pyslowfast", True, False, None, True, False, False,
                            np.float64, True),
 }
 
