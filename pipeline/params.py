@@ -211,7 +211,9 @@ class LfbParams:
 
 @dataclass(frozen=True)
 class LfbOperatorParams:
-    """The non-local bank operator (``lfb_nl``); see ModelConfig's ``lfb_*`` fields."""
+    """The bank operators; see ModelConfig's ``lfb_*`` fields. ``include_empty_slots`` acts on
+    lfb_nl, lfb_max and lfb_avg (True: mmaction2's zero-filled slots, for the zoo's heads and
+    checkpoints); the rest on lfb_nl only."""
 
     latent_channels: int
     num_layers: int
@@ -221,6 +223,7 @@ class LfbOperatorParams:
     pre_activate: bool
     layer_norm: bool
     zero_init_out_conv: bool
+    include_empty_slots: bool
     position: bool
 
 
@@ -279,6 +282,7 @@ class ModelParams:
                 lfb_lt_dropout=self.lfb.lt_dropout, lfb_nl_dropout=self.lfb.nl_dropout,
                 lfb_pre_activate=self.lfb.pre_activate, lfb_layer_norm=self.lfb.layer_norm,
                 lfb_zero_init_out_conv=self.lfb.zero_init_out_conv,
+                lfb_include_empty_slots=self.lfb.include_empty_slots,
                 lfb_position=self.lfb.position)
         except ValueError as exc:
             raise InputError(str(exc), key="model") from exc

@@ -84,6 +84,9 @@ def test_shared_head_presets_encode_their_configs():
             nl.lfb_layer_norm, nl.lfb_zero_init_out_conv) == \
         ("slowonly", 4, 16, "avg", "lfb_nl", 2048, 300, 512, 2, 0.2, 0.2, 0.2, True, True, False)
     assert PRESETS[LFB_MAX].shared_head == "lfb_max" and PRESETS[LFB_MAX].uses_bank
+    # mmaction2's zero-filled bank window, read in full (the project's default masks it)
+    assert nl.lfb_include_empty_slots and PRESETS[LFB_MAX].lfb_include_empty_slots
+    assert not PRESETS["tiny"].lfb_include_empty_slots
     # The bank is filled by the plain SlowOnly 4x16 AVA detector, whose features() width is
     # the bank width the LFB presets expect.
     assert PRESETS[LFB_INFER] == PRESETS[SLOWONLY_4X16] and not PRESETS[LFB_INFER].uses_bank
@@ -272,6 +275,61 @@ def test_non_local_ignores_padded_slots_and_empty_windows_stay_finite():
     # An unmasked softmax would have let the padding in.
     unmasked = head(roi_maps, lt, torch.ones(4, 7, dtype=torch.bool))
     assert not torch.allclose(unmasked[1], out[1], atol=1e-4)
+
+
+@pytest.mark.parametrize("pre_activate", [True, False])
+def test_include_empty_slots_is_mmaction2s_zero_filled_window(pre_activate):
+    """mmaction2's LFB window: all S slots, zeros where no box was seen, no mask; FBONonLocal's
+    softmax runs over all of them. ``include_empty_slots`` must give exactly that; the masked
+    operator must differ wherever a window has empty slots."""
+    torch.manual_seed(0)
+    op = randomised(LFBNonLocal(st_channels=6, lt_channels=5, latent_channels=4, num_layers=2,
+                                pre_activate=pre_activate))
+    for name, param in op.named_parameters():   # trained biases: a zero slot projects to them
+        if name.endswith("bias") and ".ln." not in name:
+            param.data.normal_()
+    exact = LFBHead(op, st_channels=6, lt_channels=5, include_empty_slots=True).eval()
+    masked = LFBHead(op, st_channels=6, lt_channels=5).eval()
+    real = [7, 4, 1, 0]
+    mask = bank_mask(4, 7, real)
+    roi_maps = torch.randn(4, 6, 2, 2)
+    lt = torch.randn(4, 7, 5).abs()      # bank features are pooled ReLU outputs
+    garbage = lt.clone()
+    garbage[~mask] = float("nan")        # whatever the reader leaves there: zeros are used
+    st = roi_maps.amax(dim=(2, 3))
+    zero_filled = lt.masked_fill(~mask[..., None], 0.0)
+    want = torch.cat([st, mmaction2_non_local(op, st, zero_filled)], dim=1)
+    got = exact(roi_maps, garbage, mask)
+    assert torch.allclose(got, want, atol=1e-5)
+    other = masked(roi_maps, garbage, mask)
+    assert torch.allclose(other[0], got[0], atol=1e-6)                  # a full window: same
+    assert ((other - got)[1:].abs().amax(dim=1) > 1e-3).all()          # empty slots: not
+
+
+def test_include_empty_slots_max_and_avg_pool_zeros_as_mmaction2():
+    """FBOMax/FBOAvg pool all S slots of the zero-filled window: the mean divides by S, the max
+    includes the zeros (only visible for negative features; bank features are >= 0)."""
+    torch.manual_seed(0)
+    lt = -torch.rand(4, 5, 3)
+    mask = bank_mask(4, 5, [5, 2, 1, 0])
+    zero_filled = lt.masked_fill(~mask[..., None], 0.0).permute(0, 2, 1)[..., None, None]
+    roi_maps = torch.randn(4, 2, 2, 2)
+    garbage = lt.masked_fill(~mask[..., None], float("nan"))
+    for operator, pool in ((LFBMax, F.adaptive_max_pool3d), (LFBAvg, F.adaptive_avg_pool3d)):
+        want = pool(zero_filled, (1, None, None)).flatten(1)            # mmaction2: [N, D, S, 1, 1]
+        exact = LFBHead(operator(lt_channels=3), st_channels=2, lt_channels=3,
+                        include_empty_slots=True)
+        got = exact(roi_maps, garbage, mask)[:, 2:]
+        assert torch.allclose(got, want, atol=1e-6), operator.__name__
+        masked = LFBHead(operator(lt_channels=3), st_channels=2, lt_channels=3)
+        other = masked(roi_maps, garbage, mask)[:, 2:]
+        assert torch.equal(other[0], got[0])
+        assert ((other - got)[1:3].abs().amax(dim=1) > 1e-3).all(), operator.__name__
+    # the config switch reaches the head
+    for shared_head in ("lfb_nl", "lfb_max", "lfb_avg"):
+        model = Detector(tiny(shared_head=shared_head, lfb_include_empty_slots=True))
+        assert model.roi_head.shared_head.include_empty_slots
+        assert not Detector(tiny(shared_head=shared_head)).roi_head.shared_head.include_empty_slots
 
 
 def test_non_local_zero_init_out_conv_starts_as_projection_only():

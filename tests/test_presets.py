@@ -328,6 +328,7 @@ def test_lfb_presets_use_mmaction2s_thresholds_and_window(params_file):
         assert params.lfb.train_boxes == "proposals"
         assert 2 * params.lfb.window_seconds == 60 and params.lfb.max_per_second == 5
         assert params.model.train.grad_clip == 20.0
+        assert params.model.lfb.include_empty_slots      # mmaction2's zero-filled window
         assert params.eval.score_threshold == 0.0         # the LFB configs' action_thr
         shutil.copy(params_file.with_suffix(".orig"), params_file)
 

@@ -98,6 +98,10 @@ class ModelConfig:
     """lfb_nl: apply each layer's LayerNorm (False drops it and its ``ln.*`` keys)."""
     lfb_zero_init_out_conv: bool = False
     """lfb_nl: start each out conv at zero, so the operator begins as a pass-through."""
+    lfb_include_empty_slots: bool = False
+    """lfb_nl/lfb_max/lfb_avg: read all ``lfb_num_lt_feat`` slots, empty ones as zero features,
+    exactly as mmaction2 does (softmax weight, max and mean over all slots; the zoo presets),
+    instead of masking them out (see ``pipeline.models.fbo``)."""
     lfb_position: bool = False
     """lfb_nl: add embeddings of each feature's box and time offset (not in mmaction2, whose
     checkpoints have none; keys ``fbo.st_position``, ``fbo.lt_position``)."""

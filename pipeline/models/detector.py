@@ -44,7 +44,8 @@ def build_shared_head(config: ModelConfig, roi_channels: int) -> ACRNHead | LFBH
         operator = LFBMax(lt_channels=lt_channels)
     else:
         operator = LFBAvg(lt_channels=lt_channels)
-    return LFBHead(operator, st_channels=roi_channels, lt_channels=lt_channels)
+    return LFBHead(operator, st_channels=roi_channels, lt_channels=lt_channels,
+                   include_empty_slots=config.lfb_include_empty_slots)
 
 
 class Detector(nn.Module):

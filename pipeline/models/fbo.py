@@ -5,11 +5,20 @@ real feature, False = padding). ``LFBHead`` pools the RoI map to the short-term 
 (spatial max of the time-pooled map, i.e. what the bank itself stores), runs one operator and
 returns ``cat([st, operator(st, lt)])`` for the classifier.
 
-Differences from mmaction2, all about padding: mmaction2 has no mask; its bank window is
-zero-filled, the non-local softmax gives those zero slots weight, and ``avg`` divides by all S
-slots. Here padded slots are ignored: the attention is a masked softmax, ``lfb_max`` and
-``lfb_avg`` pool real slots only, and a RoI without any real slot gets a zero attention output
-and zero max/avg (finite, no NaN). With every slot real the results equal mmaction2's.
+Empty slots, two modes (``LFBHead(include_empty_slots=...)``, param
+``model.lfb.include_empty_slots``):
+
+- masked (False, the project's heads): empty slots are ignored: the attention is a masked
+  softmax, ``lfb_max`` and ``lfb_avg`` pool real slots only, and a RoI without any real slot
+  gets a zero attention output and zero max/avg (finite, no NaN);
+- mmaction2 (True, the zoo presets): mmaction2's bank window (``LFB.sample_long_term_features``)
+  is all S slots, zero-filled where no box was seen, with no mask, and ``FBONonLocal``/
+  ``FBOMax``/``FBOAvg`` read every slot: a zero slot is projected (to the convs' biases) and
+  gets softmax weight like any other, the max includes its zeros, the mean divides by S. A
+  checkpoint trained that way scores differently in masked mode whenever a window has empty
+  slots, so this mode is what a released LFB checkpoint must run with.
+
+With every slot real the two modes give the same numbers.
 
 Keys under ``roi_head.shared_head.fbo``: the non-local operator's ``st_feat_conv`` and
 ``lt_feat_conv`` (plain Conv3d, 1x1x1, with bias) and ``non_local_layer_{k}.{st_feat_conv,
@@ -84,7 +93,7 @@ class NonLocalLayer(nn.Module):
         self.ln = nn.LayerNorm([channels, 1, 1, 1]) if layer_norm else None
         self.dropout = nn.Dropout(dropout)
         self.pre_activate = pre_activate
-        self.scale = channels ** -0.5
+        self.root_channels = channels ** 0.5
 
     def _norm(self, x: Tensor) -> Tensor:
         return x if self.ln is None else self.ln(x[:, :, None, None, None]).flatten(1)
@@ -94,7 +103,8 @@ class NonLocalLayer(nn.Module):
         theta = pointwise(self.st_feat_conv.conv, st)
         phi = pointwise(self.lt_feat_conv.conv, lt)
         g = pointwise(self.global_conv.conv, lt)
-        weights = masked_softmax(torch.einsum("rc,rsc->rs", theta, phi) * self.scale, mask)
+        weights = masked_softmax(torch.einsum("rc,rsc->rs", theta, phi) / self.root_channels,
+                                 mask)
         out = torch.einsum("rs,rsc->rc", weights, g)
         if self.pre_activate:
             out = F.relu(self._norm(out))
@@ -156,7 +166,7 @@ class LFBNonLocal(nn.Module):
 
 
 class LFBMax(nn.Module):
-    """Channel-wise max over the real bank slots (zeros for a RoI without any)."""
+    """Channel-wise max over the slots in ``mask`` (zeros for a RoI without any)."""
 
     def __init__(self, *, lt_channels: int):
         super().__init__()
@@ -168,7 +178,7 @@ class LFBMax(nn.Module):
 
 
 class LFBAvg(nn.Module):
-    """Mean over the real bank slots (zeros for a RoI without any); mmaction2 divides by all S."""
+    """Mean over the slots in ``mask`` (zeros for a RoI without any)."""
 
     def __init__(self, *, lt_channels: int):
         super().__init__()
@@ -180,14 +190,19 @@ class LFBAvg(nn.Module):
 
 
 class LFBHead(nn.Module):
-    """Short-term RoI vector concatenated with a bank operator's output: ``[R, C + out]``."""
+    """Short-term RoI vector concatenated with a bank operator's output: ``[R, C + out]``.
+
+    ``include_empty_slots``: the operator reads all S slots, empty ones as zero features
+    (mmaction2's arithmetic), instead of the real slots only; see the module doc.
+    """
 
     def __init__(self, operator: LFBNonLocal | LFBMax | LFBAvg, *, st_channels: int,
-                 lt_channels: int):
+                 lt_channels: int, include_empty_slots: bool = False):
         super().__init__()
         self.fbo = operator
         self.st_channels = st_channels
         self.lt_channels = lt_channels
+        self.include_empty_slots = include_empty_slots
         self.out_channels = st_channels + operator.out_channels
 
     @property
@@ -198,9 +213,12 @@ class LFBHead(nn.Module):
                 st_boxes: Tensor | None = None, lt_geometry: Tensor | None = None) -> Tensor:
         """``roi_maps [R, C, S', S']``; ``lt_features [R, S, D]`` (any float dtype, cast to the
         model's); ``lt_mask [R, S]`` bool. Padded slots are zeroed first so that no value there
-        (even NaN) can reach the output. ``st_boxes``/``lt_geometry``: see ``LFBNonLocal``."""
+        (even NaN) can reach the output, then ignored unless ``include_empty_slots``.
+        ``st_boxes``/``lt_geometry``: see ``LFBNonLocal``."""
         st = roi_maps.amax(dim=(2, 3))
         lt = lt_features.to(st.dtype).masked_fill(~lt_mask[..., None], 0.0)
+        if self.include_empty_slots:
+            lt_mask = torch.ones_like(lt_mask)
         if self.uses_geometry:
             out = self.fbo(st, lt, lt_mask, st_boxes, lt_geometry)
         else:

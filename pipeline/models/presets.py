@@ -15,7 +15,8 @@ ACRN (configs/detection/acrn): SlowFast R50 8x8 with an ACRN shared head (4608 -
 
 LFB (configs/detection/lfb): SlowOnly R50 4x16 whose head reads a bank window of 60 s x 5
 features of width 2048 (S = 300 slots): "lfb-nl" = two non-local layers of width 512 (dropouts
-0.2, pre-activation with LayerNorm), "lfb-max" = max over the window. The bank is filled by
+0.2, pre-activation with LayerNorm), "lfb-max" = max over the window; both read empty slots as
+zero features, as mmaction2 does (``lfb_include_empty_slots``). The bank is filled by
 ``slowonly-lfb_ava-pretrained-r50_infer-4x16x1_ava21-rgb``: in mmaction2 a SlowOnly R50 4x16
 AVA detector whose shared head only records the pooled RoI features. Here it is exactly that
 baseline detector (same keys as the SlowOnly 4x16 AVA 2.1 preset, so its released checkpoint
@@ -43,7 +44,7 @@ _CONTEXT_MAX = dict(with_context=True, temporal_pool="max")
 _CONTEXT_MAX_MLP = dict(_CONTEXT_MAX, head="mlp")
 _FOCAL_GAMMA1 = dict(loss="focal", focal_alpha=1.0, focal_gamma=1.0)
 _ACRN = dict(shared_head="acrn", acrn_out_channels=2304, acrn_stride=1, acrn_num_convs=1)
-_LFB = dict(lfb_channels=2048, lfb_num_lt_feat=60 * 5)
+_LFB = dict(lfb_channels=2048, lfb_num_lt_feat=60 * 5, lfb_include_empty_slots=True)
 _LFB_NL = dict(_LFB, shared_head="lfb_nl", lfb_latent_channels=512, lfb_num_layers=2,
                lfb_st_dropout=0.2, lfb_lt_dropout=0.2, lfb_nl_dropout=0.2,
                lfb_pre_activate=True, lfb_layer_norm=True, lfb_zero_init_out_conv=False)
