@@ -15,6 +15,13 @@ with the same ``--out`` skips the runs already recorded there (resume).
     .venv/bin/python bench/seed_stats.py --preset smoke --seeds 0 1 2 --out /tmp/smoke_seeds.json
     .venv/bin/python bench/seed_stats.py --seeds 0 1 2 --cache .dvc/cache --out bench/results/seed_stats.json
 
+Seeds are independent: on a machine with cores to spare, run one process per seed, each with its
+own ``--workdir`` and ``--out``, then merge them with ``--combine``:
+
+    for s in 0 1 2; do .venv/bin/python bench/seed_stats.py --seeds $s --cache .dvc/cache \
+        --workdir /tmp/seeds$s --out /tmp/seeds$s.json & done; wait
+    .venv/bin/python bench/seed_stats.py --combine /tmp/seeds?.json --out bench/results/seed_stats.json
+
 It prints a Markdown table: mean ± sample standard deviation (n - 1) over the seeds, and
 which stages each run reran.
 """
@@ -145,7 +152,17 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, help="scratch project (default: a temp dir, "
                         "removed at the end)")
     parser.add_argument("--out", type=Path, required=True, help="results JSON (resumed)")
+    parser.add_argument("--combine", type=Path, nargs="+", metavar="JSON",
+                        help="no runs: merge the runs of these results files (e.g. one process "
+                             "per seed, each with its own --workdir) into --out and print")
     args = parser.parse_args()
+    if args.combine:
+        runs = [r for path in args.combine for r in json.loads(path.read_text())["runs"]]
+        result = {"presets": args.preset, "combined": [str(p) for p in args.combine],
+                  "runs": runs, "summary": summarise(runs)}
+        args.out.write_text(json.dumps(result, indent=1) + "\n")
+        print(markdown(result["summary"]))
+        return
 
     done = json.loads(args.out.read_text()) if args.out.is_file() else {"runs": []}
     runs: list[dict] = done["runs"]

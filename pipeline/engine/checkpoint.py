@@ -2,8 +2,9 @@
 
 A checkpoint holds the unwrapped model's state (no DDP prefix), optimizer and loss-scaler
 state, the position (epoch, step in epoch, global step), every rank's RNG states, the config
-and the curves so far. Files are ``step_<global step>.pt`` in the checkpoint folder (a DVC
-``persist`` output); the newest readable one wins and the oldest are pruned.
+and the curves so far. Files are ``step_<global step>.pt`` in the checkpoint folder (kept out
+of DVC's outputs: resume state is no result); the newest readable one wins and the oldest are
+pruned.
 
 They hold only tensors, containers, strings and numbers, so they are read with
 ``torch.load(weights_only=True)``, which never runs code from the file: a file someone else put
