@@ -8,8 +8,8 @@ problem of a kind at once (all missing videos, not the first):
 
 - annotation rows: column count, numbers, boxes in [0, 1], timestamps inside AVA's 902..1798,
   action ids inside AVA's 1..80, or inside the full action list (``ava_action_list_v2.2.pbtxt``)
-  when the download has it (ids outside the 60-class list are kept in the CSV and dropped when
-  boxes are merged and scored: neither trained nor scored; mmaction2 trains all 80);
+  when the download has it (ids outside the 60-class label map are kept in the CSV, neither
+  trained nor scored; mmaction2's AVA configs train all 80);
 - videos: a file per annotated id that decord opens, long enough for its last annotated
   keyframe (a truncated download is the usual cause of a short video);
 - proposal pickles: every key's video belongs to the pickle's split.
