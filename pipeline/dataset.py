@@ -60,9 +60,11 @@ def read_manifest(root: str | Path) -> DatasetManifest:
 
 AVA_FILES = {
     "2.1": {"label_map": "ava_action_list_v2.1_for_activitynet_2018.pbtxt",
+            "action_list": "ava_action_list_v2.1.pbtxt",   # all 80 actions (optional)
             "annotations": "ava_{split}_v2.1.csv",
             "exclusions": "ava_{split}_excluded_timestamps_v2.1.csv"},
     "2.2": {"label_map": "ava_action_list_v2.2_for_activitynet_2019.pbtxt",
+            "action_list": "ava_action_list_v2.2.pbtxt",
             "annotations": "ava_{split}_v2.2.csv",
             "exclusions": "ava_{split}_excluded_timestamps_v2.2.csv"},
 }

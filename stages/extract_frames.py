@@ -48,7 +48,10 @@ def main(argv: list[str] | None = None) -> None:
                              skip_bad_videos=frames.skip_bad_videos, workers=frames.workers)
     metrics = ("videos", "clips", "num_skipped_videos", "skipped_videos", "store_bytes",
                "store_files")
-    write_json(args.metrics, {key: summary[key] for key in metrics})
+    skipped = keyframes[keyframes["video_id"].isin(summary["skipped_videos"])]
+    write_json(args.metrics, {**{key: summary[key] for key in metrics},
+                              "skipped_keyframes": {split: int((skipped["split"] == split).sum())
+                                                    for split in manifest.splits}})
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ import pandas as pd
 
 from pipeline.ava.annotations import read_annotations
 from pipeline.ava.proposals import filter_proposals
+from pipeline.data.dataset import stored_annotations
 from pipeline.dataset import read_manifest
 from pipeline.errors import InputError
 from pipeline.frames import FrameStore
@@ -36,7 +37,9 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     params = load_params(groups=PARAMS).proposals
     manifest = read_manifest(args.dataset)
-    gt = {split: read_annotations(args.dataset / files.annotations)
+    store = FrameStore(args.frames / "frames.zarr")
+    gt = {split: stored_annotations(read_annotations(args.dataset / files.annotations),
+                                    store.index, split)[0]
           for split, files in manifest.splits.items()}
 
     if params.source == "simulated":
@@ -46,7 +49,7 @@ def main(argv: list[str] | None = None) -> None:
                          for path in pickle_paths(params, manifest)], ignore_index=True)
     else:
         detector = params.detector
-        raw = detect_persons(FrameStore(args.frames / "frames.zarr"), weights_path=detector.weights,
+        raw = detect_persons(store, weights_path=detector.weights,
                              arch=detector.arch, score_thr=detector.score_threshold,
                              batch_size=detector.batch_size, device=detector.device)
     proposals = sort_proposals(filter_proposals(raw, params.score_threshold, params.max_per_frame))

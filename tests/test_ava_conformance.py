@@ -12,7 +12,10 @@ import pandas as pd
 import pytest
 import zarr
 
-from ava_fixture import LABELS, TRAIN_IDS, VAL_IDS, expected_keyframe_frame, make_ava_fixture
+from ava_fixture import (ACTIONS, LABELS, MISSING_ID, TRAIN_IDS, VAL_IDS,
+                         expected_keyframe_frame, make_ava_fixture)
+from pipeline.ava.annotations import read_annotations
+from pipeline.cli import main as stad
 from test_pipeline_dvc import _ran_stages, _sh, project_copy
 from video_utils import read_frame_number
 
@@ -20,7 +23,8 @@ from video_utils import read_frame_number
 @pytest.fixture(scope="module")
 def ava_repo(tmp_path_factory):
     """The fixture download, and a project copy whose params point at it (smoke sizes)."""
-    fixture = make_ava_fixture(tmp_path_factory.mktemp("ava"), version="2.2", every=60)
+    fixture = make_ava_fixture(tmp_path_factory.mktemp("ava"), version="2.2", every=60,
+                               missing_video=True)
     overlay = tmp_path_factory.mktemp("overlay") / "ava-fixture.yaml"
     overlay.write_text(f"""
 data:
@@ -29,6 +33,7 @@ data:
     root: {fixture.root}
     version: "2.2"
     video_start: 900
+    skip_missing_videos: true
 proposals:
   source: pickle
 lfb:
@@ -63,8 +68,14 @@ def test_ava_download_runs_through_the_dag_with_ava_clock(ava_repo):
                                           "evaluate"], result.stdout
 
     dataset = json.loads((root / "metrics/dataset.json").read_text())
-    assert dataset["source"] == "ava" and dataset["num_skipped_videos"] == 0
+    assert dataset["source"] == "ava" and dataset["skipped_videos"] == {MISSING_ID: "missing"}
     assert dataset["videos"] == {"train": len(TRAIN_IDS), "val": len(VAL_IDS)}
+    assert dataset["skipped_keyframes"] == {"train": 16, "val": 0}
+    for split in ("train", "val"):   # all 80 actions kept in the copies, 60 of them scored
+        copy = read_annotations(root / f"data/dataset/annotations/ava_{split}_v2.2.csv")
+        assert set(copy["action_id"]) == set(ACTIONS) and MISSING_ID not in set(copy["video_id"])
+        assert dataset["annotation_rows_outside_label_map"][split] == \
+            (~copy["action_id"].isin(LABELS)).sum()
     manifest = json.loads((root / "data/dataset/dataset.json").read_text())
     assert manifest["timestamp_start"] == 900
     assert set(manifest["proposals"]) == {"train", "val"}
@@ -74,10 +85,22 @@ def test_ava_download_runs_through_the_dag_with_ava_clock(ava_repo):
     index = pd.read_parquet(root / "data/frames/keyframes.parquet")
     assert index["timestamp"].max() == 1798   # the last keyframe of AVA's clock is stored
 
+    baseline = json.loads((root / "models/baseline/metrics.json").read_text())
+    assert baseline["not_in_frame_store"]["train"]["keyframes"] == 0   # left out upstream
     evaluation = json.loads((root / "metrics/eval.json").read_text())
     assert set(evaluation["per_class_AP"]) == {f"{i} {n}" for i, n in LABELS.items()}
+    assert evaluation["not_in_frame_store"]["keyframes"] == 0
     results = pd.read_csv(root / "results/val_results.csv", header=None)
     assert set(results[0]) == set(VAL_IDS) and results[1].between(902, 1798).all()
+    assert len(list((root / "results/keyframes").glob("*.png"))) == 2
+
+    # the stad commands read the same files
+    ann = root / "data/dataset/annotations"
+    assert stad(["show", str(root / "data/frames"), VAL_IDS[0], "962", "--dataset",
+                 str(root / "data/dataset"), "--out", str(root / "kf.png")]) == 0
+    assert stad(["eval", str(ann / "ava_val_v2.2.csv"), str(root / "results/val_results.csv"),
+                 "--label-map", str(ann / "ava_action_list_v2.2_for_activitynet_2019.pbtxt"),
+                 "--exclusions", str(ann / "ava_val_excluded_timestamps_v2.2.csv")]) == 0
 
 
 def test_mmaction2_convention_reads_one_frame_later(ava_repo):

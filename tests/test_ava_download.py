@@ -19,7 +19,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ava_fixture import TRAIN_IDS, VAL_IDS, make_ava_fixture
+from ava_fixture import LABELS, TRAIN_IDS, VAL_IDS, make_ava_fixture
+from pipeline.ava.annotations import read_annotations
 from pipeline.ava.download import index_download
 from pipeline.errors import InputError
 from video_utils import write_video
@@ -55,6 +56,9 @@ def test_a_good_download_is_indexed_and_its_annotations_copied(download, tmp_pat
     assert manifest.fingerprints[VAL_IDS[0]]["frames"] == (1801 - START) * 30
     assert report.to_json()["num_skipped_videos"] == 0
     assert report.videos == {"train": 2, "val": 1}
+    # AVA's other 20 actions are kept in the copy (neither trained nor scored), and counted
+    table = read_annotations(download / TRAIN_CSV)
+    assert report.rows_outside_label_map["train"] == (~table["action_id"].isin(LABELS)).sum() > 0
 
 
 def _append(path: Path, line: str) -> int:
@@ -120,6 +124,26 @@ def test_skipping_leaves_out_the_videos_rows_and_counts_them(download, tmp_path)
     assert report.to_json()["skipped_videos"] == {TRAIN_IDS[0]: "missing"}
     copied = (tmp_path / "out" / TRAIN_CSV).read_text()
     assert TRAIN_IDS[0] not in copied and TRAIN_IDS[1] in copied
+    rows = read_annotations(download / TRAIN_CSV).query(f"video_id == '{TRAIN_IDS[0]}'")
+    assert report.to_json()["skipped_keyframes"] == {"train": rows["timestamp"].nunique(),
+                                                     "val": 0}
+    assert report.to_json()["skipped_annotation_rows"] == {"train": len(rows), "val": 0}
+
+
+def test_the_full_action_list_bounds_the_action_ids(download, tmp_path):
+    """With AVA's full list (``ava_action_list_v2.2.pbtxt``) in the download, an id it lacks is
+    an error naming file and line; ids it has but the label map lacks are fine."""
+    full = download / "annotations/ava_action_list_v2.2.pbtxt"
+    text = full.read_text()
+    start = text.index('label {\n  name: "crawl"')
+    full.write_text(text[:start] + text[text.index("label {", start + 1):])   # no id 2
+    rows = read_annotations(download / TRAIN_CSV)
+    line = int((rows["action_id"] == 2).to_numpy().argmax()) + 1   # the fixture has all 80
+    with pytest.raises(InputError) as error:
+        index(download, tmp_path / "out")
+    text = str(error.value)
+    assert "action_id=2 is neither in the label map nor in the full action list" in text
+    assert f"ava_train_v2.2.csv:{line}" in text, text
 
 
 def test_the_stage_exits_non_zero_with_the_message(download, tmp_path):

@@ -88,7 +88,8 @@ def test_annotations_without_person_id(tmp_path):
     ("v,0902,0.1,0.1,1.2,0.5,12,0", "x2=1.2.* outside \\[0, 1\\]"),
     ("v,0902,0.5,0.1,0.5,0.5,12,0", "x1=0.5 is not left of x2"),
     ("v,0902,0.1,0.6,0.5,0.5,12,0", "y1=0.6.* is not above y2"),
-    ("v,0902,0.1,0.1,0.5,0.5,2,0", "action_id=2 is not in the label map"),
+    ("v,0902,0.1,0.1,0.5,0.5,81,0", "action_id=81 is neither in the label map nor in AVA's "
+                                    "actions 1..80"),
     ("v,0902,0.1,0.1,0.5,nan,12,0", "y2=nan is outside"),
     ("", "expected 8 columns, found 1"),
 ])
@@ -100,6 +101,43 @@ def test_annotation_errors_name_file_and_line(tmp_path, row, message):
     with pytest.raises(InputError, match=message) as error:
         read_annotations(path, labels)
     assert f"bad.csv:4" in str(error.value)
+
+
+def test_ids_outside_the_label_map_are_kept_but_neither_trained_nor_scored(tmp_path):
+    """AVA's CSVs hold all 80 actions, the label map 60: the other ids are read and kept (a
+    copy keeps them), merge_boxes does not train them, the evaluator does not score them."""
+    from pipeline.evaluation.evaluator import evaluate
+
+    labels = read_label_map(FIXTURES / "action_list_item.pbtxt")   # ids 1, 12, 17, 79, 80
+    lines = (FIXTURES / "ava_val_sample.csv").read_text().splitlines()
+    other = [line.rsplit(",", 2)[0] + ",2," + line.rsplit(",", 1)[1] for line in lines[:2]]
+    path = tmp_path / "ava_val_v2.2.csv"
+    path.write_text("\n".join(lines + other + ["v,0902,0.100,0.100,0.500,0.500,23,0"]) + "\n")
+    df = read_annotations(path, labels)
+    assert sorted(set(df["action_id"]) - set(labels.ids)) == [2, 23] and len(df) == len(lines) + 3
+    write_annotations(tmp_path / "copy.csv", df)
+    assert (tmp_path / "copy.csv").read_bytes() == path.read_bytes()
+    boxes, multi_hot = merge_boxes(df, labels)
+    plain, plain_hot = merge_boxes(read_annotations(FIXTURES / "ava_val_sample.csv"), labels)
+    pd.testing.assert_frame_equal(boxes, plain)   # the box with only action 23 is not trained
+    assert (multi_hot == plain_hot).all()
+    result = evaluate(df, pd.DataFrame({"video_id": ["v"], "timestamp": [902], "x1": [0.1],
+                                        "y1": [0.1], "x2": [0.5], "y2": [0.5],
+                                        "action_id": [23], "score": [0.9]}), labels)
+    assert set(result.per_class) == set(labels.ids)
+    assert sum(r.gt_count for r in result.per_class.values()) == len(lines)
+
+
+def test_a_full_action_list_bounds_the_ids(tmp_path):
+    labels = read_label_map(FIXTURES / "action_list_item.pbtxt")
+    full = LabelMap(ids=(1, 2, 12, 17, 79, 80), names={i: str(i) for i in (1, 2, 12, 17, 79, 80)})
+    path = tmp_path / "ava_train_v2.2.csv"
+    path.write_text("v,0902,0.1,0.1,0.5,0.5,2,0\nv,0902,0.1,0.1,0.5,0.5,3,0\n")
+    with pytest.raises(InputError, match="action_id=3 is neither in the label map nor in the "
+                                         "full action list") as error:
+        read_annotations(path, labels, action_list=full)
+    assert "ava_train_v2.2.csv:2" in str(error.value)
+    assert list(read_annotations(path, labels)["action_id"]) == [2, 3]   # both AVA actions
 
 
 def test_merge_boxes_by_exact_box_equality():

@@ -41,21 +41,29 @@ class TinyData:
 
 def build_tiny_data(root: Path, *, videos: int = 2, seconds: int = 8, width: int = 80,
                     height: int = 64, clip_len: int = 8, frame_interval: int = 2,
-                    seed: int = 0) -> TinyData:
-    """Videos 0..n-2 are train, the last one val; 2-3 people per keyframe, 3 classes."""
+                    seed: int = 0, val_videos: int = 1,
+                    unreadable: tuple[str, ...] = ()) -> TinyData:
+    """Videos 0..n-1-val_videos are train, the others val; 2-3 people per keyframe, 3 classes.
+
+    ``unreadable`` video ids get a corrupt file: extraction skips them
+    (``frames.skip_bad_videos``), their annotations stay."""
     rng = np.random.default_rng(seed)
     root.mkdir(parents=True, exist_ok=True)
     ids = [f"vid{v}" for v in range(videos)]
     paths = {vid: write_video(root / f"{vid}.mp4", num_frames=seconds * FPS, fps=FPS,
                               width=width, height=height, gop=FPS) for vid in ids}
-    split_of = {vid: ("val" if v == videos - 1 else "train") for v, vid in enumerate(ids)}
+    for vid in unreadable:
+        paths[vid].write_bytes(b"\x00\x00\x00\x18ftypmp42 truncated download" * 40)
+    split_of = {vid: ("val" if v >= videos - val_videos else "train")
+                for v, vid in enumerate(ids)}
     timestamps = range(1, seconds - 1)
     keyframes = pd.DataFrame([(vid, t, split_of[vid]) for vid in ids for t in timestamps],
                              columns=["video_id", "timestamp", "split"])
     frames_dir, keyframes_path = root / "frames.zarr", root / "keyframes.parquet"
     extract_frames(paths, keyframes, frames_dir, keyframes_path,
                    FrameSpec(clip_len=clip_len, frame_interval=frame_interval, short_side=height,
-                             timestamp_start=0), progress=False)
+                             timestamp_start=0), skip_bad_videos=bool(unreadable),
+                   progress=False)
     label_map = LabelMap(ids=(1, 3, 5), names={1: "stand", 3: "sit", 5: "walk"})
     write_label_map(root / "labels.pbtxt", label_map)
 

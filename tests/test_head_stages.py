@@ -239,9 +239,8 @@ def test_streaming_prediction_equals_prediction_on_cached_maps(data, baseline, b
         np.testing.assert_allclose(a["scores"], b["scores"], rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.parametrize("head", ["lfb_nl", "acrn"])
-def test_train_head_then_evaluate_writes_every_output(data, baseline, banks, tmp_path, head):
-    inputs = LoadedInputs(files_of(data))
+def _head_config(baseline: Path, head: str):
+    """params.yaml's model group with ``head`` (small widths), on the baseline's config."""
     from pipeline.params import ModelParams, build
     import yaml
     raw = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())["model"]
@@ -250,8 +249,14 @@ def test_train_head_then_evaluate_writes_every_output(data, baseline, banks, tmp
     raw["acrn"]["out_channels"] = 32
     params = build(ModelParams, raw, key="model")
     baseline_config = build_detector_from_checkpoint(baseline).config
-    config = params.model_config(baseline_config, bank_dim=256,
-                                 num_slots=num_slots(WINDOW.window_seconds, WINDOW.max_per_second))
+    return params.model_config(baseline_config, bank_dim=256,
+                               num_slots=num_slots(WINDOW.window_seconds, WINDOW.max_per_second))
+
+
+@pytest.mark.parametrize("head", ["lfb_nl", "acrn"])
+def test_train_head_then_evaluate_writes_every_output(data, baseline, banks, tmp_path, head):
+    inputs = LoadedInputs(files_of(data))
+    config = _head_config(baseline, head)
     train = TrainConfig(epochs=2, batch_size=2, lr=0.05, warmup_epochs=0.5, schedule="cosine",
                         num_workers=0, val_every=1)
     metrics = train_head(files=files_of(data), baseline_checkpoint=baseline,
@@ -287,3 +292,77 @@ def test_train_head_then_evaluate_writes_every_output(data, baseline, banks, tmp
     assert pr["recall"].between(0, 1).all() and pr["precision"].between(0, 1).all()
     pngs = sorted((tmp_path / "results/keyframes").glob("*.png"))
     assert len(pngs) == 2 and Image.open(pngs[0]).size[0] > 64
+
+
+def test_keyframes_are_drawn_when_ground_truth_has_actions_outside_the_label_map(data, tmp_path):
+    """AVA's val CSV holds all 80 actions: a box with only unscored ones is not drawn, a box
+    with both is drawn with the scored names."""
+    from pipeline.heads.report import render_keyframes
+
+    inputs = LoadedInputs(files_of(data))
+    gt = inputs.gt("val")
+    first = gt.iloc[[0]]
+    assert 2 not in inputs.label_map.ids
+    gt = pd.concat([gt, first.assign(action_id=np.int16(2)),
+                    first.assign(action_id=np.int16(2), x1=np.float32(0.0))], ignore_index=True)
+    prediction = {"video_id": first["video_id"].iloc[0], "timestamp": int(first["timestamp"].iloc[0]),
+                  "boxes": np.array([[0.1, 0.1, 0.6, 0.9]], np.float32),
+                  "scores": np.full((1, inputs.label_map.num_classes), 0.5, np.float32)}
+    paths = render_keyframes(tmp_path, inputs, [prediction], gt, count=1)
+    assert len(paths) == 1 and Image.open(paths[0]).size[0] > 64
+
+
+def test_videos_the_store_skipped_are_neither_trained_nor_scored(tmp_path):
+    """``frames.skip_bad_videos`` left a train and a val video out of the store: every stage
+    runs on the rest, counts what it left out, and val is scored as if the skipped video had no
+    annotations (mmaction2 would have no frames of it)."""
+    from pipeline.ava.annotations import read_annotations, write_annotations
+    from pipeline.engine.baseline import train_baseline
+    from pipeline.evaluation.evaluator import evaluate_files
+
+    data = build_tiny_data(tmp_path / "data", videos=4, val_videos=2, seconds=6, width=64,
+                           height=48, clip_len=8, frame_interval=8, unreadable=("vid1", "vid3"))
+    files = files_of(data)
+    gone = {split: read_annotations(files.annotations(split)).query("video_id in ['vid1', 'vid3']")
+            for split in ("train", "val")}
+    expected = {split: {"videos": [vid], "keyframes": 4, "rows": len(gone[split]),
+                        "boxes": len(gone[split].drop_duplicates(
+                            ["video_id", "timestamp", "x1", "y1", "x2", "y2"]))}
+                for split, vid in (("train", "vid1"), ("val", "vid3"))}
+    train = TrainConfig(epochs=1, batch_size=2, lr=0.05, warmup_epochs=0.0, num_workers=0,
+                        device="cpu")
+    baseline = train_baseline(
+        frames_dir=files.frames_dir, keyframes_index=files.keyframes_index,
+        train_annotations=files.train_annotations, val_annotations=files.val_annotations,
+        train_exclusions=files.train_exclusions, val_exclusions=files.val_exclusions,
+        label_map_path=files.label_map, proposals_path=files.proposals,
+        out_dir=tmp_path / "baseline", checkpoint_dir=tmp_path / "ck0",
+        model_config=replace(get_preset("tiny"), num_classes=6), train_config=train,
+        data_config=DATA, preset="tiny", ctx=CPU)
+    assert baseline["not_in_frame_store"] == expected
+    assert baseline["train_clips"] == baseline["val_clips"] == 4 - 1   # one video, 1 excluded
+
+    infer_lfb(files=files, baseline_checkpoint=tmp_path / "baseline/model.pt",
+              out_dir=tmp_path / "bank", storage_dtype="float32", chunk_rows=4, shard_rows=16,
+              data_config=DATA, batch_size=4, num_workers=0, ctx=CPU, progress=False)
+    assert set(pd.read_parquet(tmp_path / "bank/index.parquet")["video_id"]) == {"vid0", "vid2"}
+    head = train_head(files=files, baseline_checkpoint=tmp_path / "baseline/model.pt",
+                      bank_dir=tmp_path / "bank", out_dir=tmp_path / "head",
+                      checkpoint_dir=tmp_path / "ck1",
+                      model_config=_head_config(tmp_path / "baseline/model.pt", "lfb_nl"),
+                      train_config=train, data_config=DATA, window=WINDOW, ctx=CPU)
+    assert head["not_in_frame_store"] == expected
+    result = evaluate_head(files=files, checkpoint=tmp_path / "head/model.pt",
+                           bank_dir=tmp_path / "bank", results_dir=tmp_path / "results",
+                           metrics_path=tmp_path / "eval.json", plots_dir=tmp_path / "plots",
+                           window=WINDOW, data_config=DATA, render_count=4, batch_size=4,
+                           num_workers=0, ctx=CPU)
+    assert result["not_in_frame_store"] == expected["val"]
+    # scored exactly as the val annotations without the skipped video
+    kept = read_annotations(files.val_annotations).query("video_id != 'vid3'")
+    write_annotations(tmp_path / "val_kept.csv", kept)
+    alone = evaluate_files(tmp_path / "val_kept.csv", tmp_path / "results/val_results.parquet",
+                           files.label_map, exclusions_path=files.val_exclusions)
+    assert result["gt_count"] == {f"{i} {n}": alone.per_class[i].gt_count
+                                  for i, n in alone.label_map.names.items()}
+    assert result["mAP"] == pytest.approx(alone.to_json()["mAP"])

@@ -5,10 +5,15 @@ person_id``; no header; boxes normalised xyxy. Files with 7 columns (no person i
 accepted and get ``person_id = -1``.
 
 Dirty rows: a row that cannot be right (non-numeric value, box outside [0, 1], x1 >= x2 or
-y1 >= y2, non-integer timestamp, action id missing from the given label map) is an error that
-names the file and line. Nothing is dropped silently: a user who wants to keep such a file
-fixes or filters those lines explicitly. Exact duplicate rows are kept, because the reference
-evaluators count every row as one ground-truth instance.
+y1 >= y2, non-integer timestamp, an action id that is no action at all) is an error that names
+the file and line. Nothing is dropped silently: a user who wants to keep such a file fixes or
+filters those lines explicitly. Exact duplicate rows are kept, because the reference evaluators
+count every row as one ground-truth instance.
+
+Action ids: AVA's CSVs hold all 80 actions, its evaluated label map lists 60. A row whose id is
+outside the label map but among the actions (the full action list when given, else AVA's
+1..80) is read and kept; :func:`merge_boxes` leaves it out of training and the evaluator out
+of scoring, as mmaction2 does.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ COLUMNS = ["video_id", "timestamp", *BOX_COLUMNS, "action_id", "person_id"]
 _FILE_COLUMNS = [("video_id", STRING), ("timestamp", INT), ("x1", FLOAT), ("y1", FLOAT),
                  ("x2", FLOAT), ("y2", FLOAT), ("action_id", INT), ("person_id", INT)]
 INT16_MAX, INT32_MAX = np.iinfo(np.int16).max, np.iinfo(np.int32).max
+AVA_ACTION_IDS = tuple(range(1, 81))   # every action of AVA's CSVs (the full action list)
 
 
 def check_boxes(path: Path, x1, y1, x2, y2) -> None:
@@ -40,16 +46,25 @@ def check_boxes(path: Path, x1, y1, x2, y2) -> None:
     check_rows(path, y1 >= y2, lambda row: f"y1={y1[row]} is not above y2={y2[row]}")
 
 
-def check_action_ids(path: Path, action_id: np.ndarray, label_map: LabelMap) -> None:
-    known = np.isin(action_id, np.asarray(label_map.ids))
+def check_action_ids(path: Path, action_id: np.ndarray, label_map: LabelMap,
+                     action_list: LabelMap | None = None) -> None:
+    """Every id must be an action: in the label map or in the full action list (AVA's 1..80
+    when none is given). Ids outside the label map are kept, not errors (AVA has 80, scores 60)."""
+    actions = AVA_ACTION_IDS if action_list is None else action_list.ids
+    known = np.isin(action_id, np.asarray([*label_map.ids, *actions]))
+    where = "AVA's actions 1..80" if action_list is None else "the full action list"
     check_rows(path, ~known,
-               lambda row: f"action_id={action_id[row]} is not in the label map")
+               lambda row: f"action_id={action_id[row]} is neither in the label map nor in "
+                           f"{where}")
 
 
 def read_annotations(path: str | Path, label_map: LabelMap | None = None, *,
+                     action_list: LabelMap | None = None,
                      box_dtype: type = np.float32) -> pd.DataFrame:
     """Read an AVA annotation CSV into columns ``COLUMNS`` (narrow dtypes, file order).
 
+    With ``label_map``, action ids are checked by :func:`check_action_ids` (``action_list``:
+    the full list of actions, e.g. AVA's 80-class ``ava_action_list_v2.2.pbtxt``).
     ``box_dtype=np.float64`` keeps the exact values of the text (the evaluator needs them).
     """
     path = Path(path)
@@ -64,7 +79,7 @@ def read_annotations(path: str | Path, label_map: LabelMap | None = None, *,
     boxes = [table[name].to_numpy() for name in BOX_COLUMNS]
     check_boxes(path, *boxes)
     if label_map is not None:
-        check_action_ids(path, action_id, label_map)
+        check_action_ids(path, action_id, label_map, action_list)
     if "person_id" in table.column_names:
         person_id = table["person_id"].to_numpy()
         check_integral(path, "person_id", person_id, -1, INT32_MAX)

@@ -7,8 +7,9 @@ reads. ``index_download`` checks everything a later stage would trip over, and r
 problem of a kind at once (all missing videos, not the first):
 
 - annotation rows: column count, numbers, boxes in [0, 1], timestamps inside AVA's 902..1798,
-  action ids inside AVA's 1..80 (ids outside the 60-class list are kept in the CSV and dropped
-  when boxes are merged: not trained, unlike mmaction2, which trains all 80);
+  action ids inside AVA's 1..80, or inside the full action list (``ava_action_list_v2.2.pbtxt``)
+  when the download has it (ids outside the 60-class label map are kept in the CSV, neither
+  trained nor scored; mmaction2's AVA configs train all 80);
 - videos: a file per annotated id that decord opens, long enough for its last annotated
   keyframe (a truncated download is the usual cause of a short video);
 - proposal pickles: every key's video belongs to the pickle's split.
@@ -30,9 +31,9 @@ from pathlib import Path
 import pandas as pd
 
 from pipeline.ava._csv import check_integral
-from pipeline.ava.annotations import read_annotations
+from pipeline.ava.annotations import check_action_ids, read_annotations
 from pipeline.ava.clock import keyframe_frame_index
-from pipeline.ava.label_map import read_label_map
+from pipeline.ava.label_map import LabelMap, read_label_map
 from pipeline.ava.proposals import read_proposal_pickle
 from pipeline.dataset import AVA_FILES, SPLITS, VIDEO_SUFFIXES, DatasetManifest, SplitFiles
 from pipeline.errors import InputError
@@ -49,12 +50,18 @@ class DownloadReport:
     videos: dict[str, int] = field(default_factory=dict)
     keyframes: dict[str, int] = field(default_factory=dict)
     rows: dict[str, int] = field(default_factory=dict)
+    rows_outside_label_map: dict[str, int] = field(default_factory=dict)  # kept, not scored
     skipped_videos: dict[str, str] = field(default_factory=dict)   # video id -> reason
+    skipped_keyframes: dict[str, int] = field(default_factory=dict)   # per split
+    skipped_rows: dict[str, int] = field(default_factory=dict)
 
     def to_json(self) -> dict:
         return {"videos": self.videos, "keyframes": self.keyframes, "annotation_rows": self.rows,
+                "annotation_rows_outside_label_map": self.rows_outside_label_map,
                 "num_skipped_videos": len(self.skipped_videos),
-                "skipped_videos": dict(sorted(self.skipped_videos.items()))}
+                "skipped_videos": dict(sorted(self.skipped_videos.items())),
+                "skipped_keyframes": self.skipped_keyframes,
+                "skipped_annotation_rows": self.skipped_rows}
 
 
 def probe_video(path: Path) -> tuple[int, float]:
@@ -73,12 +80,31 @@ def _fingerprint(path: Path) -> dict:
     return {"path": str(path.resolve()), "bytes": stat.st_size, "mtime_ns": stat.st_mtime_ns}
 
 
-def _read_split(path: Path) -> pd.DataFrame:
+def _read_split(path: Path, label_map: LabelMap, action_list: LabelMap | None) -> pd.DataFrame:
     table = read_annotations(path)
     check_integral(path, "timestamp", table["timestamp"].to_numpy(), FIRST_KEYFRAME,
                    LAST_KEYFRAME)
     check_integral(path, "action_id", table["action_id"].to_numpy(), 1, MAX_ACTION_ID)
+    check_action_ids(path, table["action_id"].to_numpy(), label_map, action_list)
     return table
+
+
+def _read_action_list(path: Path, label_map: LabelMap, label_map_path: Path) -> LabelMap | None:
+    """The download's full action list (all 80 actions), when it has one."""
+    if not path.is_file():
+        return None
+    action_list = read_label_map(path)
+    if max(action_list.ids) > MAX_ACTION_ID:
+        raise InputError(f"action id {max(action_list.ids)} is outside AVA's 1..80", path=path)
+    missing = sorted(set(label_map.ids) - set(action_list.ids))
+    if missing:
+        raise InputError(f"label map ids {missing} are not in the full action list {path.name}",
+                         path=label_map_path)
+    return action_list
+
+
+def _count_keyframes(table: pd.DataFrame) -> int:
+    return int(len(table[["video_id", "timestamp"]].drop_duplicates()))
 
 
 def _copy_without(source: Path, target: Path, skipped: set[str]) -> None:
@@ -121,10 +147,12 @@ def index_download(root: str | Path, out: str | Path, *, version: str, video_sta
         raise InputError(f"label map id {max(label_map.ids)} is outside AVA's 1..80",
                          path=label_map_path)
 
+    action_list = _read_action_list(ann / names["action_list"], label_map, label_map_path)
+
     tables, split_of = {}, {}
     for split in SPLITS:
         path = ann / names["annotations"].format(split=split)
-        tables[split] = _read_split(path)
+        tables[split] = _read_split(path, label_map, action_list)
         for video_id in tables[split]["video_id"].unique():
             if split_of.setdefault(video_id, split) != split:
                 raise InputError(f"video {video_id} is annotated in both train and val",
@@ -191,10 +219,15 @@ def index_download(root: str | Path, out: str | Path, *, version: str, video_sta
             _copy_without(ann / exclusions, out_ann / exclusions, skipped)
         splits[split] = SplitFiles(f"{annotations_dir}/{csv}",
                                    f"{annotations_dir}/{exclusions}" if has_exclusions else None)
-        table = tables[split][~tables[split]["video_id"].isin(skipped)]
+        left_out = tables[split]["video_id"].isin(skipped)
+        table = tables[split][~left_out]
         report.videos[split] = int(table["video_id"].nunique())
-        report.keyframes[split] = int(len(table[["video_id", "timestamp"]].drop_duplicates()))
+        report.keyframes[split] = _count_keyframes(table)
         report.rows[split] = int(len(table))
+        report.rows_outside_label_map[split] = int(
+            (~table["action_id"].isin(label_map.ids)).sum())
+        report.skipped_keyframes[split] = _count_keyframes(tables[split][left_out])
+        report.skipped_rows[split] = int(left_out.sum())
     shutil.copyfile(label_map_path, out_ann / names["label_map"])
 
     videos = {vid: str(files[vid].resolve()) for vid in sorted(kept)}

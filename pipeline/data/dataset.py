@@ -8,6 +8,7 @@ forked workers share them without copying millions of small Python objects.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from pathlib import Path
 
@@ -18,6 +19,8 @@ import torch
 from pipeline.data.transforms import ClipSample
 from pipeline.errors import InputError
 from pipeline.frames.store import FrameStore
+
+log = logging.getLogger(__name__)
 
 KEY_COLUMNS = ["video_id", "timestamp"]
 BOX_COLUMNS = ["x1", "y1", "x2", "y2"]
@@ -48,6 +51,34 @@ def filter_proposals(proposals: pd.DataFrame, *, min_score: float, max_per_keyfr
     kept = proposals[proposals["score"] >= np.minimum(best, min_score)]
     kept = kept.sort_values(KEY_COLUMNS + ["score"], ascending=[True, True, False], kind="stable")
     return kept.groupby(KEY_COLUMNS, sort=False).head(max_per_keyframe)
+
+
+def stored_annotations(annotations: pd.DataFrame, keyframes: pd.DataFrame, split: str
+                       ) -> tuple[pd.DataFrame, dict]:
+    """The annotation rows whose keyframe the frame store holds, and a count of the others.
+
+    The store's keyframe index is the one record of which keyframes are usable: a video that
+    ``make_dataset`` left out (``data.ava.skip_missing_videos``) or ``extract_frames`` could not
+    read (``frames.skip_bad_videos``) has no clips, so its rows are neither trained nor scored
+    (mmaction2, reading frames from disk, would not have them either); its proposals and
+    exclusions are then never looked up. Every stage reads its ground truth through here, so
+    training, validation and evaluation agree on the keyframes. The count (videos, keyframes,
+    boxes, rows) goes into the stages' metrics.
+    """
+    keys = _normalise_keys(annotations[KEY_COLUMNS])
+    stored = _normalise_keys(keyframes[KEY_COLUMNS]).drop_duplicates()
+    inside = keys.merge(stored, on=KEY_COLUMNS, how="left", indicator=True)["_merge"]
+    inside = (inside == "both").to_numpy()
+    dropped = annotations[~inside]
+    summary = {"videos": sorted(map(str, dropped["video_id"].unique())),
+               "keyframes": int(len(dropped[KEY_COLUMNS].drop_duplicates())),
+               "boxes": int(len(dropped[KEY_COLUMNS + BOX_COLUMNS].drop_duplicates())),
+               "rows": int(len(dropped))}
+    if len(dropped):
+        log.warning("%s: %d annotated keyframes (%d boxes) of %d videos are not in the frame "
+                    "store, so neither trained nor scored: %s", split, summary["keyframes"],
+                    summary["boxes"], len(summary["videos"]), ", ".join(summary["videos"]))
+    return annotations[inside].reset_index(drop=True), summary
 
 
 def _normalise_keys(table: pd.DataFrame) -> pd.DataFrame:
@@ -118,7 +149,8 @@ class KeyframeDataset(torch.utils.data.Dataset):
                 first = missing.iloc[0]
                 raise InputError(f"{len(missing)} annotated keyframes are not in the frame store, "
                                  f"e.g. {first['video_id']},{int(first['timestamp'])}"
-                                 + ("" if split is None else f" (split {split!r})"),
+                                 + ("" if split is None else f" (split {split!r})")
+                                 + "; pass the annotations through stored_annotations first",
                                  path=self.frames_dir)
         else:
             keys = index

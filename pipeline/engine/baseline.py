@@ -21,7 +21,7 @@ from pipeline.ava.exclusions import read_exclusions
 from pipeline.ava.label_map import read_label_map
 from pipeline.ava.results import write_results_parquet
 from pipeline.data.config import DataConfig
-from pipeline.data.dataset import KeyframeDataset, clip_frame_subset
+from pipeline.data.dataset import KeyframeDataset, clip_frame_subset, stored_annotations
 from pipeline.data.transforms import eval_transform, train_transform
 from pipeline.engine.config import TrainConfig
 from pipeline.engine.detection import detection_loss, detections_table, predict_detections
@@ -117,7 +117,10 @@ def train_baseline(*, frames_dir: str | Path, keyframes_index: str | Path,
         raise InputError("keyframe index not found (run frame extraction first)", path=keyframes_index)
     keyframes = pd.read_parquet(keyframes_index)
     proposals = read_proposals(proposals_path)
-    val_gt = read_annotations(val_annotations, label_map)
+    train_gt, train_not_stored = stored_annotations(
+        read_annotations(train_annotations, label_map), keyframes, "train")
+    val_gt, val_not_stored = stored_annotations(read_annotations(val_annotations, label_map),
+                                                keyframes, "val")
     val_excluded = read_exclusions(val_exclusions) if val_exclusions else None
 
     def dataset(annotations: pd.DataFrame, split: str, exclusions, transform,
@@ -130,7 +133,7 @@ def train_baseline(*, frames_dir: str | Path, keyframes_index: str | Path,
                                min_proposal_score=min_score,
                                max_proposals=data_config.max_proposals)
 
-    train_set = dataset(read_annotations(train_annotations, label_map), "train",
+    train_set = dataset(train_gt, "train",
                         read_exclusions(train_exclusions) if train_exclusions else None,
                         train_transform(short_side_range=data_config.short_side_range,
                                         crop_size=data_config.crop_size, flip_p=data_config.flip_p,
@@ -214,6 +217,7 @@ def train_baseline(*, frames_dir: str | Path, keyframes_index: str | Path,
                "train_loss": history.epochs[-1]["loss"] if history.epochs else None,
                "epochs": len(history.epochs),
                "steps": len(history.steps), "train_clips": len(train_set),
-               "val_clips": len(val_set)}
+               "val_clips": len(val_set),
+               "not_in_frame_store": {"train": train_not_stored, "val": val_not_stored}}
     write_json(out_dir / "metrics.json", metrics)
     return metrics

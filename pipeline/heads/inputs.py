@@ -14,7 +14,7 @@ import pandas as pd
 from pipeline.ava.annotations import merge_boxes, read_annotations
 from pipeline.ava.exclusions import read_exclusions
 from pipeline.ava.label_map import LabelMap, read_label_map
-from pipeline.data.dataset import KeyframeDataset
+from pipeline.data.dataset import KeyframeDataset, stored_annotations
 from pipeline.dataset import read_manifest
 from pipeline.data.transforms import eval_transform
 from pipeline.errors import InputError
@@ -66,13 +66,20 @@ class LoadedInputs:
         self.keyframes = pd.read_parquet(files.keyframes_index)
         self.proposals = read_proposals(files.proposals)
         self.store = FrameStore(files.frames_dir)
-        self._gt: dict[str, pd.DataFrame] = {}
+        self._gt: dict[str, tuple[pd.DataFrame, dict]] = {}
 
     def gt(self, split: str) -> pd.DataFrame:
-        """The split's annotations (one row per box and action)."""
+        """The split's annotations of stored keyframes (one row per box and action)."""
         if split not in self._gt:
-            self._gt[split] = read_annotations(self.files.annotations(split), self.label_map)
-        return self._gt[split]
+            self._gt[split] = stored_annotations(
+                read_annotations(self.files.annotations(split), self.label_map), self.keyframes,
+                split)
+        return self._gt[split][0]
+
+    def not_in_store(self, split: str) -> dict:
+        """What :meth:`gt` left out: videos, keyframes, boxes and rows the store lacks."""
+        self.gt(split)
+        return self._gt[split][1]
 
     def exclusions(self, split: str) -> pd.DataFrame | None:
         path = self.files.exclusions(split)

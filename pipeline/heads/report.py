@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from pipeline.ava.annotations import merge_boxes
 from pipeline.ava.results import write_results_csv, write_results_parquet
 from pipeline.data.config import DataConfig
 from pipeline.engine.baseline import frame_stride
@@ -89,8 +90,10 @@ def render_keyframes(out_dir: Path, inputs: LoadedInputs, predictions: list[dict
         boxes = []
         frame_gt = gt[(gt["video_id"].astype(str) == p["video_id"])
                       & (gt["timestamp"] == p["timestamp"])]
-        for box, group in frame_gt.groupby(["x1", "y1", "x2", "y2"], sort=False):
-            caption = "\n".join(names[int(a)].split(" (")[0] for a in group["action_id"])
+        # the label map's actions only: a box with none of them is neither trained nor scored
+        gt_boxes, gt_labels = merge_boxes(frame_gt, inputs.label_map)
+        for box, hot in zip(gt_boxes[["x1", "y1", "x2", "y2"]].to_numpy(), gt_labels):
+            caption = "\n".join(names[ids[k]].split(" (")[0] for k in np.flatnonzero(hot))
             boxes.append(LabelledBox(*map(float, box), caption=caption, color=GT_COLOR))
         for box, scores in zip(p["boxes"], p["scores"]):
             best = np.argsort(-scores)[:top_labels]
@@ -142,7 +145,7 @@ def evaluate_head(*, files: DatasetFiles, checkpoint: str | Path, bank_dir: str 
     gt = inputs.gt("val")
     result = evaluate(gt, detections, inputs.label_map, exclusions=inputs.exclusions("val"),
                       protocol=protocol)
-    metrics = metrics_json(result)
+    metrics = {**metrics_json(result), "not_in_frame_store": inputs.not_in_store("val")}
     write_json(metrics_path, metrics)
     write_text(plots_dir / "per_class_ap.csv", _csv_text(per_class_table(result)))
     write_text(plots_dir / "pr_curves.csv", _csv_text(pr_table(result)))

@@ -272,7 +272,9 @@ def train_head(*, files: DatasetFiles, baseline_checkpoint: str | Path,
     metrics = {"val_mAP": result["mAP"], "val_group_mAP": result["group_mAP"],
                "undefined": result["undefined"], "train_loss": history.epochs[-1]["loss"], "epochs": len(history.epochs),
                "steps": len(history.steps), "head": model_config.head,
-               "shared_head": model_config.shared_head, "finetune_backbone": finetune_backbone}
+               "shared_head": model_config.shared_head, "finetune_backbone": finetune_backbone,
+               "not_in_frame_store": {split: inputs.not_in_store(split)
+                                      for split in ("train", "val")}}
     write_json(out_dir / "metrics.json", metrics)
     return metrics
 
