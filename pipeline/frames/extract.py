@@ -73,9 +73,18 @@ def plan_videos(videos: dict[str, Path], keyframes: pd.DataFrame) -> list[VideoP
     return plans
 
 
+def _spec_dict(spec: FrameSpec) -> dict:
+    """The spec as stored. The native timeline is the absence of ``timeline_fps``: a store
+    written before the timeline existed reads the same, byte for byte."""
+    fields = dataclasses.asdict(spec)
+    if spec.timeline_fps is None:
+        del fields["timeline_fps"]
+    return fields
+
+
 def _spec_attrs(spec: FrameSpec) -> dict:
-    return {
-        "spec": dataclasses.asdict(spec),
+    attrs = {
+        "spec": _spec_dict(spec),
         "clip_len": spec.clip_len,
         "frame_interval": spec.frame_interval,
         "short_side": spec.short_side,
@@ -84,13 +93,16 @@ def _spec_attrs(spec: FrameSpec) -> dict:
         "offsets": spec.offsets.tolist(),
         "keyframe_position": spec.keyframe_position,
     }
+    if spec.timeline_fps is not None:
+        attrs["timeline_fps"] = spec.timeline_fps
+    return attrs
 
 
 def _open_partial_store(tmp: Path, spec: FrameSpec) -> zarr.Group:
     """Reopen a leftover partial store written with the same spec, or start an empty one."""
     if (tmp / "zarr.json").is_file():
         group = zarr.open_group(tmp, mode="r+")
-        if group.attrs.get("spec") == dataclasses.asdict(spec):
+        if group.attrs.get("spec") == _spec_dict(spec):
             for leftover in tmp.rglob("*.partial"):   # zarr's temp files from a killed write
                 leftover.unlink()
             return group
@@ -113,7 +125,7 @@ def _extract_video(group: zarr.Group, plan: VideoPlan, spec: FrameSpec, progress
     if plan.path is None:
         raise InputError(f"video '{plan.video_id}' has keyframes but no video file was given",
                          key=plan.video_id)
-    video = open_video(plan.video_id, plan.path, spec.output_size)
+    video = open_video(plan.video_id, plan.path, spec.output_size, spec.timeline_fps)
     indices = clip_frame_indices(np.asarray(plan.timestamps), fps=video.fps,
                                  timestamp_start=spec.timestamp_start, clip_len=spec.clip_len,
                                  frame_interval=spec.frame_interval, convention=spec.convention)
@@ -122,12 +134,15 @@ def _extract_video(group: zarr.Group, plan: VideoPlan, spec: FrameSpec, progress
     if outside.any():
         i = int(np.argmax(outside))
         raise InputError(f"video '{plan.video_id}' has {video.num_frames} frames at "
-                         f"{video.fps:g} fps, but keyframe {plan.timestamps[i]} s needs frame "
-                         f"{centers[i]} (truncated video or wrong timestamp_start?)",
+                         f"{video.fps:g} fps{_on_timeline(video)}, but keyframe "
+                         f"{plan.timestamps[i]} s needs frame {centers[i]} (truncated video "
+                         "or wrong timestamp_start?)",
                          path=plan.path)
     indices = np.clip(indices, 0, video.num_frames - 1)
     num_clips = len(plan.timestamps)
     clip_shape = (spec.clip_len, video.height, video.width, 3)
+    timeline = {} if video.source_index is None else {"source_fps": video.source_fps,
+                                                      "source_frames": video.source_frames}
     array = group.create_array(
         plan.video_id, shape=(num_clips, *clip_shape), dtype="uint8",
         chunks=(1, *clip_shape), shards=(min(num_clips, spec.shard_clips), *clip_shape),
@@ -136,13 +151,19 @@ def _extract_video(group: zarr.Group, plan: VideoPlan, spec: FrameSpec, progress
         attributes={"fps": video.fps, "num_frames": video.num_frames,
                     "source_width": video.source_width, "source_height": video.source_height,
                     "source_bytes": plan.path.stat().st_size, "timestamps": plan.timestamps,
-                    "splits": plan.splits, "complete": False})
+                    "splits": plan.splits, **timeline, "complete": False})
     for start in range(0, num_clips, spec.shard_clips):
         stop = min(start + spec.shard_clips, num_clips)
         array[start:stop] = video.get_frames(indices[start:stop])
         with lock:
             progress.update(stop - start)
     array.attrs["complete"] = True
+
+
+def _on_timeline(video) -> str:
+    if video.source_index is None:
+        return ""
+    return f" on its timeline ({video.source_frames} source frames at {video.source_fps:g} fps)"
 
 
 def extract_frames(videos: dict[str, Path], keyframes: pd.DataFrame, store_path: str | Path,

@@ -19,7 +19,9 @@ class FrameSpec:
     The stored clip is ``clip_len`` frames ``frame_interval`` apart with the keyframe at position
     ``clip_len // 2``; store a superset of what the models need (e.g. 32 frames at interval 2
     serves SlowFast 8x8 and, taking every 4th or 8th frame, SlowOnly 8x8 and 4x16).
-    ``short_side=None`` keeps the source resolution. One Zarr chunk holds one clip; one shard
+    ``timeline_fps`` sets what frame indices count: frames of a timeline at that rate, each the
+    source frame shown then (AVA: 30, as mmaction2's ``ffmpeg -r 30`` frames), or the video's
+    own frames (None). ``short_side=None`` keeps the source resolution. One Zarr chunk holds one clip; one shard
     file holds ``shard_clips`` clips (fewer files for DVC to hash, more memory per write).
     Errors name the ``frames.*`` params key of the bad field.
     """
@@ -32,6 +34,7 @@ class FrameSpec:
     shard_clips: int = 16
     clevel: int = 3
     shuffle: str = "noshuffle"
+    timeline_fps: int | None = None
 
     def __post_init__(self) -> None:
         for name in ("clip_len", "frame_interval", "shard_clips"):
@@ -42,6 +45,12 @@ class FrameSpec:
                                             or self.short_side < 2 or self.short_side % 2):
             raise InputError(f"must be an even integer >= 2 or null (keep the source size), "
                              f"got {self.short_side!r}", key="frames.short_side")
+        if self.timeline_fps is not None and (not isinstance(self.timeline_fps, int)
+                                              or isinstance(self.timeline_fps, bool)
+                                              or self.timeline_fps < 1):
+            raise InputError(f"must be a positive integer (frames per second) or null (the "
+                             f"video's own frames), got {self.timeline_fps!r}",
+                             key="frames.timeline_fps")
         if self.convention not in CONVENTIONS:
             raise InputError(f"must be one of {CONVENTIONS}, got {self.convention!r}",
                              key="frames.convention")

@@ -4,12 +4,15 @@ Layout (written by :func:`pipeline.frames.extract.extract_frames`):
 
 - group attributes: the :class:`FrameSpec` fields under ``spec``, plus ``clip_len``,
   ``frame_interval``, ``short_side``, ``timestamp_start``, ``convention``, ``offsets`` (frame
-  offsets of the stored frames relative to the keyframe), ``keyframe_position`` and ``fps``
-  (the common source fps, or null when videos differ);
+  offsets of the stored frames relative to the keyframe), ``keyframe_position``, ``fps`` (the
+  common rate frame indices count, or null when videos differ) and ``timeline_fps`` when the
+  frames lie on a fixed-rate timeline (AVA: 30); absent, they are each video's own frames;
 - one array per video, named by the video id: ``K`` keyframes (sorted by timestamp) x ``T =
   clip_len`` frames, RGB; chunk = one clip, shard = ``shard_clips`` clips, Blosc/zstd;
-- array attributes: ``fps``, ``num_frames``, ``source_width``/``source_height``,
-  ``source_bytes``, ``timestamps`` and ``splits`` (row order), ``complete`` (written last).
+- array attributes: ``fps`` and ``num_frames`` (of the timeline), ``source_fps`` and
+  ``source_frames`` (the file's own, on a fixed-rate timeline only),
+  ``source_width``/``source_height``, ``source_bytes``, ``timestamps`` and ``splits`` (row
+  order), ``complete`` (written last).
 
 The keyframe index (``keyframes.parquet``) is the same table as :attr:`FrameStore.index`:
 one row per keyframe sorted by (video_id, timestamp), ``row`` indexing that video's array.
@@ -90,6 +93,16 @@ class FrameStore:
     def offsets(self) -> np.ndarray:
         """Frame offsets of the stored frames relative to the keyframe."""
         return np.asarray(self.attrs["offsets"])
+
+    @property
+    def convention(self) -> str:
+        """Which frame is the keyframe (``pipeline.ava.clock.CONVENTIONS``)."""
+        return str(self.attrs["convention"])
+
+    @property
+    def timeline_fps(self) -> int | None:
+        """The fixed rate the stored frames were laid on (AVA: 30); None: each video's own."""
+        return self.attrs.get("timeline_fps")
 
     def video_ids(self) -> list[str]:
         return sorted(self.group.array_keys())
