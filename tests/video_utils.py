@@ -70,12 +70,14 @@ def write_video(path: str | Path, *, num_frames: int, fps: int | Fraction = 10, 
     return path
 
 
-def ffmpeg_rate_numbers(path: str | Path, rate: int) -> list[int]:
+def ffmpeg_rate_numbers(path: str | Path, rate: int, at=None) -> list[int | None]:
     """The frame number shown by every frame that ``ffmpeg -i path -r rate`` gives: the decoded
     frames go through libavfilter's own ``fps`` filter (PyAV's bundled FFmpeg, default
     rounding and end of stream), their times counted from the first frame as ffmpeg's CLI
-    counts a video-only file's."""
-    shown: list[int] = []
+    counts a video-only file's. ``at``: read only these output frames (reading is the slow
+    part), the others are None."""
+    wanted = None if at is None else {int(k) for k in at}
+    shown: list[int | None] = []
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
         graph = av.filter.Graph()
@@ -92,7 +94,10 @@ def ffmpeg_rate_numbers(path: str | Path, rate: int) -> list[int]:
                     frame = graph.pull()
                 except (av.BlockingIOError, av.EOFError):
                     return
-                shown.append(read_frame_number(frame.to_ndarray(format="rgb24")))
+                if wanted is None or len(shown) in wanted:
+                    shown.append(read_frame_number(frame.to_ndarray(format="rgb24")))
+                else:
+                    shown.append(None)
 
         first = None
         for frame in container.decode(stream):

@@ -267,7 +267,9 @@ def train_head(*, files: DatasetFiles, baseline_checkpoint: str | Path,
         return {}
     save_stad_checkpoint(out_dir / "model.pt", model=model.cpu(), preset=None,
                          test_short_side=data_config.test_short_side,
-                         labels={i: label_map.names[i] for i in label_map.ids})
+                         labels={i: label_map.names[i] for i in label_map.ids},
+                         frame_convention=inputs.store.convention,
+                         timeline_fps=inputs.store.timeline_fps)
     result = last["result"]
     metrics = {"val_mAP": result["mAP"], "val_group_mAP": result["group_mAP"],
                "undefined": result["undefined"], "train_loss": history.epochs[-1]["loss"], "epochs": len(history.epochs),
