@@ -55,7 +55,7 @@ def test_a_good_download_is_indexed_and_its_annotations_copied(download, tmp_pat
     assert manifest.proposals["val"].endswith("ava_dense_proposals_val.FAIR.recall_93.9.pkl")
     assert manifest.fingerprints[VAL_IDS[0]]["frames"] == (1801 - START) * 30
     assert report.to_json()["num_skipped_videos"] == 0
-    assert report.videos == {"train": 2, "val": 1}
+    assert report.videos == {"train": len(TRAIN_IDS), "val": len(VAL_IDS)}
     # AVA's other 20 actions are kept in the copy (neither trained nor scored), and counted
     table = read_annotations(download / TRAIN_CSV)
     assert report.rows_outside_label_map["train"] == (~table["action_id"].isin(LABELS)).sum() > 0
@@ -105,7 +105,7 @@ def test_missing_and_short_videos_are_listed_together(download, tmp_path):
     with pytest.raises(InputError) as error:
         index(download, tmp_path / "out")
     text = str(error.value)
-    assert "2 of 3 annotated videos" in text
+    assert f"2 of {len(TRAIN_IDS) + len(VAL_IDS)} annotated videos" in text
     assert f"{TRAIN_IDS[0]} (train): missing" in text
     assert f"{VAL_IDS[0]} (val): too short: 300 frames" in text and "1798 s" in text
 
