@@ -72,6 +72,7 @@ class FramesParams:
     short_side: int | None
     convention: Literal["pyslowfast", "mmaction2"]
     timeline_fps: int | None
+    train_jitter: bool
     shard_clips: int
     clevel: int
     shuffle: Literal["noshuffle", "shuffle", "bitshuffle"]
@@ -87,7 +88,7 @@ class FramesParams:
                          short_side=self.short_side, timestamp_start=timestamp_start,
                          convention=self.convention, shard_clips=self.shard_clips,
                          clevel=self.clevel, shuffle=self.shuffle,
-                         timeline_fps=self.timeline_fps)
+                         timeline_fps=self.timeline_fps, train_jitter=self.train_jitter)
 
 
 @dataclass(frozen=True)

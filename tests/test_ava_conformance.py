@@ -38,8 +38,12 @@ data:
     skip_missing_videos: true
 frames:
   timeline_fps: 30
+  train_jitter: true
 proposals:
   source: pickle
+baseline:
+  data:
+    temporal_jitter: true
 lfb:
   dtype: float32   # one smoke epoch on painted digits leaves BN statistics raw: features > 65504
 """)
@@ -50,7 +54,8 @@ lfb:
 
 def _check_clock(root: Path, fixture, convention: str, frame_interval: int) -> dict[str, int]:
     """Every stored frame shows the source frame ``ffmpeg -r 30`` gives at the index AVA's clock
-    gives it; returns the frames checked per video rate."""
+    gives it; train videos hold the stride-1 span the temporal jitter reaches (interval 2: each
+    frame -1 or 0, so offsets -5..2 for 4 frames). Returns the frames checked per video rate."""
     index = pd.read_parquet(root / "data/frames/keyframes.parquet")
     store = zarr.open_group(root / "data/frames/frames.zarr", mode="r")
     assert store.attrs["convention"] == convention and store.attrs["timestamp_start"] == 900
@@ -59,7 +64,12 @@ def _check_clock(root: Path, fixture, convention: str, frame_interval: int) -> d
     for video_id, rows in index.groupby("video_id"):
         clips = store[video_id][:]
         assert store[video_id].attrs["num_frames"] == FRAMES
-        offsets = (np.arange(clips.shape[1]) - clips.shape[1] // 2) * frame_interval
+        if set(rows["split"]) == {"train"}:
+            offsets = np.arange(-5, 3)
+            assert store[video_id].attrs["offsets"] == offsets.tolist()
+        else:
+            offsets = (np.arange(4) - 2) * frame_interval
+        assert clips.shape[1] == len(offsets)
         wanted = {int(t): np.clip(expected_keyframe_frame(int(t), convention) + offsets, 0,
                                   FRAMES - 1) for t in rows["timestamp"]}
         reference = ffmpeg_rate_numbers(fixture.root / "videos" / f"{video_id}.mp4", FPS,
@@ -97,7 +107,8 @@ def test_ava_download_runs_through_the_dag_with_ava_clock(ava_repo):
 
     checked = _check_clock(root, fixture, "pyslowfast", frame_interval=2)
     assert set(checked) == {"24", "25", "30000/1001", "30"}
-    assert sum(checked.values()) == len(fixture.keyframes) * 4   # the smoke store: 4 per clip
+    splits = fixture.keyframes["split"]   # the smoke store: 4 frames per clip, 8 in a span
+    assert sum(checked.values()) == 8 * (splits == "train").sum() + 4 * (splits == "val").sum()
     index = pd.read_parquet(root / "data/frames/keyframes.parquet")
     assert index["timestamp"].max() == 1798   # the last keyframe of AVA's clock is stored
 
@@ -129,6 +140,7 @@ def test_mmaction2_convention_reads_one_frame_later(ava_repo):
         result = _sh(["dvc", "repro", "-s", "extract_frames"], root, env)
         assert _ran_stages(result.stdout) == ["extract_frames"], result.stdout
         checked = _check_clock(root, fixture, "mmaction2", frame_interval=2)
-        assert sum(checked.values()) == len(fixture.keyframes) * 4
+        splits = fixture.keyframes["split"]
+        assert sum(checked.values()) == 8 * (splits == "train").sum() + 4 * (splits == "val").sum()
     finally:
         (root / "params.yaml").write_text(params)

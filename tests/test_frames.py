@@ -280,6 +280,30 @@ def test_timeline_ties_fall_as_ffmpeg_rounds_them():
     assert shifted.tolist() == film.tolist()
 
 
+def test_train_jitter_stores_the_span_of_train_videos_only(tmp_path, videos):
+    """4 frames 4 apart: a train clip holds offsets -10..5 at stride 1 (every frame mmaction2's
+    jitter of [-2, 2) per frame reaches); a val clip the 4 frames themselves."""
+    kf = pd.concat([_keyframes({"-landscape": [2, 3]}, "train"),
+                    _keyframes({"portrait": [2]}, "val")])
+    spec = FrameSpec(clip_len=4, frame_interval=4, short_side=32, timestamp_start=0,
+                     train_jitter=True)
+    _run(tmp_path, videos, kf, spec)
+    store = FrameStore(tmp_path / "out" / "frames.zarr")
+    assert store.attrs["train_jitter"] is True
+    assert store.attrs["jitter_offsets"] == list(range(-10, 6))
+    assert store.array("-landscape").shape[1] == 16
+    assert store.keyframe_position_of("-landscape") == 10
+    for row, t in enumerate([2, 3]):
+        shown = [read_frame_number(f) for f in store.clip("-landscape", row)]
+        assert shown == list(range(10 * t - 10, 10 * t + 6))
+    assert store.array("portrait").shape[1] == 4 and "offsets" not in store.array("portrait").attrs
+    assert [read_frame_number(f) for f in store.clip("portrait", 0)] == [12, 16, 20, 24]
+    assert [read_frame_number(f) for f in store.keyframe_images("-landscape", [0, 1])] == [20, 30]
+    assert store.positions("-landscape", [-8, 0, 4]).tolist() == [2, 10, 14]
+    with pytest.raises(ValueError, match="not offset -2"):
+        store.positions("portrait", [-2])
+
+
 def test_native_timeline_store_has_no_timeline_attributes(tmp_path, videos):
     """The native timeline writes exactly what stores held before the timeline existed."""
     spec = FrameSpec(clip_len=2, frame_interval=2, short_side=32, timestamp_start=0)
@@ -287,6 +311,7 @@ def test_native_timeline_store_has_no_timeline_attributes(tmp_path, videos):
     store = FrameStore(tmp_path / "out" / "frames.zarr")
     assert store.timeline_fps is None and "timeline_fps" not in store.attrs["spec"]
     assert "source_fps" not in store.array("portrait").attrs
+    assert "train_jitter" not in store.attrs and "train_jitter" not in store.attrs["spec"]
 
 
 @pytest.mark.parametrize("field, value", [("short_side", 33), ("clip_len", 0),

@@ -62,6 +62,22 @@ def clip_frame_indices(timestamp, *, fps: float, timestamp_start: float, clip_le
     return indices
 
 
+def jitter_bounds(frame_interval: int) -> tuple[int, int]:
+    """mmaction2's train-time temporal jitter (``SampleAVAFrames``, ``test_mode=False``): each
+    frame of a clip moves by its own random integer in ``[low, high)``, drawn independently per
+    frame: ``[-interval // 2, (interval + 1) // 2)`` with Python's floor division."""
+    return (-frame_interval) // 2, (frame_interval + 1) // 2
+
+
+def jitter_span(clip_len: int, frame_interval: int) -> np.ndarray:
+    """Every frame offset (from the keyframe, stride 1) a jittered clip can reach: what a frame
+    store must hold for it."""
+    low, high = jitter_bounds(frame_interval)
+    first = -(clip_len // 2) * frame_interval + low
+    last = (clip_len - 1 - clip_len // 2) * frame_interval + high - 1
+    return np.arange(first, last + 1)
+
+
 def _round_half_away(numerator: int, denominator: int) -> int:
     """``numerator / denominator`` rounded to the nearest integer, halves away from zero
     (libavutil's ``AV_ROUND_NEAR_INF``), in exact integer arithmetic."""

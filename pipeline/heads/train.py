@@ -178,7 +178,8 @@ def train_head(*, files: DatasetFiles, baseline_checkpoint: str | Path,
     model = Detector(model_config)
     load_baseline_backbone(model, baseline_checkpoint)
     model.to(device)
-    stride = frame_stride(inputs.store, model_config)
+    stride = frame_stride(inputs.store, model_config,
+                          finetune_backbone and data_config.temporal_jitter)
 
     def test_set(split: str) -> KeyframeDataset:
         min_score = (data_config.train_min_proposal_score if split == "train"
@@ -296,7 +297,7 @@ def _train_full(model: Detector, inputs: LoadedInputs, *, files: DatasetFiles, s
                                   min_box_size=data_config.min_box_size),
         num_classes=inputs.label_map.num_classes,
         min_proposal_score=data_config.train_min_proposal_score,
-        max_proposals=data_config.max_proposals)
+        max_proposals=data_config.max_proposals, temporal_jitter=data_config.temporal_jitter)
     device = ctx.device
 
     def loss_fn(wrapped: nn.Module, batch: Batch) -> Tensor:
