@@ -162,3 +162,26 @@ def test_the_stage_exits_non_zero_with_the_message(download, tmp_path):
     assert result.returncode == 2, result.stderr
     assert f"{VAL_IDS[0]} (val): missing" in result.stderr
     assert not (tmp_path / "dataset").exists() and not (tmp_path / "m.json").exists()
+
+
+def test_frames_of_an_ava_download_need_its_30fps_timeline(download, tmp_path):
+    """``extract_frames`` refuses ``data.source: ava`` on the native timeline (a 24 or 25 fps
+    movie would be indexed at its own rate): exit 2, naming frames.timeline_fps."""
+    repo = Path(__file__).resolve().parents[1]
+    params = (repo / "params.yaml").read_text()
+    params = params.replace("source: synthetic ", "source: ava ", 1)
+    params = params.replace('root: ""', f"root: {download}", 1)
+    params = params.replace("video_start: 900", f"video_start: {START}", 1)
+    assert "timeline_fps: null" in params
+    (tmp_path / "params.yaml").write_text(params)
+    env = {"PYTHONPATH": str(repo), "PATH": "/usr/bin:/bin"}
+    subprocess.run([sys.executable, "-m", "stages.make_dataset", "--out",
+                    str(tmp_path / "dataset"), "--metrics", str(tmp_path / "m.json")],
+                   cwd=tmp_path, capture_output=True, text=True, env=env, check=True)
+    result = subprocess.run([sys.executable, "-m", "stages.extract_frames", "--dataset",
+                             str(tmp_path / "dataset"), "--out", str(tmp_path / "frames"),
+                             "--metrics", str(tmp_path / "f.json")],
+                            cwd=tmp_path, capture_output=True, text=True, env=env)
+    assert result.returncode == 2, result.stderr
+    assert "frames.timeline_fps" in result.stderr and "30" in result.stderr
+    assert not (tmp_path / "frames").exists()
