@@ -10,7 +10,7 @@ is the source frame shown at ``k / 30`` s whatever the movie's own rate;
 :func:`timeline_source_frames` picks that frame by presentation timestamps as ffmpeg's ``fps``
 filter does (default ``round=near``): a source frame is placed at its start time rounded to
 the nearest timeline tick (halves away from zero), and timeline frame ``k`` shows the last
-source frame placed at or before ``k``, that is the last one starting before ``(k + 1/2) / rate``.
+source frame placed at or before ``k``, i.e. the last one starting before ``(k + 1/2) / rate``.
 
 Codebases disagree by one frame on where a keyframe is (see the reference notes):
 

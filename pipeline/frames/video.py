@@ -4,7 +4,7 @@ Frame indices count frames of the video's timeline: its own frames, or a fixed r
 30 fps) onto which the source frames are laid by their presentation timestamps, as
 ``ffmpeg -r`` does (:func:`pipeline.ava.clock.timeline_source_frames`). The timestamps are read
 exactly, as integers, by demuxing with PyAV (decord reports them as float32, too coarse to
-settle ties an hour into a movie); decord still decodes, by source frame index.
+settle ties 15 minutes into a movie); decord still decodes, by source frame index.
 
 Every failure to read a video becomes an InputError naming the video and its path, so the
 stage can report (or skip) that video instead of dying with a decoder traceback.
