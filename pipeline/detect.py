@@ -1,17 +1,22 @@
 """``stad detect``: run a trained detector over any video file (mmaction2's spatio-temporal demo).
 
 For every keyframe (``rate`` per second, the first at frame 0) the model reads the same clip
-the frame store would hold for it (``config.clip_len`` frames ``config.frame_interval`` apart,
-the keyframe at ``clip_len // 2``, indices clamped at the video's ends; the ``pyslowfast``
-clock: keyframe at second ``t`` is frame ``round(fps * (t - timestamp_start))``), resized and
-normalised by the training code's own test-time functions, and scores the person boxes given
-for that keyframe. Outputs in ``out_dir``:
+the frame store it was trained on would hold for it (``config.clip_len`` frames
+``config.frame_interval`` apart, the keyframe at ``clip_len // 2``, indices clamped at the
+video's ends), on the same clock: the checkpoint's frame timeline (AVA's 30 fps: frame ``k`` is
+the source frame shown at ``k / 30`` s, whatever the video's rate; or the video's own frames)
+and keyframe convention (``pyslowfast``: second ``t`` is frame ``round(fps * (t -
+timestamp_start))``; ``mmaction2``: one frame later). Checkpoints that record neither (older
+files, converted Kinetics recognizers) read the video's own frames, ``pyslowfast``. The clip is
+resized and normalised by the training code's own test-time functions, and scores the person
+boxes given for that keyframe. Outputs in ``out_dir``:
 
 - ``detections.csv``: AVA result rows (``video_id`` = the file stem, ``timestamp`` = whole
   seconds, ``timestamp_start`` + seconds from the video's start; normalised boxes), every class
   scoring > ``MIN_ACTION_SCORE`` as the training stage writes them for evaluation;
 - ``detections.parquet``: the same rows (float32, the precision the model produced);
-- ``annotated.mp4``: the whole video at its own frame rate, each keyframe's detections held from
+- ``annotated.mp4``: the whole video on the model's timeline (at its own frame rate, or the
+  timeline's: 30 fps for AVA models), each keyframe's detections held from
   its frame until the next keyframe's, every person box drawn with its ``top_k`` actions scoring
   >= ``score_threshold``; videos with a short side under ``ANNOTATED_MIN_SHORT_SIDE`` are
   enlarged by a whole factor (nearest neighbour) so the labels stay legible.
@@ -42,7 +47,7 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 from tqdm import tqdm
 
-from pipeline.ava.clock import clip_frame_indices, keyframe_frame_index
+from pipeline.ava.clock import CONVENTIONS, clip_frame_indices, keyframe_frame_index
 from pipeline.ava.label_map import read_label_map
 from pipeline.ava.proposals import read_proposal_pickle
 from pipeline.ava.results import write_results_csv, write_results_parquet
@@ -147,8 +152,11 @@ def detect_video(video: str | Path, *, checkpoint: str | Path, out_dir: str | Pa
                  label_map: str | Path | None = None, rate: float = 1.0, top_k: int = 3,
                  score_threshold: float = 0.3, person_threshold: float = 0.9,
                  short_side: int | None = None, device: str = "auto", timestamp_start: int = 0,
-                 progress: bool = True) -> DetectResult:
-    """Detect actions in ``video`` with a stad-v1 checkpoint; see the module doc for outputs."""
+                 convention: str | None = None, timeline_fps: int | None = None,
+                 native_timeline: bool = False, progress: bool = True) -> DetectResult:
+    """Detect actions in ``video`` with a stad-v1 checkpoint; see the module doc for outputs.
+    ``convention``, ``timeline_fps`` or ``native_timeline`` override the clock the checkpoint
+    records (for checkpoints trained elsewhere)."""
     if (proposals is None) == (detector_weights is None):
         raise InputError("give exactly one source of person boxes, --proposals FILE or "
                          "--detector-weights PATH (got "
@@ -165,14 +173,22 @@ def detect_video(video: str | Path, *, checkpoint: str | Path, out_dir: str | Pa
         raise InputError(f"must be >= 0, got {timestamp_start}", key="--timestamp-start")
     if short_side is not None and short_side < 1:
         raise InputError(f"must be a positive integer, got {short_side}", key="--short-side")
+    if convention is not None and convention not in CONVENTIONS:
+        raise InputError(f"must be one of {CONVENTIONS}, got {convention!r}", key="--convention")
+    if timeline_fps is not None and (timeline_fps < 1 or native_timeline):
+        raise InputError(f"must be a positive integer and not given with --native-timeline, "
+                         f"got {timeline_fps}", key="--timeline-fps")
     try:
         torch_device = resolve_device(device)
     except RuntimeError as error:
         raise InputError(str(error), key="--device") from None
     video = Path(video)
-    source = open_video(video.stem, video, lambda width, height: (width, height))
-
     stad = read_stad_checkpoint(checkpoint)
+    convention = convention or stad.frame_convention or "pyslowfast"
+    if not native_timeline:
+        timeline_fps = timeline_fps or stad.timeline_fps
+    source = open_video(video.stem, video, lambda width, height: (width, height), timeline_fps)
+
     model = build_detector_from_checkpoint(checkpoint, stad)
     config = model.config
     if config.uses_bank:
@@ -186,8 +202,12 @@ def detect_video(video: str | Path, *, checkpoint: str | Path, out_dir: str | Pa
     action_ids, names = _classes(label_map, config.num_classes, stad.labels)
     columns = torch.tensor(action_ids, dtype=torch.long, device=torch_device)
 
+    def frame_of(timestamp: int) -> int:
+        return keyframe_frame_index(timestamp, fps=source.fps, timestamp_start=timestamp_start,
+                                    convention=convention)
+
     timestamps = [timestamp_start]
-    while _frame_of(timestamps[-1] + period, source, timestamp_start) < source.num_frames:
+    while frame_of(timestamps[-1] + period) < source.num_frames:
         timestamps.append(timestamps[-1] + period)
     if proposals is not None:
         given = load_file_proposals(proposals, source.video_id, timestamps,
@@ -203,7 +223,7 @@ def detect_video(video: str | Path, *, checkpoint: str | Path, out_dir: str | Pa
         indices = clip_frame_indices(timestamp, fps=source.fps, timestamp_start=timestamp_start,
                                      clip_len=config.clip_len,
                                      frame_interval=config.frame_interval,
-                                     num_frames=source.num_frames)
+                                     convention=convention, num_frames=source.num_frames)
         clip = source.get_frames(indices)
         if detector is not None:
             boxes, person_scores = detector(clip[config.clip_len // 2])
@@ -223,13 +243,9 @@ def detect_video(video: str | Path, *, checkpoint: str | Path, out_dir: str | Pa
     write_results_csv(result.csv, table)
     write_results_parquet(result.parquet, table)
     captions = [_captions(p, action_ids, names, top_k, score_threshold) for p in predictions]
-    starts = [_frame_of(t, source, timestamp_start) for t in timestamps]
+    starts = [frame_of(t) for t in timestamps]
     write_annotated_video(result.video, source, starts, captions, progress=progress)
     return result
-
-
-def _frame_of(timestamp: int, source: VideoSource, timestamp_start: int) -> int:
-    return keyframe_frame_index(timestamp, fps=source.fps, timestamp_start=timestamp_start)
 
 
 def _classes(label_map: str | Path | None, num_classes: int,
@@ -371,6 +387,13 @@ def add_detect_command(subparsers: argparse._SubParsersAction) -> argparse.Argum
                    f"{DEFAULT_SHORT_SIDE})")
     p.add_argument("--timestamp-start", type=int, default=0,
                    help="second of the video's first frame (900 for AVA's cut clips)")
+    p.add_argument("--convention", choices=CONVENTIONS,
+                   help="keyframe convention (default: the checkpoint's, else pyslowfast)")
+    clock = p.add_mutually_exclusive_group()
+    clock.add_argument("--timeline-fps", type=int, help="read frames on a timeline of this "
+                       "rate, as ffmpeg -r does (30 for AVA models; default: the checkpoint's)")
+    clock.add_argument("--native-timeline", action="store_true",
+                       help="read the video's own frames, whatever the checkpoint records")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.set_defaults(func=_run_detect)
     return p
@@ -382,7 +405,9 @@ def _run_detect(args: argparse.Namespace) -> int:
         detector_weights=args.detector_weights, detector_arch=args.detector_arch,
         label_map=args.label_map, rate=args.rate, top_k=args.top_k,
         score_threshold=args.score_threshold, person_threshold=args.person_threshold,
-        short_side=args.short_side, device=args.device, timestamp_start=args.timestamp_start)
+        short_side=args.short_side, device=args.device, timestamp_start=args.timestamp_start,
+        convention=args.convention, timeline_fps=args.timeline_fps,
+        native_timeline=args.native_timeline)
     print(f"{result.keyframes} keyframes, {result.rows} detections: wrote {result.csv}, "
           f"{result.parquet}, {result.video}")
     return 0

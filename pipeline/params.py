@@ -71,6 +71,8 @@ class FramesParams:
     frame_interval: int
     short_side: int | None
     convention: Literal["pyslowfast", "mmaction2"]
+    timeline_fps: int | None
+    train_jitter: bool
     shard_clips: int
     clevel: int
     shuffle: Literal["noshuffle", "shuffle", "bitshuffle"]
@@ -85,7 +87,8 @@ class FramesParams:
         return FrameSpec(clip_len=self.clip_len, frame_interval=self.frame_interval,
                          short_side=self.short_side, timestamp_start=timestamp_start,
                          convention=self.convention, shard_clips=self.shard_clips,
-                         clevel=self.clevel, shuffle=self.shuffle)
+                         clevel=self.clevel, shuffle=self.shuffle,
+                         timeline_fps=self.timeline_fps, train_jitter=self.train_jitter)
 
 
 @dataclass(frozen=True)

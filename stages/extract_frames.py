@@ -11,7 +11,9 @@ from pathlib import Path
 import pandas as pd
 
 from pipeline.ava.annotations import read_annotations
+from pipeline.ava.clock import AVA_FPS
 from pipeline.dataset import read_manifest
+from pipeline.errors import InputError
 from pipeline.frames import extract_frames
 from pipeline.io import write_json
 from pipeline.params import load_params
@@ -41,6 +43,13 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     frames = load_params(groups=PARAMS).frames
     manifest = read_manifest(args.dataset)
+    if manifest.source == "ava" and frames.timeline_fps != AVA_FPS:
+        # AVA's timestamps and mmaction2's frame files count 30-fps frames, whatever the
+        # movie's own rate; the native timeline would shift clips of 24 or 25 fps movies
+        raise InputError(f"data.source is 'ava', whose frame indices count {AVA_FPS}-fps "
+                         f"frames: set frames.timeline_fps: {AVA_FPS} (got "
+                         f"{frames.timeline_fps})", path=Path("params.yaml"),
+                         key="frames.timeline_fps")
     videos, keyframes = annotated_keyframes(args.dataset)
     summary = extract_frames(videos, keyframes, args.out / "frames.zarr",
                              args.out / "keyframes.parquet",

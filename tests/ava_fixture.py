@@ -1,8 +1,10 @@
 """An AVA-shaped download in miniature: the official layout, names, ids and clock, tiny pixels.
 
-Each video is what mmaction2's preparation script cuts from a movie: seconds 900..1801 at
-30 fps, 27,030 frames, every frame painting its own number (``video_utils``), so a stored clip
-can be checked frame-exactly against AVA's clock. Annotations, exclusions and FAIR-style
+Each video is what mmaction2's preparation script cuts from a movie: seconds 900..1801, every
+frame painting its own number (``video_utils``), so a stored clip can be checked frame-exactly
+against AVA's clock. The videos keep their movies' rates, 24, 25, 29.97 and 30 fps
+(``FPS_OF``), as AVA's do: on AVA's 30-fps timeline each is 27,030 frames, the frames
+``ffmpeg -r 30`` gives. Annotations, exclusions and FAIR-style
 proposal pickles use the official file names of the chosen version, 11-character video ids,
 zero-padded timestamps inside 902..1798 and AVA's action ids: the CSVs hold all 80 actions on
 the annotated seconds, the label map is the 60 evaluated ones, and the full 80-action list is
@@ -12,8 +14,10 @@ there too, as in AVA's download. Like FAIR's pickles, the proposals lack some ke
 
 from __future__ import annotations
 
+import math
 import pickle
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -52,7 +56,9 @@ NOT_EVALUATED = (2, 16, 18, 19, 21, 23, 25, 31, 32, 33, 35, 39, 40, 42, 44, 50, 
 # the 60 evaluated actions (item form, as ava_action_list_v2.2_for_activitynet_2019.pbtxt)
 LABELS = {i: name for i, name in ACTIONS.items() if i not in NOT_EVALUATED}
 TRAIN_IDS = ("-5KQ66BBWC4", "1j20qq1JyX4")
-VAL_IDS = ("2qQs3Y9OJX0",)
+VAL_IDS = ("2qQs3Y9OJX0", "5BDj0ow5hnA")
+FPS_OF = {"-5KQ66BBWC4": Fraction(24), "1j20qq1JyX4": Fraction(25), "2qQs3Y9OJX0": Fraction(30),
+          "5BDj0ow5hnA": Fraction(30000, 1001)}   # each video's own rate
 MISSING_ID = "4ZpjKfu6Cl8"   # annotated in train, no video file (with ``missing_video``)
 NO_PROPOSALS_EVERY = 5       # every 5th annotated second of a video has no proposal key
 
@@ -115,10 +121,12 @@ def make_ava_fixture(root: str | Path, *, version: str = "2.2", every: int = 60,
     for split, ids in (("train", train_ids), ("val", VAL_IDS)):
         rows, proposals, first = [], {}, 0
         for video_id in ids:
-            if video_id != MISSING_ID:
+            if video_id != MISSING_ID:   # seconds video_start..1801 at the video's own rate
+                rate = FPS_OF[video_id]
+                seconds = VIDEO_START + FRAMES // FPS - video_start
                 write_video(root / "videos" / f"{video_id}.mp4",
-                            num_frames=FRAMES - (video_start - VIDEO_START) * FPS, fps=FPS,
-                            width=width, height=height, gop=8 * FPS)
+                            num_frames=math.ceil(seconds * rate), fps=rate, width=width,
+                            height=height, gop=8 * round(rate))
             for k, t in enumerate(annotated_seconds(every, first=video_start + 2)):
                 people = _people(rng, video_id, int(t), first)
                 first += 6

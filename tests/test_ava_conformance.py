@@ -1,6 +1,8 @@
 """The whole DAG on an AVA-shaped download (``tests/ava_fixture.py``) through a real
-``dvc repro``: official layout and names, movie-length videos, AVA's clock checked
-frame-exactly in the stored clips under both frame index conventions."""
+``dvc repro``: official layout and names, movie-length videos at 24, 25, 29.97 and 30 fps,
+AVA's clock checked frame-exactly in the stored clips under both frame index conventions: every
+stored frame is the one ``ffmpeg -r 30`` gives at its index (libavfilter's fps filter as the
+reference)."""
 
 from __future__ import annotations
 
@@ -12,12 +14,12 @@ import pandas as pd
 import pytest
 import zarr
 
-from ava_fixture import (ACTIONS, LABELS, MISSING_ID, TRAIN_IDS, VAL_IDS,
+from ava_fixture import (ACTIONS, FPS, FPS_OF, FRAMES, LABELS, MISSING_ID, TRAIN_IDS, VAL_IDS,
                          expected_keyframe_frame, make_ava_fixture)
 from pipeline.ava.annotations import read_annotations
 from pipeline.cli import main as stad
 from test_pipeline_dvc import _ran_stages, _sh, project_copy
-from video_utils import read_frame_number
+from video_utils import ffmpeg_rate_numbers, read_frame_number
 
 
 @pytest.fixture(scope="module")
@@ -34,8 +36,14 @@ data:
     version: "2.2"
     video_start: 900
     skip_missing_videos: true
+frames:
+  timeline_fps: 30
+  train_jitter: true
 proposals:
   source: pickle
+baseline:
+  data:
+    temporal_jitter: true
 lfb:
   dtype: float32   # one smoke epoch on painted digits leaves BN statistics raw: features > 65504
 """)
@@ -44,20 +52,37 @@ lfb:
     return fixture, root, env
 
 
-def _check_clock(root: Path, convention: str, frame_interval: int) -> int:
-    """Every stored frame shows the number AVA's clock gives it; returns clips checked."""
+def _check_clock(root: Path, fixture, convention: str, frame_interval: int) -> dict[str, int]:
+    """Every stored frame shows the source frame ``ffmpeg -r 30`` gives at the index AVA's clock
+    gives it; train videos hold the stride-1 span the temporal jitter reaches (interval 2: each
+    frame -1 or 0, so offsets -5..2 for 4 frames). Returns the frames checked per video rate."""
     index = pd.read_parquet(root / "data/frames/keyframes.parquet")
     store = zarr.open_group(root / "data/frames/frames.zarr", mode="r")
     assert store.attrs["convention"] == convention and store.attrs["timestamp_start"] == 900
+    assert store.attrs["timeline_fps"] == FPS
+    checked = {}
     for video_id, rows in index.groupby("video_id"):
         clips = store[video_id][:]
+        assert store[video_id].attrs["num_frames"] == FRAMES
+        if set(rows["split"]) == {"train"}:
+            offsets = np.arange(-5, 3)
+            assert store[video_id].attrs["offsets"] == offsets.tolist()
+        else:
+            offsets = (np.arange(4) - 2) * frame_interval
+        assert clips.shape[1] == len(offsets)
+        wanted = {int(t): np.clip(expected_keyframe_frame(int(t), convention) + offsets, 0,
+                                  FRAMES - 1) for t in rows["timestamp"]}
+        reference = ffmpeg_rate_numbers(fixture.root / "videos" / f"{video_id}.mp4", FPS,
+                                        at=np.concatenate(list(wanted.values())))
+        assert len(reference) == FRAMES, (video_id, len(reference))
         for _, row in rows.iterrows():
             clip = clips[int(row["row"])]
-            key = expected_keyframe_frame(int(row["timestamp"]), convention)
-            offsets = (np.arange(len(clip)) - len(clip) // 2) * frame_interval
             shown = [read_frame_number(frame) for frame in clip]
-            assert shown == list(key + offsets), (video_id, int(row["timestamp"]), shown)
-    return len(index)
+            expected = [reference[k] for k in wanted[int(row["timestamp"])]]
+            assert shown == expected, (video_id, int(row["timestamp"]), shown, expected)
+        checked[str(FPS_OF[video_id])] = clips.shape[0] * clips.shape[1]
+    print(f"{convention}: frames checked against ffmpeg -r 30, by source rate: {checked}")
+    return checked
 
 
 def test_ava_download_runs_through_the_dag_with_ava_clock(ava_repo):
@@ -80,8 +105,10 @@ def test_ava_download_runs_through_the_dag_with_ava_clock(ava_repo):
     assert manifest["timestamp_start"] == 900
     assert set(manifest["proposals"]) == {"train", "val"}
 
-    checked = _check_clock(root, "pyslowfast", frame_interval=2)
-    assert checked == len(fixture.keyframes)
+    checked = _check_clock(root, fixture, "pyslowfast", frame_interval=2)
+    assert set(checked) == {"24", "25", "30000/1001", "30"}
+    splits = fixture.keyframes["split"]   # the smoke store: 4 frames per clip, 8 in a span
+    assert sum(checked.values()) == 8 * (splits == "train").sum() + 4 * (splits == "val").sum()
     index = pd.read_parquet(root / "data/frames/keyframes.parquet")
     assert index["timestamp"].max() == 1798   # the last keyframe of AVA's clock is stored
 
@@ -112,6 +139,8 @@ def test_mmaction2_convention_reads_one_frame_later(ava_repo):
     try:
         result = _sh(["dvc", "repro", "-s", "extract_frames"], root, env)
         assert _ran_stages(result.stdout) == ["extract_frames"], result.stdout
-        assert _check_clock(root, "mmaction2", frame_interval=2) == len(fixture.keyframes)
+        checked = _check_clock(root, fixture, "mmaction2", frame_interval=2)
+        splits = fixture.keyframes["split"]
+        assert sum(checked.values()) == 8 * (splits == "train").sum() + 4 * (splits == "val").sum()
     finally:
         (root / "params.yaml").write_text(params)

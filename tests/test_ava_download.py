@@ -55,7 +55,7 @@ def test_a_good_download_is_indexed_and_its_annotations_copied(download, tmp_pat
     assert manifest.proposals["val"].endswith("ava_dense_proposals_val.FAIR.recall_93.9.pkl")
     assert manifest.fingerprints[VAL_IDS[0]]["frames"] == (1801 - START) * 30
     assert report.to_json()["num_skipped_videos"] == 0
-    assert report.videos == {"train": 2, "val": 1}
+    assert report.videos == {"train": len(TRAIN_IDS), "val": len(VAL_IDS)}
     # AVA's other 20 actions are kept in the copy (neither trained nor scored), and counted
     table = read_annotations(download / TRAIN_CSV)
     assert report.rows_outside_label_map["train"] == (~table["action_id"].isin(LABELS)).sum() > 0
@@ -105,7 +105,7 @@ def test_missing_and_short_videos_are_listed_together(download, tmp_path):
     with pytest.raises(InputError) as error:
         index(download, tmp_path / "out")
     text = str(error.value)
-    assert "2 of 3 annotated videos" in text
+    assert f"2 of {len(TRAIN_IDS) + len(VAL_IDS)} annotated videos" in text
     assert f"{TRAIN_IDS[0]} (train): missing" in text
     assert f"{VAL_IDS[0]} (val): too short: 300 frames" in text and "1798 s" in text
 
@@ -162,3 +162,26 @@ def test_the_stage_exits_non_zero_with_the_message(download, tmp_path):
     assert result.returncode == 2, result.stderr
     assert f"{VAL_IDS[0]} (val): missing" in result.stderr
     assert not (tmp_path / "dataset").exists() and not (tmp_path / "m.json").exists()
+
+
+def test_frames_of_an_ava_download_need_its_30fps_timeline(download, tmp_path):
+    """``extract_frames`` refuses ``data.source: ava`` on the native timeline (a 24 or 25 fps
+    movie would be indexed at its own rate): exit 2, naming frames.timeline_fps."""
+    repo = Path(__file__).resolve().parents[1]
+    params = (repo / "params.yaml").read_text()
+    params = params.replace("source: synthetic ", "source: ava ", 1)
+    params = params.replace('root: ""', f"root: {download}", 1)
+    params = params.replace("video_start: 900", f"video_start: {START}", 1)
+    assert "timeline_fps: null" in params
+    (tmp_path / "params.yaml").write_text(params)
+    env = {"PYTHONPATH": str(repo), "PATH": "/usr/bin:/bin"}
+    subprocess.run([sys.executable, "-m", "stages.make_dataset", "--out",
+                    str(tmp_path / "dataset"), "--metrics", str(tmp_path / "m.json")],
+                   cwd=tmp_path, capture_output=True, text=True, env=env, check=True)
+    result = subprocess.run([sys.executable, "-m", "stages.extract_frames", "--dataset",
+                             str(tmp_path / "dataset"), "--out", str(tmp_path / "frames"),
+                             "--metrics", str(tmp_path / "f.json")],
+                            cwd=tmp_path, capture_output=True, text=True, env=env)
+    assert result.returncode == 2, result.stderr
+    assert "frames.timeline_fps" in result.stderr and "30" in result.stderr
+    assert not (tmp_path / "frames").exists()

@@ -42,7 +42,7 @@ class TinyData:
 def build_tiny_data(root: Path, *, videos: int = 2, seconds: int = 8, width: int = 80,
                     height: int = 64, clip_len: int = 8, frame_interval: int = 2,
                     seed: int = 0, val_videos: int = 1,
-                    unreadable: tuple[str, ...] = ()) -> TinyData:
+                    unreadable: tuple[str, ...] = (), train_jitter: bool = False) -> TinyData:
     """Videos 0..n-1-val_videos are train, the others val; 2-3 people per keyframe, 3 classes.
 
     ``unreadable`` video ids get a corrupt file: extraction skips them
@@ -62,8 +62,8 @@ def build_tiny_data(root: Path, *, videos: int = 2, seconds: int = 8, width: int
     frames_dir, keyframes_path = root / "frames.zarr", root / "keyframes.parquet"
     extract_frames(paths, keyframes, frames_dir, keyframes_path,
                    FrameSpec(clip_len=clip_len, frame_interval=frame_interval, short_side=height,
-                             timestamp_start=0), skip_bad_videos=bool(unreadable),
-                   progress=False)
+                             timestamp_start=0, train_jitter=train_jitter),
+                   skip_bad_videos=bool(unreadable), progress=False)
     label_map = LabelMap(ids=(1, 3, 5), names={1: "stand", 3: "sit", 5: "walk"})
     write_label_map(root / "labels.pbtxt", label_map)
 
@@ -97,7 +97,8 @@ def build_tiny_data(root: Path, *, videos: int = 2, seconds: int = 8, width: int
 
 
 def tiny_dataset(data: TinyData, split: str, transform, *, frames_per_clip: int = 4,
-                 frame_stride: int = 2, exclusions: bool = False) -> KeyframeDataset:
+                 frame_stride: int = 2, exclusions: bool = False,
+                 temporal_jitter: bool = False) -> KeyframeDataset:
     from pipeline.ava.annotations import read_annotations
     from pipeline.ava.exclusions import read_exclusions
 
@@ -108,7 +109,8 @@ def tiny_dataset(data: TinyData, split: str, transform, *, frames_per_clip: int 
         proposals=pd.read_parquet(data.proposals_path),
         exclusions=read_exclusions(data.exclusions[split]) if exclusions else None,
         split=split, frames_per_clip=frames_per_clip, frame_stride=frame_stride,
-        transform=transform, num_classes=data.label_map.num_classes)
+        transform=transform, num_classes=data.label_map.num_classes,
+        temporal_jitter=temporal_jitter)
 
 
 @pytest.fixture(scope="module")
@@ -124,6 +126,52 @@ def test_clip_is_the_strided_subset_around_the_keyframe(data):
     # stored: 8 frames spaced 2 (offsets -8..6); read: 4 frames spaced 2 stored frames = 4 raw
     assert numbers == [key_frame - 8, key_frame - 4, key_frame, key_frame + 4]
     assert sample["clip"].dtype == torch.uint8 and sample["clip"].shape == (4, 64, 80, 3)
+
+
+@pytest.fixture(scope="module")
+def jitter_data(tmp_path_factory) -> TinyData:
+    """A 4x4 store whose train video holds the stride-1 jitter span (16 frames, -10..5)."""
+    return build_tiny_data(tmp_path_factory.mktemp("jitter"), clip_len=4, frame_interval=4,
+                           train_jitter=True)
+
+
+def test_temporal_jitter_moves_each_frame_on_its_own_as_mmaction2(jitter_data):
+    """Interval 4: each frame moves by its own draw from [-2, 2), fresh per epoch seed and the
+    same for the same (seed, index); without jitter the same store gives the nominal clip."""
+    transform = eval_transform(short_side=64)
+    jittered = tiny_dataset(jitter_data, "train", transform, frame_stride=1, temporal_jitter=True)
+    nominal = np.array([-8, -4, 0, 4])
+    moves = []
+    for seed in range(40):
+        sample = jittered[(2, seed)]
+        shown = np.array([read_frame_number(f) for f in sample["clip"].numpy()])
+        moves.append(shown - (sample["timestamp"] * FPS + nominal))
+    moves = np.array(moves)
+    assert set(np.unique(moves)) == {-2, -1, 0, 1}
+    assert (moves != moves[:, :1]).any(axis=1).mean() > 0.5   # per frame, not one per clip
+    torch.testing.assert_close(jittered[(2, 7)]["clip"], jittered[(2, 7)]["clip"])
+    plain = tiny_dataset(jitter_data, "train", transform, frame_stride=1)
+    sample = plain[(2, 7)]
+    assert [read_frame_number(f) for f in sample["clip"].numpy()] == list(
+        sample["timestamp"] * FPS + nominal)
+    val = tiny_dataset(jitter_data, "val", transform, frame_stride=1)   # stored as the clip
+    assert val.frame_store().array("vid1").shape[1] == 4
+    assert [read_frame_number(f) for f in val[0]["clip"].numpy()] == list(
+        val[0]["timestamp"] * FPS + nominal)
+
+
+def test_jitter_needs_a_store_holding_its_span(data, jitter_data):
+    from dataclasses import replace
+
+    from pipeline.engine.baseline import frame_stride
+    from pipeline.models import get_preset
+
+    model = replace(get_preset("tiny"), clip_len=4, frame_interval=4)
+    assert frame_stride(FrameStore(jitter_data.frames_dir), model, temporal_jitter=True) == 1
+    with pytest.raises(InputError, match="frames.train_jitter: true"):
+        frame_stride(FrameStore(data.frames_dir), model, temporal_jitter=True)
+    with pytest.raises(ValueError, match="not offset"):
+        tiny_dataset(data, "train", eval_transform(short_side=64), temporal_jitter=True)[0]
 
 
 def test_clip_frame_subset_rejects_what_the_store_lacks():

@@ -14,6 +14,8 @@ import torch
 import yaml
 from torchvision.models import detection
 
+import pipeline.detect as detect_module
+from pipeline.ava.clock import clip_frame_indices
 from pipeline.ava.proposals import write_proposal_pickle
 from pipeline.ava.results import read_results
 from pipeline.cli import main
@@ -25,6 +27,7 @@ from pipeline.models import Detector, ModelConfig, get_preset
 from pipeline.models.checkpoint import save_stad_checkpoint
 from pipeline.proposals.torchvision_detector import COCO_PERSON
 from test_data_loading import FPS, TinyData, build_tiny_data
+from video_utils import ffmpeg_rate_numbers, read_frame_number, write_video
 
 REPO = Path(__file__).resolve().parents[1]
 SECONDS = 6                  # 4 train keyframes (1..4): one batch of the smoke size
@@ -186,6 +189,56 @@ def test_detect_with_proposals_parquet_follows_the_clock(smoke, tmp_path, capsys
     err = capsys.readouterr().err
     assert str(data.proposals_path) in err and "900..905" in err
     assert not (tmp_path / "ava").exists()
+
+
+@pytest.fixture(scope="module")
+def film(tmp_path_factory) -> Path:
+    """5 s of numbered frames at 25 fps, the rate of many AVA movies."""
+    return write_video(tmp_path_factory.mktemp("film") / "film.mp4", num_frames=125, fps=25)
+
+
+AVA_CLOCK = {"frame_convention": "mmaction2", "timeline_fps": 30}
+
+
+@pytest.mark.parametrize("recorded, flags, convention, timeline_fps", [
+    (AVA_CLOCK, [], "mmaction2", 30),                   # an AVA preset's checkpoint
+    ({}, [], "pyslowfast", None),                       # a checkpoint that records no clock
+    ({"frame_convention": "pyslowfast", "timeline_fps": None}, ["--timeline-fps", "30"],
+     "pyslowfast", 30),
+    (AVA_CLOCK, ["--convention", "pyslowfast", "--native-timeline"], "pyslowfast", None),
+])
+def test_detect_reads_the_frames_of_the_checkpoints_clock(film, tmp_path, monkeypatch, recorded,
+                                                          flags, convention, timeline_fps):
+    """Each keyframe's clip is the one the checkpoint's frame store held: on a 25 fps film an
+    AVA checkpoint reads the frames ffmpeg -r 30 gives (libavfilter's fps filter as the
+    reference), its keyframe one frame late; the annotated video is on the same timeline."""
+    config = replace(get_preset("tiny"), num_classes=6)
+    checkpoint = tmp_path / "model.pt"
+    save_stad_checkpoint(checkpoint, model=Detector(config), preset=None, **recorded)
+    pickle_path = tmp_path / "proposals.pkl"
+    write_proposal_pickle(pickle_path, _proposals("film"))
+    shown: list[list[int]] = []
+    score = detect_module._score
+
+    def spy(model, transform, clip, *args):
+        shown.append([read_frame_number(frame) for frame in clip])
+        return score(model, transform, clip, *args)
+
+    monkeypatch.setattr(detect_module, "_score", spy)
+    out = tmp_path / "out"
+    assert main(["detect", str(film), "--checkpoint", str(checkpoint), "--proposals",
+                 str(pickle_path), "--short-side", "48", "--device", "cpu", "--out", str(out),
+                 *flags]) == 0
+    frames = ffmpeg_rate_numbers(film, 30) if timeline_fps else list(range(125))
+    assert len(frames) == (150 if timeline_fps else 125)
+    assert len(shown) == 5        # keyframes at 0..4 s
+    for t, clip in enumerate(shown):
+        wanted = clip_frame_indices(t, fps=timeline_fps or 25, timestamp_start=0,
+                                    clip_len=config.clip_len,
+                                    frame_interval=config.frame_interval,
+                                    convention=convention, num_frames=len(frames))
+        assert clip == [frames[k] for k in wanted], (t, clip)
+    assert len(decord.VideoReader(str(out / "annotated.mp4"))) == len(frames)
 
 
 @pytest.fixture(scope="module")

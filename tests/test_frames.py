@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from fractions import Fraction
 from pathlib import Path
 
 import decord
@@ -12,11 +13,12 @@ import pyarrow.parquet as pq
 import pytest
 import zarr
 
-from pipeline.ava.clock import clip_frame_indices
+from pipeline.ava.clock import clip_frame_indices, timeline_source_frames
 from pipeline.errors import InputError
 from pipeline.frames import INDEX_SCHEMA, FrameSpec, FrameStore, extract_frames
 from pipeline.io import partial_path
-from video_utils import COLOR_ROW, read_frame_number, render_frame, write_video
+from video_utils import (COLOR_ROW, ffmpeg_rate_numbers, read_frame_number, render_frame,
+                         write_video)
 
 FPS = 10
 
@@ -223,8 +225,98 @@ def test_truncated_video_error_names_video_and_frame(tmp_path):
         _run(tmp_path, {"short": short}, _keyframes({"short": [1, 3]}), spec)
 
 
+# 21 s: long enough for 29.97 fps to reach its first tie (frame 500 starts at 500.5 ticks)
+RATES = {"24": Fraction(24), "25": Fraction(25), "29.97": Fraction(30000, 1001), "30": Fraction(30)}
+
+
+@pytest.fixture(scope="module")
+def rate_videos(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("rates")
+    return {name: write_video(root / f"r{name}.mp4", num_frames=int(21 * rate) + 1, fps=rate)
+            for name, rate in RATES.items()}
+
+
+@pytest.mark.parametrize("rate", list(RATES))
+@pytest.mark.parametrize("convention", ["pyslowfast", "mmaction2"])
+def test_30fps_timeline_stores_the_frames_ffmpeg_r30_gives(tmp_path, rate_videos, rate,
+                                                          convention):
+    """AVA's clock on 24, 25, 29.97 and 30 fps files: every stored frame (30 per keyframe,
+    stride 1, so every frame of the timeline) is the one libavfilter's fps=30 outputs there."""
+    video = rate_videos[rate]
+    reference = ffmpeg_rate_numbers(video, 30)
+    kf = _keyframes({"v": list(range(100, 121))})
+    spec = FrameSpec(clip_len=30, frame_interval=1, short_side=None, timestamp_start=100,
+                     convention=convention, shard_clips=8, timeline_fps=30)
+    _run(tmp_path, {"v": video}, kf, spec)
+    store = FrameStore(tmp_path / "out" / "frames.zarr")
+    assert store.timeline_fps == 30 and store.attrs["fps"] == 30
+    attrs = store.array("v").attrs
+    assert attrs["num_frames"] == len(reference)
+    assert attrs["source_fps"] == pytest.approx(float(RATES[rate]))
+    assert attrs["source_frames"] == int(21 * RATES[rate]) + 1
+    checked = 0
+    for row in store.index.itertuples():
+        wanted = clip_frame_indices(row.timestamp, fps=30, timestamp_start=100, clip_len=30,
+                                    frame_interval=1, convention=convention,
+                                    num_frames=len(reference))
+        shown = [read_frame_number(frame) for frame in store.clip("v", row.row)]
+        assert shown == [reference[k] for k in wanted], (rate, row.timestamp)
+        checked += len(shown)
+    assert checked == 21 * 30
+
+
+def test_timeline_ties_fall_as_ffmpeg_rounds_them():
+    """A 24 fps frame starting exactly between two 30 fps ticks belongs to the later tick
+    (halves away from zero), so tick 2 still shows frame 1; 29.97 fps frame 500 likewise."""
+    film = timeline_source_frames(np.arange(10) * 512, time_base=Fraction(1, 12288),
+                                  end_pts=10 * 512, rate=30)
+    assert film.tolist() == [0, 1, 1, 2, 3, 4, 5, 5, 6, 7, 8, 9, 9]   # ends at 12.5 ticks: 13
+    ntsc = timeline_source_frames(np.arange(600) * 1001, time_base=Fraction(1, 30000),
+                                  end_pts=600 * 1001, rate=30)
+    assert ntsc[499:503].tolist() == [499, 499, 500, 501] and len(ntsc) == 601
+    # the timeline counts from the first frame, wherever the container's clock starts
+    shifted = timeline_source_frames(np.arange(10) * 512 + 700, time_base=Fraction(1, 12288),
+                                     end_pts=10 * 512 + 700, rate=30)
+    assert shifted.tolist() == film.tolist()
+
+
+def test_train_jitter_stores_the_span_of_train_videos_only(tmp_path, videos):
+    """4 frames 4 apart: a train clip holds offsets -10..5 at stride 1 (every frame mmaction2's
+    jitter of [-2, 2) per frame reaches); a val clip the 4 frames themselves."""
+    kf = pd.concat([_keyframes({"-landscape": [2, 3]}, "train"),
+                    _keyframes({"portrait": [2]}, "val")])
+    spec = FrameSpec(clip_len=4, frame_interval=4, short_side=32, timestamp_start=0,
+                     train_jitter=True)
+    _run(tmp_path, videos, kf, spec)
+    store = FrameStore(tmp_path / "out" / "frames.zarr")
+    assert store.attrs["train_jitter"] is True
+    assert store.attrs["jitter_offsets"] == list(range(-10, 6))
+    assert store.array("-landscape").shape[1] == 16
+    assert store.keyframe_position_of("-landscape") == 10
+    for row, t in enumerate([2, 3]):
+        shown = [read_frame_number(f) for f in store.clip("-landscape", row)]
+        assert shown == list(range(10 * t - 10, 10 * t + 6))
+    assert store.array("portrait").shape[1] == 4 and "offsets" not in store.array("portrait").attrs
+    assert [read_frame_number(f) for f in store.clip("portrait", 0)] == [12, 16, 20, 24]
+    assert [read_frame_number(f) for f in store.keyframe_images("-landscape", [0, 1])] == [20, 30]
+    assert store.positions("-landscape", [-8, 0, 4]).tolist() == [2, 10, 14]
+    with pytest.raises(ValueError, match="not offset -2"):
+        store.positions("portrait", [-2])
+
+
+def test_native_timeline_store_has_no_timeline_attributes(tmp_path, videos):
+    """The native timeline writes exactly what stores held before the timeline existed."""
+    spec = FrameSpec(clip_len=2, frame_interval=2, short_side=32, timestamp_start=0)
+    _run(tmp_path, videos, _keyframes({"portrait": [1, 2]}), spec)
+    store = FrameStore(tmp_path / "out" / "frames.zarr")
+    assert store.timeline_fps is None and "timeline_fps" not in store.attrs["spec"]
+    assert "source_fps" not in store.array("portrait").attrs
+    assert "train_jitter" not in store.attrs and "train_jitter" not in store.attrs["spec"]
+
+
 @pytest.mark.parametrize("field, value", [("short_side", 33), ("clip_len", 0),
-                                          ("convention", "jpeg"), ("shuffle", "zip")])
+                                          ("convention", "jpeg"), ("shuffle", "zip"),
+                                          ("timeline_fps", 0), ("timeline_fps", 29.97)])
 def test_spec_errors_name_the_params_key(field, value):
     kwargs = dict(clip_len=4, frame_interval=2, short_side=32, timestamp_start=0)
     kwargs[field] = value

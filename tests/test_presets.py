@@ -10,12 +10,14 @@ import shutil
 from dataclasses import asdict, replace
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
 import yaml
 from torch import nn
 
+from pipeline.ava.clock import jitter_span
 from pipeline.cli import main as stad
 from pipeline.data.config import DataConfig
 from pipeline.data.dataset import clip_frame_subset
@@ -270,8 +272,10 @@ def test_ava_preset_reproduces_its_zoo_config(params_file, name):
     assert params.data.ava.version == {"ava21": "2.1", "ava22": "2.2"}[name[:5]]
     assert params.frames.convention == "mmaction2"
     assert params.frames.short_side >= max(params.baseline.data.short_side_range)
+    assert params.frames.timeline_fps == 30
     assert params.baseline.data == DataConfig(test_batch_size=params.baseline.data.test_batch_size,
-                                              test_min_proposal_score=params.baseline.data.test_min_proposal_score)
+                                              test_min_proposal_score=params.baseline.data.test_min_proposal_score,
+                                              temporal_jitter=True)
 
     # the baseline is exactly the named zoo preset (mmaction2's keys load strictly into it)
     baseline = params.baseline.model_config(num_classes=81)
@@ -289,6 +293,10 @@ def test_ava_preset_reproduces_its_zoo_config(params_file, name):
     stride, rest = divmod(baseline.frame_interval, params.frames.frame_interval)
     assert rest == 0
     clip_frame_subset(params.frames.clip_len, baseline.clip_len, stride)
+    # and the train clips every frame mmaction2's temporal jitter reaches (64 for every config)
+    assert params.frames.train_jitter
+    reach = jitter_span(baseline.clip_len, baseline.frame_interval)
+    assert len(reach) == 64 and np.isin(reach, params.frames.spec(900).jitter_offsets).all()
 
     # proposals: the pickles, no box filtered out before a later threshold wants it
     assert params.proposals.source == "pickle"

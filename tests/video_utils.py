@@ -50,15 +50,16 @@ def read_frame_number(frame: np.ndarray) -> int:
     return number
 
 
-def write_video(path: str | Path, *, num_frames: int, fps: int = 10, width: int = 64,
+def write_video(path: str | Path, *, num_frames: int, fps: int | Fraction = 10, width: int = 64,
                 height: int = 48, gop: int | None = None, crf: int = 12) -> Path:
-    """Write an H.264 mp4 of ``num_frames`` numbered frames; one keyframe every ``gop`` frames."""
+    """Write an H.264 mp4 of ``num_frames`` numbered frames at ``fps`` (e.g. 30000/1001 as a
+    Fraction); one keyframe every ``gop`` frames."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with av.open(str(path), mode="w") as container:
         stream = container.add_stream("libx264", rate=Fraction(fps))
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        stream.codec_context.gop_size = gop or fps
+        stream.codec_context.gop_size = gop or round(fps)
         stream.options = {"crf": str(crf), "preset": "veryfast", "sc_threshold": "0"}
         for i in range(num_frames):
             frame = av.VideoFrame.from_ndarray(render_frame(i, width, height), format="rgb24")
@@ -67,3 +68,43 @@ def write_video(path: str | Path, *, num_frames: int, fps: int = 10, width: int 
         for packet in stream.encode():
             container.mux(packet)
     return path
+
+
+def ffmpeg_rate_numbers(path: str | Path, rate: int, at=None) -> list[int | None]:
+    """The frame number shown by every frame that ``ffmpeg -i path -r rate`` gives: the decoded
+    frames go through libavfilter's own ``fps`` filter (PyAV's bundled FFmpeg, default
+    rounding and end of stream), their times counted from the first frame as ffmpeg's CLI
+    counts a video-only file's. ``at``: read only these output frames (reading is the slow
+    part), the others are None."""
+    wanted = None if at is None else {int(k) for k in at}
+    shown: list[int | None] = []
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        graph = av.filter.Graph()
+        source = graph.add_buffer(template=stream)
+        fps = graph.add("fps", f"fps={rate}")
+        sink = graph.add("buffersink")
+        source.link_to(fps)
+        fps.link_to(sink)
+        graph.configure()
+
+        def drain() -> None:
+            while True:
+                try:
+                    frame = graph.pull()
+                except (av.BlockingIOError, av.EOFError):
+                    return
+                if wanted is None or len(shown) in wanted:
+                    shown.append(read_frame_number(frame.to_ndarray(format="rgb24")))
+                else:
+                    shown.append(None)
+
+        first = None
+        for frame in container.decode(stream):
+            first = frame.pts if first is None else first
+            frame.pts -= first
+            graph.push(frame)
+            drain()
+        graph.push(None)
+        drain()
+    return shown

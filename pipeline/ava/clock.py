@@ -4,6 +4,14 @@ AVA timestamps are whole seconds of the full-length movie; annotated keyframes l
 902..1798 and the cut clips start at 900 s. The start is a parameter (``timestamp_start``),
 not a constant, so synthetic and custom datasets can use their own clock.
 
+Frame indices count frames of a *timeline*: the video's own frames (native), or a fixed rate
+such as AVA's 30 fps. mmaction2 cuts and extracts AVA with ``ffmpeg -r 30``, so its frame ``k``
+is the source frame shown at ``k / 30`` s whatever the movie's own rate;
+:func:`timeline_source_frames` picks that frame by presentation timestamps as ffmpeg's ``fps``
+filter does (default ``round=near``): a source frame is placed at its start time rounded to
+the nearest timeline tick (halves away from zero), and timeline frame ``k`` shows the last
+source frame placed at or before ``k``, i.e. the last one starting before ``(k + 1/2) / rate``.
+
 Codebases disagree by one frame on where a keyframe is (see the reference notes):
 
 - ``"pyslowfast"``: 0-based frame ``fps * (t - start)`` of the cut clip. mmaction2 0.x reads
@@ -14,9 +22,12 @@ Codebases disagree by one frame on where a keyframe is (see the reference notes)
 
 from __future__ import annotations
 
+from fractions import Fraction
+
 import numpy as np
 
 CONVENTIONS = ("pyslowfast", "mmaction2")
+AVA_FPS = 30   # the rate of AVA's frame indices (mmaction2's ``ffmpeg -r 30`` frames)
 
 
 def keyframe_frame_index(timestamp, *, fps: float, timestamp_start: float,
@@ -49,3 +60,57 @@ def clip_frame_indices(timestamp, *, fps: float, timestamp_start: float, clip_le
     if num_frames is not None:
         indices = np.clip(indices, 0, num_frames - 1)
     return indices
+
+
+def jitter_bounds(frame_interval: int) -> tuple[int, int]:
+    """mmaction2's train-time temporal jitter (``SampleAVAFrames``, ``test_mode=False``): each
+    frame of a clip moves by its own random integer in ``[low, high)``, drawn independently per
+    frame: ``[-interval // 2, (interval + 1) // 2)`` with Python's floor division."""
+    return (-frame_interval) // 2, (frame_interval + 1) // 2
+
+
+def jitter_span(clip_len: int, frame_interval: int) -> np.ndarray:
+    """Every frame offset (from the keyframe, stride 1) a jittered clip can reach: what a frame
+    store must hold for it."""
+    low, high = jitter_bounds(frame_interval)
+    first = -(clip_len // 2) * frame_interval + low
+    last = (clip_len - 1 - clip_len // 2) * frame_interval + high - 1
+    return np.arange(first, last + 1)
+
+
+def _round_half_away(numerator: int, denominator: int) -> int:
+    """``numerator / denominator`` rounded to the nearest integer, halves away from zero
+    (libavutil's ``AV_ROUND_NEAR_INF``), in exact integer arithmetic."""
+    sign = -1 if (numerator < 0) != (denominator < 0) else 1
+    numerator, denominator = abs(numerator), abs(denominator)
+    return sign * ((2 * numerator + denominator) // (2 * denominator))
+
+
+def timeline_source_frames(pts, *, time_base: Fraction, end_pts: int, rate: int) -> np.ndarray:
+    """Source frame index shown at each frame of a ``rate``-fps timeline (see module doc).
+
+    ``pts``: presentation timestamps of the source frames in presentation order, in units of
+    ``time_base``; ``end_pts``: where the last frame ends. Times count from the first frame
+    (ffmpeg's CLI starts a video-only file's clock there). The timeline ends where the video
+    does: frame ``k`` exists while ``k`` is before ``end_pts`` rounded to a tick, as the
+    ``fps`` filter's ``eof_action=round``. Integer arithmetic throughout, so ties (a 24 fps
+    frame starting exactly half a tick after one) fall as ffmpeg's do.
+    """
+    pts = [int(p) for p in pts]
+    if not pts:
+        raise ValueError("a video without frames has no timeline")
+    if any(b < a for a, b in zip(pts, pts[1:])):
+        raise ValueError("presentation timestamps must be in presentation (ascending) order")
+    if not isinstance(rate, int) or rate < 1:
+        raise ValueError(f"timeline rate must be a positive integer, got {rate!r}")
+    scale = Fraction(time_base) * rate            # timeline ticks per pts unit
+    first = pts[0]
+
+    def tick(p: int) -> int:
+        return _round_half_away((p - first) * scale.numerator, scale.denominator)
+
+    starts = np.array([tick(p) for p in pts], dtype=np.int64)
+    length = tick(int(end_pts))
+    if length < 1:
+        raise ValueError(f"the video ends at pts {end_pts}, before its first timeline frame")
+    return np.searchsorted(starts, np.arange(length), side="right") - 1

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from pipeline.ava.clock import jitter_bounds
 from pipeline.data.transforms import ClipSample
 from pipeline.errors import InputError
 from pipeline.frames.store import FrameStore
@@ -115,6 +116,9 @@ class KeyframeDataset(torch.utils.data.Dataset):
         exclusions: (video_id, timestamp) keyframes to drop.
         split: keep index rows of this split (None: all).
         frames_per_clip, frame_stride: the subset of the stored clip the model reads.
+        temporal_jitter: move each frame by its own random offset, as mmaction2's train-time
+            ``SampleAVAFrames`` (``pipeline.ava.clock.jitter_bounds`` of the model's raw frame
+            interval); the store must hold the jitter span (``frames.train_jitter``).
         transform: called as ``transform(ClipSample, rng)``.
         num_classes: width of the label rows (needed when ``labels`` is None).
     """
@@ -125,10 +129,11 @@ class KeyframeDataset(torch.utils.data.Dataset):
                  split: str | None, frames_per_clip: int, frame_stride: int,
                  transform: Callable[[ClipSample, np.random.Generator], ClipSample],
                  num_classes: int, min_proposal_score: float = 0.9,
-                 max_proposals: int = 1000):
+                 max_proposals: int = 1000, temporal_jitter: bool = False):
         self.frames_dir = Path(frames_dir)
         self.frames_per_clip = frames_per_clip
         self.frame_stride = frame_stride
+        self.temporal_jitter = temporal_jitter
         self.transform = transform
         self.num_classes = num_classes
         self._frame_store: FrameStore | None = None  # opened lazily, once per worker process
@@ -192,19 +197,34 @@ class KeyframeDataset(torch.utils.data.Dataset):
         state["_frame_store"] = None  # never ship an open store to another process
         return state
 
-    def read_clip(self, index: int) -> np.ndarray:
-        """The model's frames of sample ``index``: uint8 [frames_per_clip, H, W, 3]."""
+    def read_clip(self, index: int, jitter: np.ndarray | None = None) -> np.ndarray:
+        """The model's frames of sample ``index``: uint8 [frames_per_clip, H, W, 3]; ``jitter``:
+        each frame's offset in raw frames, read from the store's jitter span."""
         store = self.frame_store()
-        stored = store.clip(self.video_ids[index], int(self.rows[index]))
-        positions = clip_frame_subset(stored.shape[0], self.frames_per_clip, self.frame_stride,
-                                      store.keyframe_position)
+        video_id = str(self.video_ids[index])
+        stored = store.clip(video_id, int(self.rows[index]))
+        if jitter is None and "offsets" not in store.array(video_id).attrs:
+            positions = clip_frame_subset(stored.shape[0], self.frames_per_clip,
+                                          self.frame_stride, store.keyframe_position)
+        else:
+            nominal = (np.arange(self.frames_per_clip) - self.frames_per_clip // 2) * self.interval
+            positions = store.positions(video_id, nominal + (0 if jitter is None else jitter))
         return stored[positions]
+
+    @property
+    def interval(self) -> int:
+        """Raw frames between two of the model's frames."""
+        return self.frame_stride * int(self.frame_store().attrs["frame_interval"])
 
     def __getitem__(self, key: int | tuple[int, int]) -> dict:
         """``key`` is an index, or (index, epoch_seed) from ``EpochBatchSampler``: the
         augmentation draws from a generator seeded by (epoch_seed, index), whatever the worker."""
         index, epoch_seed = key if isinstance(key, tuple) else (key, 0)
-        clip = torch.from_numpy(np.ascontiguousarray(self.read_clip(index)))
+        rng = np.random.default_rng([epoch_seed, index])
+        jitter = None
+        if self.temporal_jitter:
+            jitter = rng.integers(*jitter_bounds(self.interval), size=self.frames_per_clip)
+        clip = torch.from_numpy(np.ascontiguousarray(self.read_clip(index, jitter)))
         height, width = clip.shape[1], clip.shape[2]
         scale = torch.tensor([width, height, width, height], dtype=torch.float32)
         g0, g1 = self._gt_offsets[index], self._gt_offsets[index + 1]
@@ -218,7 +238,7 @@ class KeyframeDataset(torch.utils.data.Dataset):
         sample = ClipSample(clip=clip, gt_boxes=torch.from_numpy(self._gt_boxes[g0:g1]) * scale,
                             gt_labels=torch.from_numpy(self._gt_labels[g0:g1]),
                             proposals=proposals * scale, proposal_scores=scores.clone())
-        sample = self.transform(sample, np.random.default_rng([epoch_seed, index]))
+        sample = self.transform(sample, rng)
         return {"clip": sample.clip, "gt_boxes": sample.gt_boxes, "gt_labels": sample.gt_labels,
                 "proposals": sample.proposals, "proposal_scores": sample.proposal_scores,
                 "video_id": str(self.video_ids[index]), "timestamp": int(self.timestamps[index]),

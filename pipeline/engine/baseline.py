@@ -13,10 +13,12 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import torch
 
 from pipeline.ava.annotations import merge_boxes, read_annotations
+from pipeline.ava.clock import jitter_span
 from pipeline.ava.exclusions import read_exclusions
 from pipeline.ava.label_map import read_label_map
 from pipeline.ava.results import write_results_parquet
@@ -46,9 +48,11 @@ log = logging.getLogger(__name__)
 RUNTIME_FIELDS = ("num_workers", "device", "val_every", "checkpoint_every_steps", "keep_checkpoints")
 
 
-def frame_stride(store: FrameStore, model_config: ModelConfig) -> int:
+def frame_stride(store: FrameStore, model_config: ModelConfig,
+                 temporal_jitter: bool = False) -> int:
     """Stored frames between two model frames (the model's raw-frame interval / the store's);
-    checks that the model's clip fits in the stored one before any worker starts."""
+    checks that the model's clip fits in the stored one, and with ``temporal_jitter`` that the
+    store holds every frame the jitter reaches, before any worker starts."""
     stored = int(store.attrs["frame_interval"])
     if model_config.frame_interval % stored:
         raise InputError(f"the model reads every {model_config.frame_interval}th frame but the "
@@ -61,6 +65,16 @@ def frame_stride(store: FrameStore, model_config: ModelConfig) -> int:
     except ValueError as e:
         raise InputError(f"the model's {model_config.clip_len}x{model_config.frame_interval} clip "
                          f"is not inside the stored clips: {e}", path=store.path, key="clip_len") from e
+    if temporal_jitter:
+        needed = jitter_span(model_config.clip_len, model_config.frame_interval)
+        held = np.asarray(store.attrs.get("jitter_offsets", []))
+        if not store.attrs.get("train_jitter") or not np.isin(needed, held).all():
+            raise InputError(f"temporal jitter of the model's {model_config.clip_len}x"
+                             f"{model_config.frame_interval} clip reaches frames "
+                             f"{needed[0]}..{needed[-1]} from the keyframe; the store's train "
+                             "clips do not hold them: extract with frames.train_jitter: true "
+                             "and the model's clip_len and frame_interval",
+                             path=store.path, key="train_jitter")
     return stride
 
 
@@ -112,7 +126,7 @@ def train_baseline(*, frames_dir: str | Path, keyframes_index: str | Path,
                          path=label_map_path, key="num_classes")
     columns = torch.tensor(label_map.ids, dtype=torch.long)
     store = FrameStore(frames_dir)
-    stride = frame_stride(store, model_config)
+    stride = frame_stride(store, model_config, data_config.temporal_jitter)
     if not Path(keyframes_index).is_file():
         raise InputError("keyframe index not found (run frame extraction first)", path=keyframes_index)
     keyframes = pd.read_parquet(keyframes_index)
@@ -131,7 +145,8 @@ def train_baseline(*, frames_dir: str | Path, keyframes_index: str | Path,
                                frames_per_clip=model_config.clip_len, frame_stride=stride,
                                transform=transform, num_classes=label_map.num_classes,
                                min_proposal_score=min_score,
-                               max_proposals=data_config.max_proposals)
+                               max_proposals=data_config.max_proposals,
+                               temporal_jitter=data_config.temporal_jitter and split == "train")
 
     train_set = dataset(train_gt, "train",
                         read_exclusions(train_exclusions) if train_exclusions else None,
@@ -208,7 +223,8 @@ def train_baseline(*, frames_dir: str | Path, keyframes_index: str | Path,
         return {}
     save_stad_checkpoint(out_dir / "model.pt", model=model.cpu(), preset=preset,
                          test_short_side=data_config.test_short_side,
-                         labels={i: label_map.names[i] for i in label_map.ids})
+                         labels={i: label_map.names[i] for i in label_map.ids},
+                         frame_convention=store.convention, timeline_fps=store.timeline_fps)
     write_results_parquet(out_dir / "val_detections.parquet", last_val["detections"])
     result = last_val["result"]
     metrics = {"val_mAP": result["mAP"], "val_group_mAP": result["group_mAP"],

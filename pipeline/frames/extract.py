@@ -19,7 +19,7 @@ import zarr
 from tqdm import tqdm
 from zarr.codecs import BloscCodec
 
-from pipeline.ava.clock import clip_frame_indices
+from pipeline.ava.clock import keyframe_frame_index
 from pipeline.errors import InputError
 from pipeline.frames.spec import FrameSpec
 from pipeline.frames.store import INDEX_SCHEMA, disk_usage, index_from_group
@@ -73,9 +73,21 @@ def plan_videos(videos: dict[str, Path], keyframes: pd.DataFrame) -> list[VideoP
     return plans
 
 
+def _spec_dict(spec: FrameSpec) -> dict:
+    """The spec as stored. The native timeline and no jitter are the absence of
+    ``timeline_fps`` and ``train_jitter``: a store written before either existed reads the
+    same, byte for byte."""
+    fields = dataclasses.asdict(spec)
+    if spec.timeline_fps is None:
+        del fields["timeline_fps"]
+    if not spec.train_jitter:
+        del fields["train_jitter"]
+    return fields
+
+
 def _spec_attrs(spec: FrameSpec) -> dict:
-    return {
-        "spec": dataclasses.asdict(spec),
+    attrs = {
+        "spec": _spec_dict(spec),
         "clip_len": spec.clip_len,
         "frame_interval": spec.frame_interval,
         "short_side": spec.short_side,
@@ -84,13 +96,19 @@ def _spec_attrs(spec: FrameSpec) -> dict:
         "offsets": spec.offsets.tolist(),
         "keyframe_position": spec.keyframe_position,
     }
+    if spec.timeline_fps is not None:
+        attrs["timeline_fps"] = spec.timeline_fps
+    if spec.train_jitter:
+        attrs["train_jitter"] = True
+        attrs["jitter_offsets"] = spec.jitter_offsets.tolist()
+    return attrs
 
 
 def _open_partial_store(tmp: Path, spec: FrameSpec) -> zarr.Group:
     """Reopen a leftover partial store written with the same spec, or start an empty one."""
     if (tmp / "zarr.json").is_file():
         group = zarr.open_group(tmp, mode="r+")
-        if group.attrs.get("spec") == dataclasses.asdict(spec):
+        if group.attrs.get("spec") == _spec_dict(spec):
             for leftover in tmp.rglob("*.partial"):   # zarr's temp files from a killed write
                 leftover.unlink()
             return group
@@ -113,21 +131,29 @@ def _extract_video(group: zarr.Group, plan: VideoPlan, spec: FrameSpec, progress
     if plan.path is None:
         raise InputError(f"video '{plan.video_id}' has keyframes but no video file was given",
                          key=plan.video_id)
-    video = open_video(plan.video_id, plan.path, spec.output_size)
-    indices = clip_frame_indices(np.asarray(plan.timestamps), fps=video.fps,
-                                 timestamp_start=spec.timestamp_start, clip_len=spec.clip_len,
-                                 frame_interval=spec.frame_interval, convention=spec.convention)
-    centers = indices[:, spec.keyframe_position]
+    video = open_video(plan.video_id, plan.path, spec.output_size, spec.timeline_fps)
+    centers = np.atleast_1d(keyframe_frame_index(
+        np.asarray(plan.timestamps), fps=video.fps, timestamp_start=spec.timestamp_start,
+        convention=spec.convention))
+    jittered = spec.train_jitter and "train" in plan.splits
+    offsets = spec.jitter_offsets if jittered else spec.offsets
+    indices = centers[:, None] + offsets
     outside = (centers < 0) | (centers >= video.num_frames)
     if outside.any():
         i = int(np.argmax(outside))
         raise InputError(f"video '{plan.video_id}' has {video.num_frames} frames at "
-                         f"{video.fps:g} fps, but keyframe {plan.timestamps[i]} s needs frame "
-                         f"{centers[i]} (truncated video or wrong timestamp_start?)",
+                         f"{video.fps:g} fps{_on_timeline(video)}, but keyframe "
+                         f"{plan.timestamps[i]} s needs frame {centers[i]} (truncated video "
+                         "or wrong timestamp_start?)",
                          path=plan.path)
     indices = np.clip(indices, 0, video.num_frames - 1)
     num_clips = len(plan.timestamps)
-    clip_shape = (spec.clip_len, video.height, video.width, 3)
+    clip_shape = (len(offsets), video.height, video.width, 3)
+    extra = {} if video.source_index is None else {"source_fps": video.source_fps,
+                                                   "source_frames": video.source_frames}
+    if jittered:   # this video's clips hold the jitter span, not the spec's clip
+        extra.update(offsets=offsets.tolist(),
+                     keyframe_position=int(np.flatnonzero(offsets == 0)[0]))
     array = group.create_array(
         plan.video_id, shape=(num_clips, *clip_shape), dtype="uint8",
         chunks=(1, *clip_shape), shards=(min(num_clips, spec.shard_clips), *clip_shape),
@@ -136,13 +162,19 @@ def _extract_video(group: zarr.Group, plan: VideoPlan, spec: FrameSpec, progress
         attributes={"fps": video.fps, "num_frames": video.num_frames,
                     "source_width": video.source_width, "source_height": video.source_height,
                     "source_bytes": plan.path.stat().st_size, "timestamps": plan.timestamps,
-                    "splits": plan.splits, "complete": False})
+                    "splits": plan.splits, **extra, "complete": False})
     for start in range(0, num_clips, spec.shard_clips):
         stop = min(start + spec.shard_clips, num_clips)
         array[start:stop] = video.get_frames(indices[start:stop])
         with lock:
             progress.update(stop - start)
     array.attrs["complete"] = True
+
+
+def _on_timeline(video) -> str:
+    if video.source_index is None:
+        return ""
+    return f" on its timeline ({video.source_frames} source frames at {video.source_fps:g} fps)"
 
 
 def extract_frames(videos: dict[str, Path], keyframes: pd.DataFrame, store_path: str | Path,

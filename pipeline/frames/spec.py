@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pipeline.ava.clock import CONVENTIONS
+from pipeline.ava.clock import CONVENTIONS, jitter_span
 from pipeline.errors import InputError
 
 SHUFFLES = ("noshuffle", "shuffle", "bitshuffle")
@@ -19,7 +19,13 @@ class FrameSpec:
     The stored clip is ``clip_len`` frames ``frame_interval`` apart with the keyframe at position
     ``clip_len // 2``; store a superset of what the models need (e.g. 32 frames at interval 2
     serves SlowFast 8x8 and, taking every 4th or 8th frame, SlowOnly 8x8 and 4x16).
-    ``short_side=None`` keeps the source resolution. One Zarr chunk holds one clip; one shard
+    ``timeline_fps`` sets what frame indices count: frames of a timeline at that rate, each the
+    source frame shown then (AVA: 30, as mmaction2's ``ffmpeg -r 30`` frames), or the video's
+    own frames (None). ``train_jitter`` stores the clips of videos with train keyframes at
+    stride 1 over every frame mmaction2's per-frame temporal jitter can reach
+    (:func:`pipeline.ava.clock.jitter_span`, ``clip_len * frame_interval`` frames), so that
+    training can draw a fresh jitter each epoch. ``short_side=None`` keeps the source
+    resolution. One Zarr chunk holds one clip; one shard
     file holds ``shard_clips`` clips (fewer files for DVC to hash, more memory per write).
     Errors name the ``frames.*`` params key of the bad field.
     """
@@ -32,6 +38,8 @@ class FrameSpec:
     shard_clips: int = 16
     clevel: int = 3
     shuffle: str = "noshuffle"
+    timeline_fps: int | None = None
+    train_jitter: bool = False
 
     def __post_init__(self) -> None:
         for name in ("clip_len", "frame_interval", "shard_clips"):
@@ -42,6 +50,15 @@ class FrameSpec:
                                             or self.short_side < 2 or self.short_side % 2):
             raise InputError(f"must be an even integer >= 2 or null (keep the source size), "
                              f"got {self.short_side!r}", key="frames.short_side")
+        if self.timeline_fps is not None and (not isinstance(self.timeline_fps, int)
+                                              or isinstance(self.timeline_fps, bool)
+                                              or self.timeline_fps < 1):
+            raise InputError(f"must be a positive integer (frames per second) or null (the "
+                             f"video's own frames), got {self.timeline_fps!r}",
+                             key="frames.timeline_fps")
+        if not isinstance(self.train_jitter, bool):
+            raise InputError(f"must be true or false, got {self.train_jitter!r}",
+                             key="frames.train_jitter")
         if self.convention not in CONVENTIONS:
             raise InputError(f"must be one of {CONVENTIONS}, got {self.convention!r}",
                              key="frames.convention")
@@ -61,6 +78,11 @@ class FrameSpec:
     def offsets(self) -> np.ndarray:
         """Frame offsets of the stored clip relative to the keyframe (before edge clamping)."""
         return (np.arange(self.clip_len) - self.keyframe_position) * self.frame_interval
+
+    @property
+    def jitter_offsets(self) -> np.ndarray:
+        """Frame offsets of a train clip stored for temporal jitter (stride 1)."""
+        return jitter_span(self.clip_len, self.frame_interval)
 
     def output_size(self, width: int, height: int) -> tuple[int, int]:
         """(width, height) of stored frames: short side ``short_side``, aspect kept, long side

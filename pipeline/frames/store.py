@@ -4,12 +4,18 @@ Layout (written by :func:`pipeline.frames.extract.extract_frames`):
 
 - group attributes: the :class:`FrameSpec` fields under ``spec``, plus ``clip_len``,
   ``frame_interval``, ``short_side``, ``timestamp_start``, ``convention``, ``offsets`` (frame
-  offsets of the stored frames relative to the keyframe), ``keyframe_position`` and ``fps``
-  (the common source fps, or null when videos differ);
+  offsets of the stored frames relative to the keyframe), ``keyframe_position``, ``fps`` (the
+  common rate frame indices count, or null when videos differ) and ``timeline_fps`` when the
+  frames lie on a fixed-rate timeline (AVA: 30); absent, they are each video's own frames;
+  ``train_jitter`` and ``jitter_offsets`` when videos with train keyframes hold the stride-1
+  span temporal jitter reaches instead of the clip (``frames.train_jitter``);
 - one array per video, named by the video id: ``K`` keyframes (sorted by timestamp) x ``T =
   clip_len`` frames, RGB; chunk = one clip, shard = ``shard_clips`` clips, Blosc/zstd;
-- array attributes: ``fps``, ``num_frames``, ``source_width``/``source_height``,
-  ``source_bytes``, ``timestamps`` and ``splits`` (row order), ``complete`` (written last).
+- array attributes: ``fps`` and ``num_frames`` (of the timeline), ``source_fps`` and
+  ``source_frames`` (the file's own, on a fixed-rate timeline only), ``offsets`` and
+  ``keyframe_position`` (only where they differ from the group's: a jitter span),
+  ``source_width``/``source_height``, ``source_bytes``, ``timestamps`` and ``splits`` (row
+  order), ``complete`` (written last).
 
 The keyframe index (``keyframes.parquet``) is the same table as :attr:`FrameStore.index`:
 one row per keyframe sorted by (video_id, timestamp), ``row`` indexing that video's array.
@@ -91,6 +97,38 @@ class FrameStore:
         """Frame offsets of the stored frames relative to the keyframe."""
         return np.asarray(self.attrs["offsets"])
 
+    def offsets_of(self, video_id: str) -> np.ndarray:
+        """Frame offsets from the keyframe of the frames stored for ``video_id``'s clips."""
+        return np.asarray(self.array(video_id).attrs.get("offsets", self.attrs["offsets"]))
+
+    def keyframe_position_of(self, video_id: str) -> int:
+        """Index of the keyframe's frame inside ``video_id``'s stored clips."""
+        return int(self.array(video_id).attrs.get("keyframe_position",
+                                                  self.attrs["keyframe_position"]))
+
+    def positions(self, video_id: str, offsets: np.ndarray) -> np.ndarray:
+        """Indices, inside ``video_id``'s stored clips, of the frames at ``offsets`` from the
+        keyframe; ValueError naming the first one the store does not hold."""
+        stored = self.offsets_of(video_id)
+        offsets = np.asarray(offsets)
+        positions = np.clip(np.searchsorted(stored, offsets), 0, len(stored) - 1)
+        missing = stored[positions] != offsets
+        if missing.any():
+            raise ValueError(f"video '{video_id}' stores {len(stored)} frames at offsets "
+                             f"{stored[0]}..{stored[-1]} from the keyframe, not offset "
+                             f"{int(offsets[np.argmax(missing)])}")
+        return positions
+
+    @property
+    def convention(self) -> str:
+        """Which frame is the keyframe (``pipeline.ava.clock.CONVENTIONS``)."""
+        return str(self.attrs["convention"])
+
+    @property
+    def timeline_fps(self) -> int | None:
+        """The fixed rate the stored frames were laid on (AVA: 30); None: each video's own."""
+        return self.attrs.get("timeline_fps")
+
     def video_ids(self) -> list[str]:
         return sorted(self.group.array_keys())
 
@@ -116,7 +154,8 @@ class FrameStore:
     def keyframe_images(self, video_id: str, rows: Sequence[int] | np.ndarray) -> np.ndarray:
         """The keyframe's own frame of several clips, (N, H, W, 3) uint8 RGB."""
         rows = np.asarray(rows, dtype=np.int64)
-        return self.array(video_id).get_orthogonal_selection((rows, self.keyframe_position))
+        return self.array(video_id).get_orthogonal_selection(
+            (rows, self.keyframe_position_of(video_id)))
 
     def summary(self) -> dict:
         """Arrays, shapes, clip count, bytes on disk and file count (for logs and metrics)."""

@@ -178,7 +178,8 @@ def train_head(*, files: DatasetFiles, baseline_checkpoint: str | Path,
     model = Detector(model_config)
     load_baseline_backbone(model, baseline_checkpoint)
     model.to(device)
-    stride = frame_stride(inputs.store, model_config)
+    stride = frame_stride(inputs.store, model_config,
+                          finetune_backbone and data_config.temporal_jitter)
 
     def test_set(split: str) -> KeyframeDataset:
         min_score = (data_config.train_min_proposal_score if split == "train"
@@ -267,7 +268,9 @@ def train_head(*, files: DatasetFiles, baseline_checkpoint: str | Path,
         return {}
     save_stad_checkpoint(out_dir / "model.pt", model=model.cpu(), preset=None,
                          test_short_side=data_config.test_short_side,
-                         labels={i: label_map.names[i] for i in label_map.ids})
+                         labels={i: label_map.names[i] for i in label_map.ids},
+                         frame_convention=inputs.store.convention,
+                         timeline_fps=inputs.store.timeline_fps)
     result = last["result"]
     metrics = {"val_mAP": result["mAP"], "val_group_mAP": result["group_mAP"],
                "undefined": result["undefined"], "train_loss": history.epochs[-1]["loss"], "epochs": len(history.epochs),
@@ -294,7 +297,7 @@ def _train_full(model: Detector, inputs: LoadedInputs, *, files: DatasetFiles, s
                                   min_box_size=data_config.min_box_size),
         num_classes=inputs.label_map.num_classes,
         min_proposal_score=data_config.train_min_proposal_score,
-        max_proposals=data_config.max_proposals)
+        max_proposals=data_config.max_proposals, temporal_jitter=data_config.temporal_jitter)
     device = ctx.device
 
     def loss_fn(wrapped: nn.Module, batch: Batch) -> Tensor:

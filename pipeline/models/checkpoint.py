@@ -15,7 +15,10 @@ Two checkpoint kinds load into a ``Detector``:
   backbone must match exactly, and the RoI head keeps its fresh initialisation.
 
 The project's own format is a plain dict ``{"format": "stad-v1", "preset", "config",
-"state_dict"}`` where ``config`` is ``dataclasses.asdict(ModelConfig)``.
+"state_dict", "test_short_side", "labels", "frame_convention", "timeline_fps"}`` where
+``config`` is ``dataclasses.asdict(ModelConfig)``; the last two say which frames the model was
+trained on (the keyframe convention and the frame timeline of its frame store), so that
+``stad detect`` reads the same ones from any video.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from ..ava.clock import AVA_FPS
 from ..errors import InputError
 from ..io import atomic_output
 from .config import ModelConfig
@@ -162,27 +166,34 @@ def load_into(model: nn.Module, state_dict: dict[str, Tensor], *,
 
 def save_stad_checkpoint(path: str | Path, *, model: Detector, preset: str | None,
                          test_short_side: int | None = None,
-                         labels: dict[int, str] | None = None) -> None:
-    """Write the project's checkpoint format atomically. ``test_short_side`` and ``labels``
-    (the label map it was trained on, id -> name) let ``stad detect`` run it on any video
-    with its training's resize and class names."""
+                         labels: dict[int, str] | None = None,
+                         frame_convention: str | None = None,
+                         timeline_fps: int | None = None) -> None:
+    """Write the project's checkpoint format atomically. ``test_short_side``, ``labels`` (the
+    label map it was trained on, id -> name), ``frame_convention`` and ``timeline_fps`` (its
+    frame store's keyframe convention and timeline, None = native) let ``stad detect`` run it
+    on any video with its training's resize, frames and class names."""
     payload = {"format": FORMAT, "preset": preset, "config": asdict(model.config),
                "state_dict": model.state_dict(), "test_short_side": test_short_side,
-               "labels": None if labels is None else {int(k): v for k, v in labels.items()}}
+               "labels": None if labels is None else {int(k): v for k, v in labels.items()},
+               "frame_convention": frame_convention, "timeline_fps": timeline_fps}
     with atomic_output(path) as tmp:
         torch.save(payload, tmp)
 
 
 @dataclass(frozen=True)
 class StadCheckpoint:
-    """A ``stad-v1`` file's contents; ``test_short_side`` and ``labels`` are None in files
-    written before they were recorded."""
+    """A ``stad-v1`` file's contents; ``test_short_side``, ``labels``, ``frame_convention`` and
+    ``timeline_fps`` are None in files written before they were recorded (``timeline_fps``
+    None also means the native timeline)."""
 
     config: ModelConfig
     state_dict: dict[str, Tensor]
     preset: str | None
     test_short_side: int | None
     labels: dict[int, str] | None
+    frame_convention: str | None = None
+    timeline_fps: int | None = None
 
 
 def read_stad_checkpoint(path: str | Path) -> StadCheckpoint:
@@ -199,7 +210,9 @@ def read_stad_checkpoint(path: str | Path) -> StadCheckpoint:
     labels = obj.get("labels")
     return StadCheckpoint(config=config, state_dict=obj["state_dict"], preset=obj.get("preset"),
                           test_short_side=obj.get("test_short_side"),
-                          labels={int(k): str(v) for k, v in labels.items()} if labels else None)
+                          labels={int(k): str(v) for k, v in labels.items()} if labels else None,
+                          frame_convention=obj.get("frame_convention"),
+                          timeline_fps=obj.get("timeline_fps"))
 
 
 def load_stad_checkpoint(path: str | Path) -> tuple[ModelConfig, dict[str, Tensor], str | None]:
@@ -228,7 +241,9 @@ def convert(checkpoint: str | Path, *, preset: str, out: str | Path) -> LoadRepo
     """mmaction2 checkpoint -> ``stad-v1`` file for ``preset``.
 
     A recognizer checkpoint gives a detector whose RoI head is freshly initialised from a fixed
-    seed, so converting the same file twice writes the same weights.
+    seed, so converting the same file twice writes the same weights. A detector checkpoint is
+    recorded with the clock mmaction2 1.x trains and scores AVA on (30-fps frames, keyframe
+    convention ``mmaction2``), which ``stad detect`` then uses; a recognizer records none.
     """
     config = get_preset(preset, key="preset")
     state_dict = load_mmaction2_checkpoint(checkpoint)
@@ -236,5 +251,8 @@ def convert(checkpoint: str | Path, *, preset: str, out: str | Path) -> LoadRepo
         torch.manual_seed(0)
         model = Detector(config)
     report = load_into(model, state_dict, path=checkpoint)
-    save_stad_checkpoint(out, model=model, preset=preset)
+    detector = report.kind == "detector"
+    save_stad_checkpoint(out, model=model, preset=preset,
+                         frame_convention="mmaction2" if detector else None,
+                         timeline_fps=AVA_FPS if detector else None)
     return report
