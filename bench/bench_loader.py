@@ -28,13 +28,17 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipeline.data import EpochBatchSampler, KeyframeDataset, make_loader, train_transform  # noqa: E402
+from pipeline.data.dataset import KeyframeDataset  # noqa: E402
+from pipeline.data.loader import make_loader  # noqa: E402
+from pipeline.data.sampler import EpochBatchSampler  # noqa: E402
+from pipeline.data.transforms import train_transform  # noqa: E402
 from pipeline.engine.detection import detection_loss  # noqa: E402
 from pipeline.engine.distributed import resolve_device  # noqa: E402
 from pipeline.engine.train import build_optimizer  # noqa: E402
 from pipeline.engine.config import TrainConfig  # noqa: E402
 from pipeline.frames import FrameSpec, extract_frames  # noqa: E402
-from pipeline.models import Detector, get_preset  # noqa: E402
+from pipeline.models.detector import Detector  # noqa: E402
+from pipeline.models.presets import get_preset  # noqa: E402
 
 NUM_CLASSES = 3
 

@@ -1,6 +1,8 @@
 """``stad``: inspect the pipeline's outputs and run its standalone tools.
 
 Bad input ends with a one-line message naming the file, line or key, and exit status 2.
+Each subcommand imports its implementation when it runs, so that ``stad --help``, ``stad eval``
+and ``stad params`` never load torch (seconds of start-up).
 """
 
 from __future__ import annotations
@@ -8,8 +10,6 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-
-import numpy as np
 
 from pipeline.errors import InputError
 
@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from pipeline.detect import add_detect_command
+    from pipeline.detect_command import add_detect_command
     from pipeline.evaluation.command import add_eval_command
     from pipeline.models.command import add_checkpoint_command
 
@@ -69,8 +69,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_eval_command(sub)
     add_checkpoint_command(sub)
-    add_detect_command(sub)
+    add_detect_command(sub).set_defaults(func=_detect)
     return parser
+
+
+def _detect(args) -> int:
+    from pipeline.detect import run_detect_command
+
+    return run_detect_command(args)
 
 
 def _params_check(args) -> int:
@@ -135,6 +141,8 @@ def _show(args) -> int:
 
 
 def _ground_truth_boxes(dataset_dir: Path, video: str, timestamp: int):
+    import numpy as np
+
     from pipeline.ava.annotations import merge_boxes, read_annotations
     from pipeline.ava.label_map import read_label_map
     from pipeline.dataset import read_manifest

@@ -54,6 +54,7 @@ from pipeline.ava.results import write_results_csv, write_results_parquet
 from pipeline.data.collate import boxes_to_rois
 from pipeline.data.dataset import filter_proposals
 from pipeline.data.transforms import ClipSample, eval_transform, normalize_clips
+from pipeline.detect_command import DEFAULT_SHORT_SIDE, MIN_ACTION_SCORE
 from pipeline.engine.detection import detections_table
 from pipeline.engine.distributed import resolve_device
 from pipeline.errors import InputError
@@ -63,8 +64,6 @@ from pipeline.models.checkpoint import build_detector_from_checkpoint, read_stad
 from pipeline.proposals.table import read_proposals
 from pipeline.viz import LabelledBox
 
-MIN_ACTION_SCORE = 0.002        # rows kept in the tables, as baseline.min_action_score
-DEFAULT_SHORT_SIDE = 256        # mmaction2's AVA test resize, when the checkpoint has none
 MAX_PROPOSALS = 1000            # per keyframe, mmaction2's num_max_proposals
 ANNOTATED_MIN_SHORT_SIDE = 240
 BOX_COLOR = (255, 220, 0)
@@ -352,54 +351,8 @@ def write_annotated_video(path: Path, source: VideoSource, starts: list[int],
             container.mux(packet)
 
 
-def add_detect_command(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    from pipeline.proposals.torchvision_detector import ARCHITECTURES
-
-    p = subparsers.add_parser(
-        "detect", help="run a trained detector over a video: AVA results CSV/Parquet and an "
-                       "annotated mp4",
-        description="Detect actions in any video with a stad-v1 checkpoint. Writes "
-                    "detections.csv (AVA results, timestamps in whole seconds from the video's "
-                    "start), detections.parquet and annotated.mp4 (the whole video, each "
-                    "keyframe's detections held until the next keyframe) into --out.")
-    p.add_argument("video", type=Path, help="any video file; its stem is the video_id")
-    p.add_argument("--checkpoint", type=Path, required=True, help="stad-v1 model.pt")
-    p.add_argument("--proposals", type=Path, help="person boxes: AVA/mmaction2 proposal pickle "
-                   "keyed 'video_id,timestamp', or a proposals .parquet")
-    p.add_argument("--detector-weights", type=Path,
-                   help="person boxes: local torchvision Faster R-CNN COCO state dict")
-    p.add_argument("--detector-arch", default="fasterrcnn_resnet50_fpn",
-                   choices=sorted(ARCHITECTURES))
-    p.add_argument("--out", type=Path, required=True, help="output folder")
-    p.add_argument("--label-map", type=Path, help="label map .pbtxt the model was trained "
-                   "with: scores only its classes and names them (default: every column, "
-                   "'class N')")
-    p.add_argument("--rate", type=float, default=1.0,
-                   help="keyframes per second, 1/N (default 1)")
-    p.add_argument("--top-k", type=int, default=3, help="labels drawn per person (default 3)")
-    p.add_argument("--score-threshold", type=float, default=0.3,
-                   help=f"least action score drawn (default 0.3; the tables keep scores > "
-                        f"{MIN_ACTION_SCORE})")
-    p.add_argument("--person-threshold", type=float, default=0.9,
-                   help="least person score (default 0.9)")
-    p.add_argument("--short-side", type=int, help="test-time resize; use the model's "
-                   f"training test_short_side (default: the checkpoint's, else "
-                   f"{DEFAULT_SHORT_SIDE})")
-    p.add_argument("--timestamp-start", type=int, default=0,
-                   help="second of the video's first frame (900 for AVA's cut clips)")
-    p.add_argument("--convention", choices=CONVENTIONS,
-                   help="keyframe convention (default: the checkpoint's, else pyslowfast)")
-    clock = p.add_mutually_exclusive_group()
-    clock.add_argument("--timeline-fps", type=int, help="read frames on a timeline of this "
-                       "rate, as ffmpeg -r does (30 for AVA models; default: the checkpoint's)")
-    clock.add_argument("--native-timeline", action="store_true",
-                       help="read the video's own frames, whatever the checkpoint records")
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    p.set_defaults(func=_run_detect)
-    return p
-
-
-def _run_detect(args: argparse.Namespace) -> int:
+def run_detect_command(args: argparse.Namespace) -> int:
+    """``stad detect``: the parser is ``pipeline.detect_command``."""
     result = detect_video(
         args.video, checkpoint=args.checkpoint, out_dir=args.out, proposals=args.proposals,
         detector_weights=args.detector_weights, detector_arch=args.detector_arch,

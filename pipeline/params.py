@@ -28,8 +28,9 @@ from pipeline.io import write_text
 from pipeline.data.config import DataConfig
 from pipeline.engine.config import TrainConfig
 from pipeline.frames import FrameSpec
-from pipeline.heads.maps import BankWindow
-from pipeline.models import ModelConfig, get_preset
+from pipeline.lfb.window import BankWindow
+from pipeline.models.config import ModelConfig
+from pipeline.models.presets import get_preset
 from pipeline.proposals import SimulatedDetector
 from pipeline.synthetic import SyntheticConfig
 

@@ -17,7 +17,8 @@ import pytest
 import torch
 
 from pipeline.errors import InputError
-from pipeline.models import PRESETS, Detector
+from pipeline.models.detector import Detector
+from pipeline.models.presets import PRESETS
 from pipeline.models.checkpoint import (build_detector_from_checkpoint, convert,
                                         inspect_state_dict, load_into,
                                         load_mmaction2_checkpoint, load_stad_checkpoint)

@@ -12,10 +12,12 @@ import torch
 
 from pipeline.ava.annotations import merge_boxes, write_annotations
 from pipeline.ava.label_map import LabelMap, write_label_map
-from pipeline.data import (Batch, ClipSample, EpochBatchSampler, Flip, KeyframeDataset,
-                           RandomCrop, boxes_to_rois, clip_frame_subset, collate_samples,
-                           eval_transform, filter_proposals, make_loader, normalize_clips,
-                           train_transform)
+from pipeline.data.collate import Batch, boxes_to_rois, collate_samples
+from pipeline.data.dataset import KeyframeDataset, clip_frame_subset, filter_proposals
+from pipeline.data.loader import make_loader
+from pipeline.data.sampler import EpochBatchSampler
+from pipeline.data.transforms import (ClipSample, Flip, RandomCrop, eval_transform, normalize_clips,
+                                      train_transform)
 from pipeline.data.collate import PAD_VALUE
 from pipeline.errors import InputError
 from pipeline.frames import FrameSpec, FrameStore, extract_frames

@@ -20,10 +20,12 @@ from pipeline.ava.proposals import write_proposal_pickle
 from pipeline.ava.results import read_results
 from pipeline.cli import main
 from pipeline.data.config import DataConfig
-from pipeline.engine import TrainConfig
+from pipeline.engine.config import TrainConfig
 from pipeline.engine.baseline import train_baseline
 from pipeline.errors import InputError
-from pipeline.models import Detector, ModelConfig, get_preset
+from pipeline.models.config import ModelConfig
+from pipeline.models.detector import Detector
+from pipeline.models.presets import get_preset
 from pipeline.models.checkpoint import save_stad_checkpoint
 from pipeline.proposals.torchvision_detector import COCO_PERSON
 from test_data_loading import FPS, TinyData, build_tiny_data

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from pipeline.ava.results import read_results
-from pipeline.data import filter_proposals
+from pipeline.data.dataset import filter_proposals
 from pipeline.engine.checkpoint import checkpoint_files
 from pipeline.engine.train import parameter_digest
 from pipeline.models.checkpoint import build_detector_from_checkpoint

@@ -19,7 +19,8 @@ import torch
 
 from pipeline.ava.results import COLUMNS as RESULT_COLUMNS
 from pipeline.ava.results import read_results
-from pipeline.engine import LRSchedule, TrainConfig
+from pipeline.engine.config import TrainConfig
+from pipeline.engine.schedule import LRSchedule
 from pipeline.engine.checkpoint import (RESUME_KEYS, checkpoint_files, load_latest_checkpoint,
                                         rng_state, save_checkpoint, set_rng_state)
 from pipeline.engine.curves import write_curves
@@ -271,7 +272,7 @@ def test_model_clip_must_fit_the_stored_clips(data):
 
     from pipeline.engine.baseline import frame_stride
     from pipeline.frames import FrameStore
-    from pipeline.models import get_preset
+    from pipeline.models.presets import get_preset
 
     store = FrameStore(data.frames_dir)                              # 8 frames, 8 apart
     assert frame_stride(store, get_preset("tiny")) == 1
@@ -284,7 +285,8 @@ def test_model_clip_must_fit_the_stored_clips(data):
 @pytest.mark.parametrize("form", ["stad", "mmaction2"])
 def test_initialise_from_a_project_or_mmaction2_checkpoint(tmp_path, form):
     from pipeline.engine.baseline import initialise
-    from pipeline.models import Detector, get_preset
+    from pipeline.models.detector import Detector
+    from pipeline.models.presets import get_preset
     from pipeline.models.checkpoint import save_stad_checkpoint
 
     torch.manual_seed(1)

@@ -26,12 +26,14 @@ from pipeline.engine.distributed import DistContext
 from pipeline.data.config import DataConfig
 from pipeline.heads.bank import infer_lfb
 from pipeline.heads.inputs import DatasetFiles, LoadedInputs
-from pipeline.heads.maps import (BankWindow, as_features, compute_maps, pixel_rois,
-                                 pooled_maps, predict_on_maps, predict_streaming, roi_windows)
+from pipeline.heads.maps import (as_features, compute_maps, pixel_rois, pooled_maps,
+                                 predict_on_maps, predict_streaming, roi_windows)
 from pipeline.heads.report import evaluate_head
 from pipeline.heads.train import train_head
 from pipeline.lfb.reader import FeatureBank, num_slots
-from pipeline.models import Detector, get_preset
+from pipeline.lfb.window import BankWindow
+from pipeline.models.detector import Detector
+from pipeline.models.presets import get_preset
 from pipeline.models.checkpoint import build_detector_from_checkpoint, save_stad_checkpoint
 from test_data_loading import TinyData, build_tiny_data
 

@@ -15,7 +15,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from pipeline.models import PRESETS, Detector, ModelConfig
+from pipeline.models.config import ModelConfig
+from pipeline.models.detector import Detector
+from pipeline.models.presets import PRESETS
 from pipeline.models.acrn import ACRNHead
 from pipeline.models.checkpoint import (build_detector_from_checkpoint, load_into,
                                         save_stad_checkpoint)

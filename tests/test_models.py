@@ -12,8 +12,11 @@ import torch.nn.functional as F
 from torchvision.ops import box_iou as tv_box_iou
 
 from pipeline.errors import InputError
-from pipeline.models import (PRESETS, Detector, ModelConfig, action_loss, assign_targets, box_iou,
-                             get_preset, sample_rois)
+from pipeline.models.assign import assign_targets, box_iou, sample_rois
+from pipeline.models.config import ModelConfig
+from pipeline.models.detector import Detector
+from pipeline.models.losses import action_loss
+from pipeline.models.presets import PRESETS, get_preset
 from pipeline.models.blocks import NonLocal3d
 from pipeline.models.resnet3d import slowfast
 from pipeline.models.roi_head import RoIExtractor3d

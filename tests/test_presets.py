@@ -27,7 +27,8 @@ from pipeline.engine.train import run_lr, train
 from pipeline.errors import InputError
 from pipeline.heads.bank import bank_boxes
 from pipeline.lfb.reader import num_slots
-from pipeline.models import PRESETS, ModelConfig
+from pipeline.models.config import ModelConfig
+from pipeline.models.presets import PRESETS
 from pipeline.models.config import BANK_HEADS
 from pipeline.params import apply_overlay, load_params
 

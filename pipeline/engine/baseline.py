@@ -35,7 +35,8 @@ from pipeline.errors import InputError
 from pipeline.evaluation.evaluator import evaluate
 from pipeline.frames.store import FrameStore
 from pipeline.io import inputs_digest, write_json
-from pipeline.models import Detector, ModelConfig
+from pipeline.models.config import ModelConfig
+from pipeline.models.detector import Detector
 from pipeline.models.checkpoint import (FORMAT, load_into, load_mmaction2_checkpoint,
                                         load_stad_checkpoint, read_checkpoint,
                                         save_stad_checkpoint)

@@ -17,7 +17,8 @@ from torch import nn
 from pipeline.ava.results import COLUMNS as RESULT_COLUMNS
 from pipeline.data.collate import Batch, boxes_to_rois
 from pipeline.data.transforms import normalize_clips
-from pipeline.models import Detector, assign_targets, sample_rois
+from pipeline.models.assign import assign_targets, sample_rois
+from pipeline.models.detector import Detector
 
 
 def model_targets(labels: torch.Tensor, columns: torch.Tensor, num_classes: int) -> torch.Tensor:

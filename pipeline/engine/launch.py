@@ -22,7 +22,8 @@ from pipeline.engine.baseline import train_baseline
 from pipeline.engine.config import TrainConfig
 from pipeline.engine.distributed import setup_distributed, teardown_distributed
 from pipeline.errors import InputError
-from pipeline.models import ModelConfig, get_preset
+from pipeline.models.config import ModelConfig
+from pipeline.models.presets import get_preset
 
 TUPLE_FIELDS = {"steps", "short_side_range"}
 

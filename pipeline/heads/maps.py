@@ -24,7 +24,8 @@ from pipeline.data.transforms import normalize_clips
 from pipeline.engine.distributed import DistContext
 from pipeline.engine.inference import run_inference
 from pipeline.lfb.reader import FeatureBank
-from pipeline.models import Detector
+from pipeline.lfb.window import BankWindow
+from pipeline.models.detector import Detector
 from pipeline.models.roi_head import RoIHead
 
 
@@ -44,14 +45,6 @@ class KeyframeMaps:
 
     def __len__(self) -> int:
         return len(self.video_ids)
-
-
-@dataclass(frozen=True)
-class BankWindow:
-    """Which bank rows a keyframe's RoIs read (see ``pipeline.lfb.reader``)."""
-
-    window_seconds: int
-    max_per_second: int
 
 
 def pooled_maps(model: Detector, clips_uint8: Tensor) -> Tensor:

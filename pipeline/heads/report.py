@@ -30,9 +30,10 @@ from pipeline.engine.distributed import DistContext, setup_distributed
 from pipeline.errors import InputError
 from pipeline.evaluation.evaluator import EvaluationResult, evaluate
 from pipeline.heads.inputs import DatasetFiles, LoadedInputs
-from pipeline.heads.maps import BankWindow, predict_streaming
+from pipeline.heads.maps import predict_streaming
 from pipeline.io import atomic_output, write_json, write_text
 from pipeline.lfb.reader import FeatureBank
+from pipeline.lfb.window import BankWindow
 from pipeline.models.checkpoint import build_detector_from_checkpoint
 from pipeline.viz import LabelledBox, render_clip
 

@@ -37,11 +37,14 @@ from pipeline.errors import InputError
 from pipeline.evaluation.evaluator import evaluate
 from pipeline.io import file_digest, inputs_digest
 from pipeline.heads.inputs import DatasetFiles, LoadedInputs
-from pipeline.heads.maps import (BankWindow, KeyframeMaps, as_features, compute_maps,
-                                 pixel_rois, predict_on_maps, predict_streaming, roi_windows)
+from pipeline.heads.maps import (KeyframeMaps, as_features, compute_maps, pixel_rois,
+                                 predict_on_maps, predict_streaming, roi_windows)
 from pipeline.io import write_json
 from pipeline.lfb.reader import FeatureBank, num_slots
-from pipeline.models import Detector, ModelConfig, assign_targets, sample_rois
+from pipeline.lfb.window import BankWindow
+from pipeline.models.assign import assign_targets, sample_rois
+from pipeline.models.config import ModelConfig
+from pipeline.models.detector import Detector
 from pipeline.models.checkpoint import build_detector_from_checkpoint, save_stad_checkpoint
 
 log = logging.getLogger(__name__)

@@ -3,7 +3,8 @@
 - ``layout.py``: the box table -> bank rows, sorted so a time window is one slice;
 - ``writer.py``: ``BankStorage``, ``BankWriter`` (whole shards, resumable, one rank per shard),
   ``fill_bank``;
-- ``reader.py``: the bank format, ``FeatureBank`` (fixed-size masked windows around keyframes).
+- ``reader.py``: the bank format, ``FeatureBank`` (fixed-size masked windows around keyframes);
+- ``window.py``: ``BankWindow``, the window a head reads (torch-free, for params.py).
 
 Import from the modules: the reader alone stays free of pandas for data-loader workers.
 """

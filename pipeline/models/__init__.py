@@ -1,16 +1,8 @@
-"""Detection models compatible with mmaction2's AVA checkpoints (SlowOnly, SlowFast, ACRN, LFB)."""
+"""Detection models compatible with mmaction2's AVA checkpoints (SlowOnly, SlowFast, ACRN, LFB).
 
-from .acrn import ACRNHead
-from .assign import Assignment, assign_targets, box_iou, sample_rois
-from .config import ModelConfig
-from .detector import Detector
-from .fbo import LFBAvg, LFBHead, LFBMax, LFBNonLocal
-from .losses import action_loss
-from .presets import PRESETS, get_preset
-from .resnet3d import SlowFast, SlowOnly, build_backbone, slowfast, slowonly
-
-__all__ = [
-    "PRESETS", "ACRNHead", "Assignment", "Detector", "LFBAvg", "LFBHead", "LFBMax",
-    "LFBNonLocal", "ModelConfig", "SlowFast", "SlowOnly", "action_loss", "assign_targets",
-    "box_iou", "build_backbone", "get_preset", "sample_rois", "slowfast", "slowonly",
-]
+Import from the modules; this package imports none of them, so that ``config.py`` (ModelConfig)
+and ``presets.py`` (PRESETS, get_preset) load without torch and validating params.yaml stays
+fast. The rest: ``resnet3d.py`` backbones, ``roi_head.py``, ``acrn.py``, ``fbo.py`` (LFB
+operators), ``detector.py`` Detector, ``assign.py`` targets, ``losses.py``, ``checkpoint.py``
+(mmaction2 and stad-v1 files), ``command.py`` (``stad checkpoint``).
+"""

@@ -3,7 +3,8 @@
 The integrator calls ``add_checkpoint_command(subparsers)``; each leaf sets ``func(args) -> int``
 (the exit status). Bad input (missing file, unknown preset, unreadable checkpoint) raises
 ``InputError``; a checkpoint that does not fit its preset makes ``inspect`` print the report and
-return 1, and makes ``convert`` raise ``InputError`` without writing anything.
+return 1, and makes ``convert`` raise ``InputError`` without writing anything. The handlers
+import the models (and torch) when they run, so that building the ``stad`` parser stays fast.
 """
 
 from __future__ import annotations
@@ -11,14 +12,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import torch
-
-from .checkpoint import convert, inspect_state_dict, load_mmaction2_checkpoint
-from .detector import Detector
-from .presets import get_preset
-
 
 def run_inspect(args: argparse.Namespace) -> int:
+    import torch
+
+    from .checkpoint import inspect_state_dict, load_mmaction2_checkpoint
+    from .detector import Detector
+    from .presets import get_preset
+
     config = get_preset(args.preset, key="--preset")
     state_dict = load_mmaction2_checkpoint(args.checkpoint)
     with torch.device("meta"):  # shapes only: no memory, no initialisation
@@ -30,6 +31,8 @@ def run_inspect(args: argparse.Namespace) -> int:
 
 
 def run_convert(args: argparse.Namespace) -> int:
+    from .checkpoint import convert
+
     report = convert(args.checkpoint, preset=args.preset, out=args.out)
     print("\n".join(report.lines()))
     print(f"wrote {args.out}")

@@ -8,7 +8,6 @@ is reproducible offline and the weights file is a declared DVC dependency.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -19,16 +18,11 @@ from torchvision.models import detection
 from tqdm import tqdm
 
 from pipeline.errors import InputError
+from pipeline.proposals.architectures import ARCHITECTURES
 from pipeline.frames.store import FrameStore
 from pipeline.io import write_parquet, write_text
 from pipeline.proposals.table import PROPOSAL_SCHEMA, make_proposals, sort_proposals
 
-ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {
-    "fasterrcnn_resnet50_fpn": detection.fasterrcnn_resnet50_fpn,
-    "fasterrcnn_resnet50_fpn_v2": detection.fasterrcnn_resnet50_fpn_v2,
-    "fasterrcnn_mobilenet_v3_large_fpn": detection.fasterrcnn_mobilenet_v3_large_fpn,
-    "fasterrcnn_mobilenet_v3_large_320_fpn": detection.fasterrcnn_mobilenet_v3_large_320_fpn,
-}
 COCO_NUM_CLASSES = 91   # torchvision's COCO label space, background included
 COCO_PERSON = 1
 
@@ -56,8 +50,9 @@ def load_person_detector(weights_path: str | Path, arch: str = "fasterrcnn_resne
     if not weights_path.is_file():
         raise InputError("detector weights file not found (weights are never downloaded; "
                          "put a torchvision COCO state dict there)", path=weights_path)
-    model = ARCHITECTURES[arch](weights=None, weights_backbone=None, num_classes=COCO_NUM_CLASSES,
-                                box_score_thresh=score_thr)
+    build = getattr(detection, arch)
+    model = build(weights=None, weights_backbone=None, num_classes=COCO_NUM_CLASSES,
+                  box_score_thresh=score_thr)
     try:
         state = torch.load(weights_path, map_location="cpu", weights_only=True)
         model.load_state_dict(state)
