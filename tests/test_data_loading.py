@@ -166,7 +166,7 @@ def test_jitter_needs_a_store_holding_its_span(data, jitter_data):
     from dataclasses import replace
 
     from pipeline.engine.baseline import frame_stride
-    from pipeline.models import get_preset
+    from pipeline.models.presets import get_preset
 
     model = replace(get_preset("tiny"), clip_len=4, frame_interval=4)
     assert frame_stride(FrameStore(jitter_data.frames_dir), model, temporal_jitter=True) == 1
