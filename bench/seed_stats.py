@@ -7,6 +7,9 @@ all seeds. Everything runs with ``dvc repro`` in a scratch copy of this project 
 params as they are, plus the overlays given), so DVC reruns only what each change feeds:
 a new seed reruns the baseline, bank, head and evaluation; a new head only the last two.
 
+A ``--workdir`` that already holds a project (an earlier, interrupted sweep) is used as it is,
+code and all, so one results file never mixes code versions.
+
 ``--cache`` shares a DVC cache (e.g. this checkout's ``.dvc/cache``): with it, a later
 ``dvc repro`` in the checkout finds the seed-0 default run in DVC's run cache and restores its
 outputs instead of training again. Results go to ``--out`` (JSON) after every run, and a rerun
@@ -61,8 +64,7 @@ def scratch_project(root: Path, presets: list[str], cache: Path | None) -> dict:
         if (REPO / name).is_file() and name != "dvc.lock":
             (root / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(REPO / name, root / name)
-    env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1", PYTHONPATH=str(root))
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
+    env = project_env(root)
     for preset in presets:
         sh([sys.executable, "-m", "pipeline.cli", "params", "apply", preset], root, env)
     sh(["git", "init", "-q"], root, env)
@@ -71,6 +73,12 @@ def scratch_project(root: Path, presets: list[str], cache: Path | None) -> dict:
         "seed stats", "--allow-empty"], root, env)
     if cache is not None:
         sh(["dvc", "cache", "dir", "--local", str(cache.resolve())], root, env)
+    return env
+
+
+def project_env(root: Path) -> dict:
+    env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1", PYTHONPATH=str(root))
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
     return env
 
 
@@ -168,8 +176,14 @@ def main() -> None:
     runs: list[dict] = done["runs"]
     recorded = {(r["seed"], r["head"]) for r in runs}
     root = args.workdir or Path(tempfile.mkdtemp(prefix="seed_stats_"))
-    root.mkdir(parents=True, exist_ok=True)
-    env = scratch_project(root, args.preset, args.cache)
+    if (root / ".git").is_dir():
+        # Resuming: keep the code and params the earlier runs used, so the runs of one results
+        # file never mix code versions (copying this checkout again could bring newer code).
+        print(f"reusing the project in {root} as it is", flush=True)
+        env = project_env(root)
+    else:
+        root.mkdir(parents=True, exist_ok=True)
+        env = scratch_project(root, args.preset, args.cache)
     heads = args.heads   # in the order given: the costly ones last, if time may run out
     try:
         for seed in args.seeds:
