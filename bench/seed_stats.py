@@ -76,6 +76,14 @@ def scratch_project(root: Path, presets: list[str], cache: Path | None) -> dict:
     return env
 
 
+def source_commit() -> str:
+    """This checkout's commit, with ``+dirty`` when tracked files differ from it."""
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True,
+                          text=True, check=True).stdout.strip()
+    dirty = subprocess.run(["git", "diff", "--quiet", "HEAD"], cwd=REPO).returncode != 0
+    return head + ("+dirty" if dirty else "")
+
+
 def project_env(root: Path) -> dict:
     env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1", PYTHONPATH=str(root))
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
@@ -166,7 +174,10 @@ def main() -> None:
     args = parser.parse_args()
     if args.combine:
         runs = [r for path in args.combine for r in json.loads(path.read_text())["runs"]]
+        commits = sorted({json.loads(p.read_text()).get("commit") or "unknown"
+                          for p in args.combine})
         result = {"presets": args.preset, "combined": [str(p) for p in args.combine],
+                  "commit": commits[0] if len(commits) == 1 else commits,
                   "runs": runs, "summary": summarise(runs)}
         args.out.write_text(json.dumps(result, indent=1) + "\n")
         print(markdown(result["summary"]))
@@ -184,6 +195,7 @@ def main() -> None:
     else:
         root.mkdir(parents=True, exist_ok=True)
         env = scratch_project(root, args.preset, args.cache)
+        (root / "SOURCE_COMMIT").write_text(source_commit())
     heads = args.heads   # in the order given: the costly ones last, if time may run out
     try:
         for seed in args.seeds:
@@ -208,6 +220,8 @@ def main() -> None:
                       f"{baseline['val_mAP']}), ran {runs[-1]['ran']}, {seconds:.0f} s",
                       flush=True)
                 result = {"presets": args.preset, "seeds": args.seeds, "heads": args.heads,
+                          "commit": (root / "SOURCE_COMMIT").read_text() if
+                          (root / "SOURCE_COMMIT").is_file() else None,
                           "runs": runs, "summary": summarise(runs)}
                 args.out.parent.mkdir(parents=True, exist_ok=True)
                 tmp = args.out.with_suffix(".partial")
