@@ -231,6 +231,23 @@ def test_matches_plain_reference_on_random_inputs(protocol):
             abs(expected["mAP"] - got.map) < 1e-12, seed
 
 
+def test_activitynet_keyframe_order_is_first_appearance_before_the_cap():
+    """The reference concatenates keyframes in the order its dict first saw them, before the
+    cap: keyframe 902 comes first although its first row is evicted and 903's row comes
+    before 902's first kept one. The equal scores of 902's hit and 903's miss then fall in
+    argsort's order over (902, 903)."""
+    labels = LabelMap(ids=(12, 14), names={12: "a", 14: "b"})
+    gt = [("v", 902, FULL, 12, 0)]
+    det = [("v", 902, box_x(0.0, 0.1), 12, 0.1), ("v", 903, box_x(0.0, 0.1), 12, 0.5),
+           *[("v", 902, box_x(0.0, 0.1), 14, 0.6)] * 49, ("v", 902, FULL, 12, 0.5)]
+    got = evaluate(gt_table(gt), det_table(det), labels, protocol="activitynet")
+    want = plain_evaluate([(v, t, *b, a, p) for v, t, b, a, p in gt],
+                          [(v, t, *b, a, s) for v, t, b, a, s in det], [12, 14], set(),
+                          protocol="activitynet")
+    miss_first = np.argsort(np.array([0.5, 0.5]))[::-1][0] == 1  # order (902 hit, 903 miss)
+    assert got.per_class[12].ap == want["per_class"][12] == (0.5 if miss_first else 1.0)
+
+
 def heap_survivors(rows, k):
     heap = []
     for index, (score, action, x1, y1, x2, y2) in enumerate(rows):
