@@ -18,6 +18,10 @@ reference only (which is slow: use a small ``--scale`` for it, e.g. 0.05).
 
     .venv/bin/python bench/bench_eval.py --scale 1.0
     .venv/bin/python bench/bench_eval.py --scale 0.05 --plain
+    .venv/bin/python bench/bench_eval.py --scale 0.05 --plain --protocol activitynet2020
+
+``--protocol`` picks the protocol of ours and of the plain reference (mmaction2's evaluator
+runs for ``mmaction2`` only; ``activitynet2020`` takes no exclusions file).
 """
 
 from __future__ import annotations
@@ -150,10 +154,10 @@ def tree_rss_mb(pid: int) -> float:
     return total / 1024
 
 
-def run_in_subprocess(evaluator: str, directory: Path) -> dict | None:
+def run_in_subprocess(evaluator: str, directory: Path, protocol: str) -> dict | None:
     process = subprocess.Popen([sys.executable, __file__, "--run-one", evaluator, "--dir",
-                                str(directory)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True)
+                                str(directory), "--protocol", protocol],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     peak_tree = 0.0
     while process.poll() is None:
         peak_tree = max(peak_tree, tree_rss_mb(process.pid))
@@ -167,15 +171,16 @@ def run_in_subprocess(evaluator: str, directory: Path) -> dict | None:
     return result
 
 
-def run_one(evaluator: str, directory: Path) -> dict:
+def run_one(evaluator: str, directory: Path, protocol: str) -> dict:
     """Run one evaluator in this process; return time, peak memory, mAP."""
     paths = {name: directory / name for name in ("gt.csv", "det.csv", "excl.csv",
                                                  "labels.pbtxt")}
+    exclusions = None if protocol == "activitynet2020" else paths["excl.csv"]
     start = time.perf_counter()
     if evaluator == "ours":
         from pipeline.evaluation import evaluate_files
         result = evaluate_files(paths["gt.csv"], paths["det.csv"], paths["labels.pbtxt"],
-                                exclusions_path=paths["excl.csv"], protocol="mmaction2")
+                                exclusions_path=exclusions, protocol=protocol)
         value = result.map
     elif evaluator == "mmaction2":
         ava_utils = load_mmaction2_ava_utils(directory / "mmaction2")
@@ -188,9 +193,14 @@ def run_one(evaluator: str, directory: Path) -> dict:
                                              str(paths["excl.csv"]))["overall"])
     else:
         sys.path.insert(0, str(REPO / "tests"))
-        from plain_reference import plain_evaluate_files
-        value = plain_evaluate_files(paths["gt.csv"], paths["det.csv"], paths["labels.pbtxt"],
-                                     paths["excl.csv"], protocol="mmaction2")["mAP"]
+        from plain_reference import plain_evaluate_2020_files, plain_evaluate_files
+        if protocol == "activitynet2020":
+            value = plain_evaluate_2020_files(paths["gt.csv"], paths["det.csv"],
+                                              paths["labels.pbtxt"])["mAP"]
+        else:
+            value = plain_evaluate_files(paths["gt.csv"], paths["det.csv"],
+                                         paths["labels.pbtxt"], exclusions,
+                                         protocol=protocol)["mAP"]
     return {"evaluator": evaluator, "seconds": time.perf_counter() - start,
             "peak_rss_mb": peak_rss_mb(), "mAP": value}
 
@@ -201,11 +211,13 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--plain", action="store_true", help="also time the plain reference")
     parser.add_argument("--no-mmaction2", action="store_true")
+    parser.add_argument("--protocol", default="mmaction2",
+                        choices=("mmaction2", "activitynet", "pyslowfast", "activitynet2020"))
     parser.add_argument("--run-one", help=argparse.SUPPRESS)
     parser.add_argument("--dir", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.run_one:
-        print(json.dumps(run_one(args.run_one, Path(args.dir))))
+        print(json.dumps(run_one(args.run_one, Path(args.dir), args.protocol)))
         return
     with tempfile.TemporaryDirectory() as tmp:
         directory = Path(tmp)
@@ -215,11 +227,12 @@ def main() -> None:
         n_det = sum(1 for _ in open(directory / "det.csv"))
         print(f"inputs: {n_gt:,} ground-truth rows, {n_det:,} detection rows "
               f"(built in {time.perf_counter() - start:.1f} s)")
-        evaluators = ["ours"] + ([] if args.no_mmaction2 else ["mmaction2"]) + (
+        with_mmaction2 = args.protocol == "mmaction2" and not args.no_mmaction2
+        evaluators = ["ours"] + (["mmaction2"] if with_mmaction2 else []) + (
             ["plain"] if args.plain else [])
         results = {}
         for evaluator in evaluators:
-            r = run_in_subprocess(evaluator, directory)
+            r = run_in_subprocess(evaluator, directory, args.protocol)
             if r is None:
                 continue
             results[evaluator] = r

@@ -198,8 +198,12 @@ def evaluate(gt: pd.DataFrame, detections: pd.DataFrame, label_map: LabelMap, *,
     det_rank = np.zeros(len(det_key), dtype=np.int64)
     det_ids = np.asarray(label_map.ids)[det_class]
     if rules.heap_order_in_frame:
+        # Only where the keyframe has ground truth of the class can the order matter.
+        frame_codes, _ = pd.factorize(np.concatenate([det_key, gt_key]))
+        pairs = frame_codes * np.int64(n_classes) + np.concatenate([det_class, gt_class])
+        with_gt = np.isin(pairs[:len(det_key)], pairs[len(det_key):])
         det_rank = reference_list_rank(det_key, det_score, det_ids, det_boxes,
-                                       rules.per_frame_cap)
+                                       rules.per_frame_cap, matters=with_gt)
         kept = np.flatnonzero(det_rank >= 0)
     elif rules.per_frame_cap is not None:
         kept = cap_per_frame(det_key, det_score, det_ids, det_boxes, rules.per_frame_cap)

@@ -23,7 +23,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
-from pipeline.ava._csv import check_rows
+from pipeline.ava._csv import check_rows, count_columns
 from pipeline.ava.annotations import BOX_COLUMNS
 from pipeline.ava.results import read_results
 from pipeline.errors import InputError
@@ -58,6 +58,9 @@ def read_official_detections(path: str | Path) -> pd.DataFrame:
 
 
 def _read(path: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    uniform = _read_uniform(path)
+    if uniform is not None:
+        return uniform
     lines = _lines(path)
     fields = pc.split_pattern(lines, ",")
     n_fields = pc.list_value_length(fields).to_numpy(zero_copy_only=False)
@@ -91,6 +94,45 @@ def _read(path: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
                                "timestamp": timestamp[keyframes]})
 
 
+def _read_uniform(path: Path) -> tuple[pd.DataFrame, pd.DataFrame] | None:
+    """The common case, read column-wise in one go: every row has 7, or every row 8, columns.
+    None when it is not (or arrow refuses a value): the general reader then reads the lines."""
+    if not path.is_file() or path.stat().st_size == 0:
+        return None
+    n_columns = count_columns(path)
+    if n_columns not in (7, 8):
+        return None
+    names = ["video_id", "timestamp", *BOX_COLUMNS, "action_id", "last"][:n_columns]
+    text = pa.dictionary(pa.int32(), pa.string())
+    types = {"video_id": text, "timestamp": text,
+             **{name: pa.float64() for name in BOX_COLUMNS}, "action_id": pa.int64(),
+             "last": pa.float64()}
+    try:
+        table = pacsv.read_csv(
+            path, read_options=pacsv.ReadOptions(column_names=names),
+            parse_options=pacsv.ParseOptions(quote_char=False, ignore_empty_lines=False),
+            convert_options=pacsv.ConvertOptions(
+                column_types={name: types[name] for name in names},
+                strings_can_be_null=False, quoted_strings_can_be_null=False, null_values=[]))
+    except (pa.ArrowInvalid, UnicodeDecodeError):
+        return None
+    every = np.arange(table.num_rows)
+    floats = {}
+    for name in BOX_COLUMNS + (["last"] if n_columns == 8 else []):
+        values = table[name].to_numpy()
+        check_rows(path, ~np.isfinite(values),
+                   lambda row, name=name, values=values: f"{name}={values[row]} is not finite")
+        floats[name] = values
+    rows = pd.DataFrame({
+        "video_id": table["video_id"].combine_chunks().to_pandas(),
+        "timestamp": _timestamps(path, table["timestamp"].combine_chunks()),
+        **{name: floats[name] for name in BOX_COLUMNS},
+        "action_id": table["action_id"].to_numpy(),
+        "last": floats["last"] if n_columns == 8 else np.full(len(every), np.nan)})
+    empty = rows.iloc[:0][["video_id", "timestamp"]].reset_index(drop=True)
+    return rows, empty
+
+
 def _lines(path: Path) -> pa.Array:
     if not path.is_file():
         raise InputError("file not found", path=path)
@@ -110,7 +152,7 @@ def _lines(path: Path) -> pa.Array:
 
 def _timestamps(path: Path, text: pa.Array) -> np.ndarray:
     """Python's ``float`` of each distinct timestamp text (few: one per keyframe)."""
-    encoded = text.dictionary_encode()
+    encoded = text if pa.types.is_dictionary(text.type) else text.dictionary_encode()
     distinct = encoded.dictionary.to_pylist()
     parsed = np.empty(len(distinct))
     for code, value in enumerate(distinct):

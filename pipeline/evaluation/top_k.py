@@ -61,7 +61,8 @@ def cap_per_frame(frame_key: np.ndarray, score: np.ndarray, action_id: np.ndarra
 
 
 def reference_list_rank(frame_key: np.ndarray, score: np.ndarray, action_id: np.ndarray,
-                        boxes: np.ndarray, k: int | None) -> np.ndarray:
+                        boxes: np.ndarray, k: int | None,
+                        matters: np.ndarray | None = None) -> np.ndarray:
     """Position of each row in its keyframe's list as the 2020 reader builds it; -1 if dropped.
 
     The reader pushes each keyframe's tuples ``(score, action_id, y1, x1, y2, x2)`` in file
@@ -70,7 +71,9 @@ def reference_list_rank(frame_key: np.ndarray, score: np.ndarray, action_id: np.
     which no closed form gives. That layout only matters between rows of one keyframe with the
     same action and score and different boxes (identical tuples are interchangeable wherever
     they go), so only keyframes holding such rows are replayed through ``heapq``; the others are
-    ranked by descending score, then file order.
+    ranked by descending score, then file order. ``matters`` (optional, per row) marks the rows
+    whose place can change a result (e.g. detections of a class the keyframe has ground truth
+    of: misses listed in any order give the same AP); ties among the others are not replayed.
     """
     n = len(frame_key)
     kept = cap_per_frame(frame_key, score, action_id, boxes, k) if k is not None \
@@ -82,6 +85,9 @@ def reference_list_rank(frame_key: np.ndarray, score: np.ndarray, action_id: np.
     rank[kept[order]] = np.arange(len(order)) - np.searchsorted(frame_sorted, frame_sorted)
     # Keyframes where the heap's layout decides: same (action, score), different boxes.
     b = boxes[kept].astype(np.float64)
+    if matters is not None:
+        relevant = matters[kept]
+        frame, s, a, b = frame[relevant], s[relevant], a[relevant], b[relevant]
     by_tuple = np.lexsort((b[:, 3], b[:, 2], b[:, 1], b[:, 0], s, a, frame))
     f, a, s, b = frame[by_tuple], a[by_tuple], s[by_tuple], b[by_tuple]
     tied = ((f[1:] == f[:-1]) & (a[1:] == a[:-1]) & (s[1:] == s[:-1])
