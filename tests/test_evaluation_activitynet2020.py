@@ -278,3 +278,24 @@ def test_reader_errors_name_the_line_and_the_command_refuses_exclusions(tmp_path
     assert eval_main([*argv, "--json", str(out)]) == 0
     assert "mAP (activitynet2020)" in capsys.readouterr().out
     assert json.loads(out.read_text())["mAP"] == 1.0
+
+
+def test_uniform_files_read_column_wise_as_the_general_reader_reads_them(tmp_path):
+    """Files whose rows all have 7 or all 8 columns take a column-wise path; one 2-column row
+    sends a file through the line-by-line reader, which must give the same table."""
+    gt_lines, det_lines = random_case(5)
+    eight = [line for line in det_lines if line.count(",") == 7]
+    seven = [line for line in gt_lines if line.count(",") == 6]
+    for lines, read in ((eight, read_official_detections), (seven, read_official_ground_truth)):
+        uniform, general = tmp_path / "uniform.csv", tmp_path / "general.csv"
+        uniform.write_text("".join(f"{line}\n" for line in lines))
+        general.write_text("".join(f"{line}\n" for line in [*lines, "vid,1.500000"]))
+        a, b = read(uniform), read(general)
+        if read is read_official_ground_truth:
+            assert len(a[1]) == 0 and b[1]["timestamp"].tolist() == [1.5]
+            a, b = a[0], b[0]
+        assert len(a) == len(lines) > 10
+        for name in a.columns:
+            assert a[name].astype(str).tolist() == b[name].astype(str).tolist(), name
+            if name != "video_id":
+                assert np.array_equal(a[name].to_numpy(), b[name].to_numpy(), equal_nan=True)

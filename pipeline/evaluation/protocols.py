@@ -24,7 +24,9 @@ sides (the 2020 evaluator still lists their keyframe, below). Where the referenc
     - detections on keyframes without ground truth are false positives (the reference's
       evaluator matches them against an empty ground truth); detections with ``x1 >= x2`` or
       ``y1 >= y2`` are discarded;
-    - boxes and scores are float64; classes with ground truth but no detection have AP 0.
+    - boxes and scores are float64; classes with ground truth but no detection have AP 0;
+    - inside a keyframe, both sides in the order its reader's heaps leave them, as for
+      ``activitynet2020`` below (that reader is the same but for the key and the 2 columns).
 
 ``pyslowfast`` (PySlowFast's ``ava_eval_helper`` with the same TF-OD-API evaluator)
     - as ``activitynet`` but without the per-keyframe cap and without sorting detections by
@@ -56,13 +58,15 @@ sides (the 2020 evaluator still lists their keyframe, below). Where the referenc
       ``"  label_id:"``; the reader here accepts any layout (``pipeline.ava.label_map``), so a
       label map it reads differently is one the official script would reject or misread.
 
-Order rules that decide ties (all reproduced): inside a keyframe, activitynet2020 follows its
-heaps (above); mmaction2 and activitynet match detections by descending score with equal scores in file order, and visit ground-truth
-boxes by descending person id (their readers take the 8th column for a score), equal ids in
-file order; pyslowfast keeps file order for both. Per class, detections are concatenated in
-keyframe order (first appearance in the ground truth for mmaction2, in the detections for the
-others) and ranked by ``numpy.argsort(scores)[::-1]`` as all references do, so equal scores fall
-in exactly the reference's order.
+Order rules that decide ties (all reproduced): inside a keyframe, activitynet and
+activitynet2020 follow their heaps (above); mmaction2 matches detections by descending score
+with equal scores in file order, and visits ground-truth boxes by descending person id (its
+reader takes the 8th column for a score), equal ids in file order; pyslowfast keeps file order
+for both.
+Per class, detections are concatenated in keyframe order (first appearance in the ground truth
+for mmaction2, in the detections, before any cap, for the others) and ranked by
+``numpy.argsort(scores)[::-1]`` as all references do, so equal scores fall in exactly the
+reference's order.
 """
 
 from __future__ import annotations
@@ -96,7 +100,7 @@ _PROTOCOLS = {
     "mmaction2": Protocol("mmaction2", False, True, None, False, True, True,
                           np.float32, False),
     "activitynet": Protocol("activitynet", True, False, 50, True, True, True,
-                            np.float64, True),
+                            np.float64, True, heap_order_in_frame=True),
     "pyslowfast": Protocol("pyslowfast", True, False, None, True, False, False,
                            np.float64, True),
     "activitynet2020": Protocol("activitynet2020", True, False, 50, True, True, True,
