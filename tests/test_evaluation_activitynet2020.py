@@ -13,10 +13,10 @@ import pytest
 
 from ava_fixture import ACTIONS, LABELS
 from pipeline.ava.label_map import LabelMap, write_label_map
+from pipeline.errors import InputError
 from pipeline.evaluation import evaluate, evaluate_files
 from pipeline.evaluation.command import main as eval_main
 from pipeline.evaluation.official_csv import read_official_detections, read_official_ground_truth
-from pipeline.errors import InputError
 from pipeline.evaluation.top_k import reference_list_rank
 from plain_reference import plain_evaluate_2020_files
 
@@ -299,3 +299,22 @@ def test_uniform_files_read_column_wise_as_the_general_reader_reads_them(tmp_pat
             assert a[name].astype(str).tolist() == b[name].astype(str).tolist(), name
             if name != "video_id":
                 assert np.array_equal(a[name].to_numpy(), b[name].to_numpy(), equal_nan=True)
+
+
+def test_pipeline_tables_with_integer_timestamps_and_exclusions(tmp_path):
+    """The stages pass AVA tables (int32 timestamps, an exclusions table): the protocol reads
+    them as the official script reads the same files, and uses no exclusions."""
+    from pipeline.ava.annotations import read_annotations
+    from pipeline.ava.exclusions import read_exclusions
+    from pipeline.ava.results import read_results
+    from test_evaluation import write_case as write_ava_case
+
+    paths, _ = write_ava_case(tmp_path)
+    labels = LabelMap(ids=(1, 2, 80), names={1: "a", 2: "b", 80: "c"})
+    got = evaluate(read_annotations(paths["gt"], box_dtype=np.float64),
+                   read_results(paths["det"]), labels,
+                   exclusions=read_exclusions(paths["excl"]), protocol=PROTOCOL)
+    want = plain_evaluate_2020_files(paths["gt"], paths["det"], paths["labels"])
+    assert [got.per_class[c].ap for c in labels.ids] == [want["per_class"][c]
+                                                         for c in labels.ids]
+    assert 0 < got.map < 1
