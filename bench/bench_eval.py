@@ -18,6 +18,11 @@ reference only (which is slow: use a small ``--scale`` for it, e.g. 0.05).
 
     .venv/bin/python bench/bench_eval.py --scale 1.0
     .venv/bin/python bench/bench_eval.py --scale 0.05 --plain
+    .venv/bin/python bench/bench_eval.py --scale 0.05 --plain --protocol activitynet2020
+
+``--protocol`` picks the protocol of ours and of the plain reference (mmaction2's evaluator
+runs for ``mmaction2`` only; ``activitynet2020`` takes no exclusions file).
+
     .venv/bin/python bench/bench_eval.py --scale 0.4 --commands   # ~20k keyframes
 
 ``--commands`` also times the whole ``stad eval`` command (interpreter start, imports, reading,
@@ -155,23 +160,25 @@ def tree_rss_mb(pid: int) -> float:
     return total / 1024
 
 
-def command_for(evaluator: str, directory: Path) -> list[str]:
+def command_for(evaluator: str, directory: Path, protocol: str) -> list[str]:
     """The whole command a user would run for ``evaluator`` (``stad eval`` for ours)."""
     if evaluator == "ours-command":
         stad = Path(sys.executable).parent / "stad"
+        exclusions = ([] if protocol == "activitynet2020"
+                      else ["--exclusions", str(directory / "excl.csv")])
         return [str(stad), "eval", str(directory / "gt.csv"), str(directory / "det.csv"),
-                "--label-map", str(directory / "labels.pbtxt"),
-                "--exclusions", str(directory / "excl.csv"),
-                "--json", str(directory / "ours-command.json")]
-    return [sys.executable, __file__, "--run-one", evaluator, "--dir", str(directory)]
+                "--label-map", str(directory / "labels.pbtxt"), "--protocol", protocol,
+                *exclusions, "--json", str(directory / "ours-command.json")]
+    return [sys.executable, __file__, "--run-one", evaluator, "--dir", str(directory),
+            "--protocol", protocol]
 
 
-def run_in_subprocess(evaluator: str, directory: Path) -> dict | None:
+def run_in_subprocess(evaluator: str, directory: Path, protocol: str) -> dict | None:
     """Run one evaluator as a subprocess; ``wall_s`` is the whole command's time as seen from
     here (interpreter start, imports, reading, scoring, printing)."""
     start = time.perf_counter()
-    process = subprocess.Popen(command_for(evaluator, directory), stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(command_for(evaluator, directory, protocol),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     peak_tree = 0.0
     while process.poll() is None:
         peak_tree = max(peak_tree, tree_rss_mb(process.pid))
@@ -192,15 +199,16 @@ def run_in_subprocess(evaluator: str, directory: Path) -> dict | None:
     return result
 
 
-def run_one(evaluator: str, directory: Path) -> dict:
+def run_one(evaluator: str, directory: Path, protocol: str) -> dict:
     """Run one evaluator in this process; return time, peak memory, mAP."""
     paths = {name: directory / name for name in ("gt.csv", "det.csv", "excl.csv",
                                                  "labels.pbtxt")}
+    exclusions = None if protocol == "activitynet2020" else paths["excl.csv"]
     start = time.perf_counter()
     if evaluator == "ours":
         from pipeline.evaluation import evaluate_files
         result = evaluate_files(paths["gt.csv"], paths["det.csv"], paths["labels.pbtxt"],
-                                exclusions_path=paths["excl.csv"], protocol="mmaction2")
+                                exclusions_path=exclusions, protocol=protocol)
         value = result.map
     elif evaluator == "mmaction2":
         ava_utils = load_mmaction2_ava_utils(directory / "mmaction2")
@@ -213,9 +221,14 @@ def run_one(evaluator: str, directory: Path) -> dict:
                                              str(paths["excl.csv"]))["overall"])
     else:
         sys.path.insert(0, str(REPO / "tests"))
-        from plain_reference import plain_evaluate_files
-        value = plain_evaluate_files(paths["gt.csv"], paths["det.csv"], paths["labels.pbtxt"],
-                                     paths["excl.csv"], protocol="mmaction2")["mAP"]
+        from plain_reference import plain_evaluate_2020_files, plain_evaluate_files
+        if protocol == "activitynet2020":
+            value = plain_evaluate_2020_files(paths["gt.csv"], paths["det.csv"],
+                                              paths["labels.pbtxt"])["mAP"]
+        else:
+            value = plain_evaluate_files(paths["gt.csv"], paths["det.csv"],
+                                         paths["labels.pbtxt"], exclusions,
+                                         protocol=protocol)["mAP"]
     return {"evaluator": evaluator, "seconds": time.perf_counter() - start,
             "peak_rss_mb": peak_rss_mb(), "mAP": value}
 
@@ -229,11 +242,13 @@ def main() -> None:
     parser.add_argument("--commands", action="store_true",
                         help="also time whole commands: `stad eval` against mmaction2's "
                              "ava_eval run as a script (interpreter start and imports included)")
+    parser.add_argument("--protocol", default="mmaction2",
+                        choices=("mmaction2", "activitynet", "pyslowfast", "activitynet2020"))
     parser.add_argument("--run-one", help=argparse.SUPPRESS)
     parser.add_argument("--dir", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.run_one:
-        print(json.dumps(run_one(args.run_one, Path(args.dir))))
+        print(json.dumps(run_one(args.run_one, Path(args.dir), args.protocol)))
         return
     with tempfile.TemporaryDirectory() as tmp:
         directory = Path(tmp)
@@ -243,17 +258,17 @@ def main() -> None:
         n_det = sum(1 for _ in open(directory / "det.csv"))
         print(f"inputs: {n_gt:,} ground-truth rows, {n_det:,} detection rows "
               f"(built in {time.perf_counter() - start:.1f} s)")
-        evaluators = ["ours"] + ([] if args.no_mmaction2 else ["mmaction2"]) + (
+        with_mmaction2 = args.protocol == "mmaction2" and not args.no_mmaction2
+        evaluators = ["ours"] + (["mmaction2"] if with_mmaction2 else []) + (
             ["plain"] if args.plain else []) + (["ours-command"] if args.commands else [])
         results = {}
         for evaluator in evaluators:
-            r = run_in_subprocess(evaluator, directory)
+            r = run_in_subprocess(evaluator, directory, args.protocol)
             if r is None:
                 continue
             results[evaluator] = r
             print(f"{evaluator:>12}: {r['seconds']:8.2f} s (whole command {r['wall_s']:6.2f} s)"
-                  f"  peak RSS {r['peak_rss_mb']:7.0f} MB"
-                  f" (process tree {r['peak_tree_rss_mb']:7.0f} MB)  mAP {r['mAP']:.15f}")
+                  f"  peak RSS {r['peak_rss_mb']:7.0f} MB (process tree {r['peak_tree_rss_mb']:7.0f} MB)  mAP {r['mAP']:.15f}")
         ours = results.get("ours")
         for other in ("mmaction2", "plain"):
             if ours and other in results:

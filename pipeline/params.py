@@ -148,7 +148,7 @@ class BaselineParams:
     train: TrainConfig
     data: DataConfig
     init_checkpoint: str            # "" = random initialisation
-    eval_protocol: Literal["mmaction2", "activitynet", "pyslowfast"]
+    eval_protocol: Literal["mmaction2", "activitynet", "pyslowfast", "activitynet2020"]
     min_action_score: float
     num_threads: int                # torch CPU threads; 0 = torch's default
 
@@ -300,7 +300,7 @@ class EvalParams:
     ``render_keyframes`` val keyframes are drawn as PNG for a person to look at.
     """
 
-    protocol: Literal["mmaction2", "activitynet", "pyslowfast"]
+    protocol: Literal["mmaction2", "activitynet", "pyslowfast", "activitynet2020"]
     score_threshold: float
     render_keyframes: int
     batch_size: int

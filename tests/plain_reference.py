@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import heapq
 import re
+from decimal import Decimal
 
 import numpy as np
 
@@ -156,3 +157,81 @@ def plain_evaluate_files(gt_csv, det_csv, label_map, exclusions_csv=None, *, pro
             excluded = {key_of(r[0], r[1]) for r in csv.reader(f)}
     return plain_evaluate(rows(gt_csv, False), rows(det_csv, True), read_label_ids(label_map),
                           excluded, protocol=protocol, score_threshold=score_threshold)
+
+
+# --- The 2020 official evaluator (AVA-Kinetics), straight from get_ava_performance.py's rules:
+# keyframe keys "%s,%.6f" % (video, Decimal(timestamp)); rows of 2, 7 or 8 columns; both files
+# read through a heap per keyframe (detections capped at 50) and listed by descending score;
+# every keyframe the ground-truth file names is scored, detections elsewhere are ignored.
+
+def official_2020_key(video_id, timestamp_text) -> str:
+    return "%s,%.6f" % (video_id, Decimal(timestamp_text))
+
+
+def official_2020_label_ids(path) -> list[int]:
+    """Ids as the official script reads them: lines starting with '  id:' or '  label_id:'."""
+    ids = []
+    for line in open(path):
+        if line.startswith("  id:") or line.startswith("  label_id:"):
+            ids.append(int(line.strip().split(" ")[-1]))
+    return ids
+
+
+def official_2020_read(path, class_ids, capacity):
+    """{key: [(score, action, y1, x1, y2, x2), ...] by descending score}, and every key."""
+    heaps, all_keys = {}, set()
+    with open(path, newline="") as f:
+        for row in csv.reader(f):
+            assert len(row) in (2, 7, 8), row
+            key = official_2020_key(row[0], row[1])
+            all_keys.add(key)
+            if len(row) == 2:
+                continue
+            x1, y1, x2, y2 = [float(v) for v in row[2:6]]
+            action = int(row[6])
+            if action not in class_ids:
+                continue
+            score = float(row[7]) if len(row) == 8 else 1.0
+            entry = (score, action, y1, x1, y2, x2)
+            heap = heaps.setdefault(key, [])
+            if capacity == 0 or len(heap) < capacity:
+                heapq.heappush(heap, entry)
+            elif score > heap[0][0]:
+                heapq.heapreplace(heap, entry)
+    return {key: sorted(heap, key=lambda e: -e[0]) for key, heap in heaps.items()}, all_keys
+
+
+def plain_evaluate_2020_files(gt_csv, det_csv, label_map):
+    class_ids = official_2020_label_ids(label_map)
+    gt, gt_keys = official_2020_read(gt_csv, set(class_ids), 0)
+    dets, _ = official_2020_read(det_csv, set(class_ids), 50)
+    gt_count = {c: 0 for c in class_ids}
+    for entries in gt.values():
+        for entry in entries:
+            gt_count[entry[1]] += 1
+    scores = {c: [] for c in class_ids}
+    tps = {c: [] for c in class_ids}
+    for key, entries in dets.items():
+        if key not in gt_keys:
+            continue  # not part of the ground truth: ignored
+        valid = [e for e in entries if e[2] < e[4] and e[3] < e[5]]  # y1 < y2 and x1 < x2
+        for c in class_ids:
+            class_dets = [e for e in valid if e[1] == c]
+            if not class_dets:
+                continue
+            class_gt = [(e[3], e[2], e[5], e[4]) for e in gt.get(key, []) if e[1] == c]
+            iou = iou_matrix([(e[3], e[2], e[5], e[4]) for e in class_dets], class_gt,
+                             np.float64)
+            claimed = [False] * len(class_gt)
+            for i, entry in enumerate(class_dets):
+                hit = False
+                if class_gt:
+                    j = int(np.argmax(iou[i]))
+                    if iou[i, j] >= 0.5 and not claimed[j]:
+                        claimed[j] = hit = True
+                scores[c].append(entry[0])
+                tps[c].append(hit)
+    per_class = {c: voc_ap(np.array(scores[c], dtype=np.float64), tps[c], gt_count[c])
+                 for c in class_ids}
+    values = [v for v in per_class.values() if not np.isnan(v)]
+    return {"mAP": float(np.mean(values)) if values else float("nan"), "per_class": per_class}

@@ -214,10 +214,10 @@ def to_frames(gt_rows, det_rows, excluded):
 def test_matches_plain_reference_on_random_inputs(protocol):
     labels = LabelMap(ids=(1, 2, 80), names={1: "a", 2: "b", 80: "c"})
     for seed in range(40):
-        # Coarse scores make ties across keyframes; activitynet's heap orders equal scores
-        # inside one keyframe by its internal layout, so there scores differ within a keyframe.
-        gt_rows, det_rows, excluded = random_case(
-            seed, score_decimals=2, distinct_in_frame=protocol == "activitynet")
+        # Coarse scores make ties across keyframes and inside them (activitynet's heap then
+        # orders equal scores of one keyframe by its internal layout).
+        gt_rows, det_rows, excluded = random_case(seed, score_decimals=2,
+                                                  distinct_in_frame=False)
         gt_rows_full = [(v, t, *b, a, p) for v, t, b, a, p in gt_rows]
         det_rows_full = [(v, t, *b, a, s) for v, t, b, a, s in det_rows]
         expected = plain_evaluate(gt_rows_full, det_rows_full, list(labels.ids), excluded,
@@ -229,6 +229,23 @@ def test_matches_plain_reference_on_random_inputs(protocol):
             assert (math.isnan(want) and math.isnan(have)) or want == have, (seed, class_id)
         assert (math.isnan(expected["mAP"]) and math.isnan(got.map)) or \
             abs(expected["mAP"] - got.map) < 1e-12, seed
+
+
+def test_activitynet_keyframe_order_is_first_appearance_before_the_cap():
+    """The reference concatenates keyframes in the order its dict first saw them, before the
+    cap: keyframe 902 comes first although its first row is evicted and 903's row comes
+    before 902's first kept one. The equal scores of 902's hit and 903's miss then fall in
+    argsort's order over (902, 903)."""
+    labels = LabelMap(ids=(12, 14), names={12: "a", 14: "b"})
+    gt = [("v", 902, FULL, 12, 0)]
+    det = [("v", 902, box_x(0.0, 0.1), 12, 0.1), ("v", 903, box_x(0.0, 0.1), 12, 0.5),
+           *[("v", 902, box_x(0.0, 0.1), 14, 0.6)] * 49, ("v", 902, FULL, 12, 0.5)]
+    got = evaluate(gt_table(gt), det_table(det), labels, protocol="activitynet")
+    want = plain_evaluate([(v, t, *b, a, p) for v, t, b, a, p in gt],
+                          [(v, t, *b, a, s) for v, t, b, a, s in det], [12, 14], set(),
+                          protocol="activitynet")
+    miss_first = np.argsort(np.array([0.5, 0.5]))[::-1][0] == 1  # order (902 hit, 903 miss)
+    assert got.per_class[12].ap == want["per_class"][12] == (0.5 if miss_first else 1.0)
 
 
 def heap_survivors(rows, k):

@@ -44,7 +44,9 @@ def run_fresh(module: str, *argv: str, cwd: Path) -> str:
     ["eval", str(FIXTURES / "ava_val_sample.csv"), str(FIXTURES / "results_mmaction2_sample.csv"),
      "--label-map", str(FIXTURES / "action_list_label.pbtxt"),
      "--exclusions", str(FIXTURES / "ava_val_excluded_sample.csv")],
-], ids=["help", "params-check", "eval"])
+    ["eval", str(FIXTURES / "ava_val_sample.csv"), str(FIXTURES / "results_mmaction2_sample.csv"),
+     "--label-map", str(FIXTURES / "action_list_label.pbtxt"), "--protocol", "activitynet2020"],
+], ids=["help", "params-check", "eval", "eval-activitynet2020"])
 def test_stad_command_does_not_import_torch(argv):
     assert run_fresh("pipeline.cli", *argv, cwd=REPO) == "torch loaded: False"
 

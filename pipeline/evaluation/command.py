@@ -8,7 +8,7 @@ import sys
 
 from pipeline.errors import InputError
 from pipeline.evaluation.evaluator import EvaluationResult, evaluate_files
-from pipeline.evaluation.protocols import PROTOCOLS
+from pipeline.evaluation.protocols import PROTOCOLS, get_protocol
 from pipeline.io import write_json
 
 
@@ -17,11 +17,15 @@ def add_eval_command(subparsers: argparse._SubParsersAction) -> argparse.Argumen
         "eval", help="frame-level AVA mAP of a detection file",
         description="Frame-level AP at IoU 0.5 per class on AVA keyframes, as the reference "
                     "evaluators compute it (see pipeline/evaluation/protocols.py).")
-    parser.add_argument("gt", help="ground-truth AVA CSV")
+    parser.add_argument("gt", help="ground-truth AVA CSV (activitynet2020: rows of 8, 7 or 2 "
+                                    "columns, fractional timestamps)")
     parser.add_argument("detections", help="detections: AVA result CSV or .parquet")
     parser.add_argument("--label-map", required=True, help="label map .pbtxt (evaluated classes)")
-    parser.add_argument("--exclusions", help="excluded-timestamps CSV")
-    parser.add_argument("--protocol", choices=PROTOCOLS, default="mmaction2")
+    parser.add_argument("--exclusions", help="excluded-timestamps CSV (not with "
+                                             "activitynet2020, which has none)")
+    parser.add_argument("--protocol", choices=PROTOCOLS, default="mmaction2",
+                        help="activitynet2020: the official evaluator since AVA-Kinetics "
+                             "(default: %(default)s)")
     parser.add_argument("--score-threshold", type=float, default=None,
                         help="drop detections with score <= this (default: none, as every "
                              "protocol's reference)")
@@ -50,6 +54,11 @@ def format_table(result: EvaluationResult) -> str:
 
 
 def run_eval(args: argparse.Namespace) -> int:
+    if args.exclusions and not get_protocol(args.protocol).uses_exclusions:
+        print(f"error: protocol {args.protocol} has no exclusions (the 2020 evaluator scores "
+              "the keyframes the ground truth lists, 2-column rows included); drop "
+              "--exclusions", file=sys.stderr)
+        return 2
     try:
         result = evaluate_files(args.gt, args.detections, args.label_map,
                                 exclusions_path=args.exclusions, protocol=args.protocol,

@@ -20,8 +20,10 @@ from pipeline.ava.label_map import LabelMap, read_label_map
 from pipeline.ava.results import read_results
 from pipeline.evaluation.average_precision import average_precision, rank_detections
 from pipeline.evaluation.matching import match
+from pipeline.evaluation.official_csv import (read_official_detections,
+                                               read_official_ground_truth)
 from pipeline.evaluation.protocols import get_protocol
-from pipeline.evaluation.top_k import cap_per_frame
+from pipeline.evaluation.top_k import cap_per_frame, reference_list_rank
 
 
 @dataclass(frozen=True)
@@ -94,8 +96,25 @@ def _video_codes(*columns: pd.Series) -> list[np.ndarray]:
             if len(codes) else codes.astype(np.int64) for codes, u in factorized]
 
 
-def _frame_keys(video_codes: np.ndarray, timestamps) -> np.ndarray:
-    return (video_codes.astype(np.int64) << 32) | np.asarray(timestamps, dtype=np.int64)
+def _timestamp_codes(decimal_keyframes: bool, *columns) -> list[np.ndarray]:
+    """Integer seconds, or (2020 evaluator) shared codes of the texts ``"%.6f" % timestamp``.
+
+    The texts are formatted once per distinct float (by bit pattern: ``-0.0`` gives
+    ``-0.000000``, another keyframe than ``0.000000`` there).
+    """
+    if not decimal_keyframes:
+        return [np.asarray(column, dtype=np.int64) for column in columns]
+    values = [np.asarray(column, dtype=np.float64) for column in columns]
+    bits, inverse = np.unique(np.concatenate([v.view(np.int64) for v in values]),
+                              return_inverse=True)
+    text_codes, _ = pd.factorize(np.array(["%.6f" % t for t in bits.view(np.float64).tolist()],
+                                          dtype=object))
+    codes = text_codes[inverse.reshape(-1)].astype(np.int64)
+    return np.split(codes, np.cumsum([len(v) for v in values])[:-1])
+
+
+def _frame_keys(video_codes: np.ndarray, timestamp_codes: np.ndarray) -> np.ndarray:
+    return (video_codes.astype(np.int64) << 32) | timestamp_codes
 
 
 def _class_index(action_id, label_map: LabelMap) -> np.ndarray:
@@ -108,41 +127,65 @@ def _class_index(action_id, label_map: LabelMap) -> np.ndarray:
 
 
 def evaluate(gt: pd.DataFrame, detections: pd.DataFrame, label_map: LabelMap, *,
-             exclusions: pd.DataFrame | None = None, protocol: str = "mmaction2",
+             exclusions: pd.DataFrame | None = None,
+             keyframes_without_actions: pd.DataFrame | None = None,
+             protocol: str = "mmaction2",
              score_threshold: float | None = None) -> EvaluationResult:
     """Evaluate AVA detections against ground truth under one protocol.
 
     ``gt`` has the columns of :func:`read_annotations` (``person_id`` optional),
     ``detections`` those of :func:`read_results`; ``exclusions`` lists keyframes
-    (``video_id, timestamp``) to leave out. No protocol drops detections by score (no
-    reference evaluator does); ``score_threshold`` drops those with ``score <= score_threshold``.
+    (``video_id, timestamp``) to leave out; ``activitynet2020`` has none and does not use it
+    (it scores only the keyframes the ground truth lists), and only it takes
+    ``keyframes_without_actions`` (``video_id, timestamp``: the 2-column ground-truth rows).
+    No protocol drops detections by score (no reference evaluator does);
+    ``score_threshold`` drops those with ``score <= score_threshold``.
     The label map's ids are the evaluated classes.
     """
     rules = get_protocol(protocol)
-    excluded = exclusions if exclusions is not None else pd.DataFrame(
-        {"video_id": pd.Series([], dtype="str"), "timestamp": np.zeros(0, dtype=np.int32)})
-    gt_video, det_video, excl_video = _video_codes(gt["video_id"], detections["video_id"],
-                                                   excluded["video_id"])
-    excluded_keys = np.unique(_frame_keys(excl_video, excluded["timestamp"]))
+    if keyframes_without_actions is not None and not rules.only_listed_frames:
+        raise ValueError(f"protocol {protocol!r} has no keyframes without actions (only "
+                         "activitynet2020 reads 2-column ground-truth rows)")
+    no_keyframes = pd.DataFrame({"video_id": pd.Series([], dtype="str"),
+                                 "timestamp": np.zeros(0, dtype=np.int32)})
+    excluded = exclusions if exclusions is not None and rules.uses_exclusions else no_keyframes
+    listed = keyframes_without_actions if keyframes_without_actions is not None \
+        else no_keyframes
+    videos = _video_codes(gt["video_id"], detections["video_id"], excluded["video_id"],
+                          listed["video_id"])
+    times = _timestamp_codes(rules.decimal_keyframes, gt["timestamp"], detections["timestamp"],
+                             excluded["timestamp"], listed["timestamp"])
+    gt_key_all, det_key, excluded_keys, listed_keys = (
+        _frame_keys(v, t) for v, t in zip(videos, times))
+    excluded_keys = np.unique(excluded_keys)
+    # Every keyframe the ground-truth file names, whatever its rows (2020 evaluator).
+    listed_keys = np.unique(np.concatenate([gt_key_all, listed_keys]))
     n_classes = label_map.num_classes
 
     # Ground truth: evaluated classes only; every row is one instance.
     gt_class = _class_index(gt["action_id"], label_map)
     keep = gt_class >= 0
-    gt_key = _frame_keys(gt_video, gt["timestamp"])[keep]
+    gt_key = gt_key_all[keep]
     gt_class = gt_class[keep]
     gt_boxes = gt[BOX_COLUMNS].to_numpy()[keep].astype(rules.float_dtype)
     gt_person = (gt["person_id"].to_numpy()[keep] if "person_id" in gt
                  else np.full(len(gt_key), -1))
+    gt_rank = np.zeros(len(gt_key), dtype=np.int64)
+    if rules.heap_order_in_frame:
+        # The 2020 reader's heap of (score, action_id, y1, x1, y2, x2), the 8th column as
+        # score (1.0 on a 7-column row, NaN here).
+        heap_score = np.asarray(gt_person, dtype=np.float64)
+        heap_score = np.where(np.isnan(heap_score), 1.0, heap_score)
+        gt_rank = reference_list_rank(gt_key, heap_score, np.asarray(label_map.ids)[gt_class],
+                                      gt_boxes, None)
     gt_excluded = np.isin(gt_key, excluded_keys)
     gt_count = np.bincount(gt_class if rules.count_excluded_gt else gt_class[~gt_excluded],
                            minlength=n_classes)
-    gt_key, gt_class, gt_boxes, gt_person = (a[~gt_excluded] for a in
-                                              (gt_key, gt_class, gt_boxes, gt_person))
+    gt_key, gt_class, gt_boxes, gt_person, gt_rank = (
+        a[~gt_excluded] for a in (gt_key, gt_class, gt_boxes, gt_person, gt_rank))
 
     # Detections: evaluated classes, threshold, cap, evaluated keyframes.
     det_class = _class_index(detections["action_id"], label_map)
-    det_key = _frame_keys(det_video, detections["timestamp"])
     det_score = detections["score"].to_numpy().astype(np.float64)
     det_boxes = detections[BOX_COLUMNS].to_numpy()
     keep = det_class >= 0
@@ -151,36 +194,59 @@ def evaluate(gt: pd.DataFrame, detections: pd.DataFrame, label_map: LabelMap, *,
     det_key, det_class, det_score, det_boxes = (a[keep] for a in
                                                  (det_key, det_class, det_score, det_boxes))
     det_position = np.arange(len(det_key))
-    if rules.per_frame_cap is not None:
-        kept = cap_per_frame(det_key, det_score, np.asarray(label_map.ids)[det_class], det_boxes,
-                             rules.per_frame_cap)
-        det_key, det_class, det_score, det_boxes, det_position = (
-            a[kept] for a in (det_key, det_class, det_score, det_boxes, det_position))
+    first_seen = pd.unique(det_key)
+    det_rank = np.zeros(len(det_key), dtype=np.int64)
+    det_ids = np.asarray(label_map.ids)[det_class]
+    if rules.heap_order_in_frame:
+        # Only where the keyframe has ground truth of the class can the order matter.
+        frame_codes, _ = pd.factorize(np.concatenate([det_key, gt_key]))
+        pairs = frame_codes * np.int64(n_classes) + np.concatenate([det_class, gt_class])
+        with_gt = np.isin(pairs[:len(det_key)], pairs[len(det_key):])
+        det_rank = reference_list_rank(det_key, det_score, det_ids, det_boxes,
+                                       rules.per_frame_cap, matters=with_gt)
+        kept = np.flatnonzero(det_rank >= 0)
+    elif rules.per_frame_cap is not None:
+        kept = cap_per_frame(det_key, det_score, det_ids, det_boxes, rules.per_frame_cap)
+    else:
+        kept = det_position
+    det_key, det_class, det_score, det_boxes, det_position, det_rank = (
+        a[kept] for a in (det_key, det_class, det_score, det_boxes, det_position, det_rank))
     keep = ~np.isin(det_key, excluded_keys)
     if not rules.frames_from_detections:
         keep &= np.isin(det_key, gt_key)
-    # Keyframe order: the order in which the reference concatenates keyframes per class (a
-    # keyframe whose detections are all invalid boxes still takes its place).
-    frame_order = pd.Index(pd.unique(det_key[keep] if rules.frames_from_detections
-                                     else gt_key))
+    if rules.only_listed_frames:
+        keep &= np.isin(det_key, listed_keys)
+    # Keyframe order: the order in which the reference concatenates keyframes per class: first
+    # appearance in its detection dict, filled before the cap evicts anything (a keyframe
+    # whose detections are all invalid boxes still takes its place).
+    if rules.frames_from_detections:
+        scored = ~np.isin(first_seen, excluded_keys)
+        if rules.only_listed_frames:
+            scored &= np.isin(first_seen, listed_keys)
+        frame_order = pd.Index(first_seen[scored])
+    else:
+        frame_order = pd.Index(pd.unique(gt_key))
     if rules.drop_invalid_detections:
         boxes64 = det_boxes.astype(np.float64)
         keep &= (boxes64[:, 0] < boxes64[:, 2]) & (boxes64[:, 1] < boxes64[:, 3])
-    det_key, det_class, det_score, det_boxes, det_position = (
-        a[keep] for a in (det_key, det_class, det_score, det_boxes, det_position))
+    det_key, det_class, det_score, det_boxes, det_position, det_rank = (
+        a[keep] for a in (det_key, det_class, det_score, det_boxes, det_position, det_rank))
     det_boxes = det_boxes.astype(rules.float_dtype)
 
     n_frames = len(frame_order)
     det_frame = frame_order.get_indexer(det_key)
     gt_frame = frame_order.get_indexer(gt_key)
     on_frame = gt_frame >= 0
-    gt_frame, gt_class, gt_boxes, gt_person = (a[on_frame] for a in
-                                                (gt_frame, gt_class, gt_boxes, gt_person))
+    gt_frame, gt_class, gt_boxes, gt_person, gt_rank = (
+        a[on_frame] for a in (gt_frame, gt_class, gt_boxes, gt_person, gt_rank))
 
-    in_frame = (det_position, -det_score) if rules.sort_in_frame else (det_position,)
-    det_order = np.lexsort((*in_frame, det_frame, det_class))
     gt_position = np.arange(len(gt_frame))
-    gt_in_frame = (gt_position, -gt_person) if rules.gt_by_person_desc else (gt_position,)
+    if rules.heap_order_in_frame:
+        in_frame, gt_in_frame = (det_rank,), (gt_rank,)
+    else:
+        in_frame = (det_position, -det_score) if rules.sort_in_frame else (det_position,)
+        gt_in_frame = (gt_position, -gt_person) if rules.gt_by_person_desc else (gt_position,)
+    det_order = np.lexsort((*in_frame, det_frame, det_class))
     gt_order = np.lexsort((*gt_in_frame, gt_frame, gt_class))
     det_group = det_class[det_order] * np.int64(n_frames) + det_frame[det_order]
     gt_group = gt_class[gt_order] * np.int64(n_frames) + gt_frame[gt_order]
@@ -239,10 +305,21 @@ def evaluate_files(gt_csv: str | Path, det_path: str | Path, label_map_path: str
     """Read AVA files (detections as CSV or ``.parquet``) and :func:`evaluate` them.
 
     Ground-truth boxes are read at float64 so that each protocol sees exactly the values its
-    reference parses from the text.
+    reference parses from the text. ``activitynet2020`` reads its reference's files (rows of
+    2, 7 or 8 columns, fractional timestamps: :mod:`pipeline.evaluation.official_csv`) and
+    takes no exclusions.
     """
+    label_map = read_label_map(label_map_path)
+    if get_protocol(protocol).decimal_keyframes:
+        if exclusions_path is not None:
+            raise ValueError(f"protocol {protocol!r} has no exclusions: the 2020 evaluator "
+                             "scores the keyframes the ground truth lists, and only those")
+        gt, keyframes = read_official_ground_truth(gt_csv)
+        return evaluate(gt, read_official_detections(det_path), label_map,
+                        keyframes_without_actions=keyframes, protocol=protocol,
+                        score_threshold=score_threshold)
     return evaluate(read_annotations(gt_csv, box_dtype=np.float64), read_results(det_path),
-                    read_label_map(label_map_path),
+                    label_map,
                     exclusions=None if exclusions_path is None else read_exclusions(
                         exclusions_path),
                     protocol=protocol, score_threshold=score_threshold)
