@@ -97,9 +97,8 @@ def fail_together(ctx: DistContext, what: str) -> Iterator[None]:
 
     Every rank leaves the block through one small all-reduce: the failing rank re-raises its
     own error, the others raise ``PeerFailed``. Without it the others would wait in their next
-    collective for a rank that is gone (gloo notices a closed socket; NCCL waits for its
-    timeout, and a torchrun agent on another node never sees the failure). The all-reduce also
-    orders the ranks like a barrier.
+    collective for a rank that is gone (NCCL until its timeout; a torchrun agent stops only its
+    own node's workers). The all-reduce also orders the ranks like a barrier.
     """
     try:
         yield
