@@ -29,6 +29,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -48,7 +49,7 @@ from pipeline.io import write_parquet
 from test_data_loading import TinyData, build_tiny_data
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-TIMEOUT = 300
+TIMEOUT = 900   # per launch: generous, the shared CI machine can be very busy
 
 
 def free_port() -> int:
@@ -62,20 +63,39 @@ def _env() -> dict:
             "PYTHONDONTWRITEBYTECODE": "1"}
 
 
-def _check(done: subprocess.CompletedProcess | tuple, what: str) -> None:
-    code, out = (done.returncode, done.stdout + done.stderr) if not isinstance(done, tuple) \
-        else done
+def _check(done: tuple[int, str], what: str) -> None:
+    code, out = done
     assert code == 0, f"{what} failed ({code}):\n{out[-4000:]}"
 
 
-def run_stage(stage: str, args: list[str], cwd: Path, *, ranks: int = 1
-              ) -> subprocess.CompletedProcess:
-    """One process (``ranks=1``) or ``torchrun --standalone --nproc_per_node=ranks``."""
+def _wait_all(agents: list[subprocess.Popen], timeout: float) -> list[int]:
+    """Exit statuses; past ``timeout`` each agent still running gets SIGTERM, on which torchrun
+    stops its ranks (they run in sessions of their own), so no orphaned rank is left behind."""
+    try:
+        return [agent.wait(timeout=timeout) for agent in agents]
+    finally:
+        for agent in agents:
+            if agent.poll() is None:
+                agent.send_signal(signal.SIGTERM)
+                try:
+                    agent.wait(timeout=60)
+                except subprocess.TimeoutExpired:
+                    agent.kill()
+                    agent.wait()
+
+
+def run_stage(stage: str, args: list[str], cwd: Path, *, ranks: int = 1) -> tuple[int, str]:
+    """One process (``ranks=1``) or ``torchrun --standalone --nproc_per_node=ranks``;
+    returns (exit status, output)."""
     launcher = [sys.executable] if ranks == 1 else [
         sys.executable, "-m", "torch.distributed.run", "--standalone",
         f"--nproc_per_node={ranks}"]
-    return subprocess.run([*launcher, "-m", f"stages.{stage}", *args], cwd=cwd, env=_env(),
-                          capture_output=True, text=True, timeout=TIMEOUT)
+    log = cwd / f"{stage}.log"
+    with log.open("w") as out:
+        agent = subprocess.Popen([*launcher, "-m", f"stages.{stage}", *args], cwd=cwd,
+                                 env=_env(), stdout=out, stderr=subprocess.STDOUT)
+    code, = _wait_all([agent], TIMEOUT)
+    return code, log.read_text()
 
 
 def run_two_nodes(stage: str, args: list[str], cwd: Path, *, timeout: float = TIMEOUT
@@ -93,13 +113,7 @@ def run_two_nodes(stage: str, args: list[str], cwd: Path, *, timeout: float = TI
         with log.open("w") as out:
             agents.append(subprocess.Popen(command, cwd=cwd, env=_env(), stdout=out,
                                            stderr=subprocess.STDOUT))
-    try:
-        codes = [agent.wait(timeout=timeout) for agent in agents]
-    finally:
-        for agent in agents:
-            if agent.poll() is None:
-                agent.kill()
-                agent.wait()
+    codes = _wait_all(agents, timeout)
     return [(code, log.read_text()) for code, log in zip(codes, logs)]
 
 
