@@ -33,3 +33,8 @@ class TrainingDiverged(RuntimeError):
     Raised on every rank at the same step (the decision is all-reduced), so no rank is left
     waiting in a collective; stages print the one-line message and exit non-zero.
     """
+
+
+class PeerFailed(RuntimeError):
+    """Another rank of a torchrun job failed: this rank stops too instead of waiting for it in
+    a collective. The cause is in the failing rank's own message."""

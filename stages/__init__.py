@@ -12,12 +12,13 @@ import logging
 import sys
 from collections.abc import Callable
 
-from pipeline.errors import InputError, TrainingDiverged
+from pipeline.errors import InputError, PeerFailed, TrainingDiverged
 
 
 def run(main: Callable[[list[str] | None], None], argv: list[str] | None = None) -> None:
     """Run a stage's main; on bad input (InputError, a missing file) print one line naming it
-    and exit with status 2; on a diverged training run, one line naming the params, status 3."""
+    and exit with status 2; on a diverged training run, one line naming the params, status 3;
+    under torchrun, when another rank failed, one line saying so, status 4."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         main(argv)
@@ -27,6 +28,9 @@ def run(main: Callable[[list[str] | None], None], argv: list[str] | None = None)
     except TrainingDiverged as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(3)
+    except PeerFailed as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(4)
     except FileNotFoundError as exc:
         print(f"error: {exc.filename}: no such file", file=sys.stderr)
         sys.exit(2)

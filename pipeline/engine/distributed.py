@@ -7,11 +7,15 @@ single process (world size 1) and none of the collectives below do anything.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.distributed as dist
+
+from pipeline.errors import PeerFailed
 
 
 @dataclass(frozen=True)
@@ -85,6 +89,46 @@ def any_rank(flag: bool, ctx: DistContext) -> bool:
                          device=ctx.device if ctx.device.type == "cuda" else "cpu")
     dist.all_reduce(value, op=dist.ReduceOp.MAX)
     return bool(value.item())
+
+
+@contextmanager
+def fail_together(ctx: DistContext, what: str) -> Iterator[None]:
+    """Run a rank's local work (no collective inside) so that a failure on any rank stops all.
+
+    Every rank leaves the block through one small all-reduce: the failing rank re-raises its
+    own error, the others raise ``PeerFailed``. Without it the others would wait in their next
+    collective for a rank that is gone (NCCL until its timeout; a torchrun agent stops only its
+    own node's workers). The all-reduce also orders the ranks like a barrier.
+    """
+    try:
+        yield
+    except Exception:
+        if ctx.distributed:
+            try:
+                any_rank(True, ctx)
+            except RuntimeError:   # the process group itself is broken: the error says enough
+                pass
+        raise
+    if any_rank(False, ctx):
+        raise PeerFailed(f"{what} failed on another rank (rank {ctx.rank} of {ctx.world_size} "
+                         "stops too; the cause is in that rank's error)")
+
+
+def iterate_together(items: Iterable[Any], ctx: DistContext, what: str) -> Iterator[Any]:
+    """``items`` one by one, each fetch under ``fail_together``: a rank whose loader fails (a
+    corrupt chunk, a dead worker) stops every rank at that step. Every rank must have equally
+    many items (``EpochBatchSampler`` pads to equal steps)."""
+    if not ctx.distributed:
+        yield from items
+        return
+    iterator = iter(items)
+    end = object()
+    while True:
+        with fail_together(ctx, what):
+            item = next(iterator, end)
+        if item is end:
+            return
+        yield item
 
 
 def average_tensors(tensors: list[torch.Tensor], ctx: DistContext) -> None:

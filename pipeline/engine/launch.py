@@ -21,7 +21,7 @@ from pipeline.data.config import DataConfig
 from pipeline.engine.baseline import train_baseline
 from pipeline.engine.config import TrainConfig
 from pipeline.engine.distributed import setup_distributed, teardown_distributed
-from pipeline.errors import InputError
+from pipeline.errors import InputError, PeerFailed
 from pipeline.models.config import ModelConfig
 from pipeline.models.presets import get_preset
 
@@ -59,6 +59,9 @@ def main(argv: list[str] | None = None) -> int:
     except InputError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except PeerFailed as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 4
     except json.JSONDecodeError as e:
         print(f"error: {args.job}:{e.lineno}: {e.msg}", file=sys.stderr)
         return 2

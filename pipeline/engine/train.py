@@ -236,7 +236,8 @@ def train(model: nn.Module, dataset: torch.utils.data.Dataset, *, config: TrainC
                         desc=f"epoch {epoch + 1}/{config.epochs}", disable=not ctx.is_main,
                         leave=False, dynamic_ncols=True)
         tick = time.perf_counter()
-        for batch in progress:
+        # a batch that fails to load on one rank stops every rank at that step
+        for batch in dist_utils.iterate_together(progress, ctx, "loading a batch"):
             lr = schedule(global_step)
             for group in optimizer.param_groups:
                 group["lr"] = lr
@@ -291,7 +292,16 @@ def train(model: nn.Module, dataset: torch.utils.data.Dataset, *, config: TrainC
                 log.info("BatchNorm statistics recomputed over %d batches", used)
         if validating:
             wrapped.eval()
-            row.update(validate(model, epoch))
+            # scoring runs on the main rank after a gather: its failure must stop the others,
+            # which would otherwise wait for it in the next checkpoint's gather
+            failure = None
+            try:
+                row.update(validate(model, epoch))
+            except Exception as error:
+                failure = error
+            with dist_utils.fail_together(ctx, "validation"):
+                if failure is not None:
+                    raise failure
         history.epochs.append(row)
         log.info("epoch %d: %s", epoch, row)
         save(epoch, 0)

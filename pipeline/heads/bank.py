@@ -26,7 +26,7 @@ from pipeline.ava.annotations import merge_boxes
 from pipeline.data.config import DataConfig
 from pipeline.data.dataset import filter_proposals
 from pipeline.engine.baseline import frame_stride
-from pipeline.engine.distributed import DistContext, barrier, setup_distributed
+from pipeline.engine.distributed import DistContext, fail_together, setup_distributed
 from pipeline.errors import InputError
 from pipeline.heads.inputs import DatasetFiles, LoadedInputs
 from pipeline.heads.maps import as_features, compute_maps
@@ -97,14 +97,12 @@ def infer_lfb(*, files: DatasetFiles, baseline_checkpoint: str | Path, out_dir: 
     provenance = {"checkpoint_sha256": file_digest(baseline_checkpoint),
                   "test_short_side": data_config.test_short_side, "train_boxes": train_boxes,
                   "val_min_proposal_score": val_min_proposal_score}
-    if ctx.is_main:
-        writer = BankWriter(out_dir, boxes, storage, provenance=provenance, create=True)
-        if writer.resumed_shards:
-            log.info("resuming: %d of %d shards already written", writer.resumed_shards,
-                     writer.num_shards)
-    barrier(ctx)
-    if not ctx.is_main:
-        writer = BankWriter(out_dir, boxes, storage, provenance=provenance, create=False)
+    with fail_together(ctx, "creating the partial bank"):   # rank 0 creates, the others wait
+        if ctx.is_main:
+            writer = BankWriter(out_dir, boxes, storage, provenance=provenance, create=True)
+            if writer.resumed_shards:
+                log.info("resuming: %d of %d shards already written", writer.resumed_shards,
+                         writer.num_shards)
     solo = DistContext(rank=0, local_rank=ctx.local_rank, world_size=1, device=ctx.device)
 
     @torch.inference_mode()
@@ -133,10 +131,13 @@ def infer_lfb(*, files: DatasetFiles, baseline_checkpoint: str | Path, out_dir: 
             features[rows] = out.float().cpu().numpy()
         return features
 
-    written = fill_bank(writer, compute, rank=ctx.rank, world_size=ctx.world_size,
-                        progress=progress and ctx.is_main)
-    log.info("rank %d wrote %d shards", ctx.rank, len(written))
-    barrier(ctx)
+    # every rank writes its own shards; all of them are done before rank 0 moves the bank
+    with fail_together(ctx, "filling the feature bank"):
+        if not ctx.is_main:
+            writer = BankWriter(out_dir, boxes, storage, provenance=provenance, create=False)
+        written = fill_bank(writer, compute, rank=ctx.rank, world_size=ctx.world_size,
+                            progress=progress and ctx.is_main)
+        log.info("rank %d wrote %d shards", ctx.rank, len(written))
     if not ctx.is_main:
         return None
     return writer.finalize()
