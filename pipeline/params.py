@@ -51,17 +51,31 @@ class AvaSourceParams:
 
 
 @dataclass(frozen=True)
+class CustomSourceParams:
+    """A folder of your own videos and AVA-format CSVs (``data.source: custom``), laid out as
+    ``pipeline.ava.custom`` reads it."""
+
+    root: str                  # folder with videos/, annotations/ (and optionally proposals/)
+    skip_missing_videos: bool  # True: leave out missing, unreadable or short videos, listed in metrics
+
+
+@dataclass(frozen=True)
 class DataParams:
     """Which dataset the DAG runs on (``make_dataset``)."""
 
-    source: Literal["synthetic", "ava"]
+    source: Literal["synthetic", "ava", "custom"]
     synthetic: SyntheticConfig
     ava: AvaSourceParams
+    custom: CustomSourceParams
 
     def __post_init__(self):
         if self.source == "ava" and not self.ava.root:
             raise InputError("data.source is 'ava' but data.ava.root is empty: set it to the "
                              "folder holding annotations/ and videos/", key="data.ava.root")
+        if self.source == "custom" and not self.custom.root:
+            raise InputError("data.source is 'custom' but data.custom.root is empty: set it to "
+                             "the folder holding videos/ and annotations/",
+                             key="data.custom.root")
 
 
 @dataclass(frozen=True)
