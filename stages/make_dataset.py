@@ -1,5 +1,5 @@
 """Stage make_dataset: generate the embedded synthetic dataset in AVA's file formats, or index
-and validate an AVA download or a folder of your own videos (``data.source``).
+and validate an AVA download, a folder of your own videos, or AVA-Kinetics (``data.source``).
 
     python -m stages.make_dataset --out data/dataset --metrics metrics/dataset.json
 """
@@ -12,6 +12,7 @@ from pathlib import Path
 
 from pipeline.ava.custom import index_custom
 from pipeline.ava.download import index_download
+from pipeline.ava.kinetics import index_ava_kinetics
 from pipeline.dataset import index_ava_layout, write_manifest
 from pipeline.io import atomic_output, write_json
 from pipeline.params import load_params
@@ -44,6 +45,17 @@ def main(argv: list[str] | None = None) -> None:
             write_manifest(tmp, manifest)
         metrics = {"source": "custom", **report.to_json()}
         _warn_skipped(report.skipped_videos)
+    elif data.source == "ava_kinetics":
+        ava, kinetics = data.ava, data.kinetics
+        with atomic_output(args.out) as tmp:
+            manifest, report = index_ava_kinetics(
+                ava.root, kinetics.root, tmp, video_start=ava.video_start,
+                skip_missing_videos=ava.skip_missing_videos,
+                skip_missing_clips=kinetics.skip_missing_clips, use_val=kinetics.use_val)
+            write_manifest(tmp, manifest)
+        metrics = {"source": "ava_kinetics", **report}
+        _warn_skipped(report["skipped_videos"])
+        _warn_skipped(report["kinetics"]["skipped_keyframes"])
     else:
         ava = data.ava
         with atomic_output(args.out) as tmp:
