@@ -4,6 +4,12 @@
 download, indexes). Later stages read the manifest instead of guessing file names, so the same
 stages run on the synthetic dataset and on AVA. Paths inside are relative to the manifest's
 directory, so the dataset folder can be moved or cached by DVC as a whole.
+
+Each video has its own clock (:mod:`pipeline.ava.clock`): ``timestamp_start``, the annotation
+second at the first frame of every video, unless ``video_starts`` gives the video its own
+(Kinetics windows); the CSVs in the folder hold whole-second keys, and ``keyframe_times``, when
+the source's timestamps were fractional, names a Parquet table of each key's exact time.
+:func:`keyframe_clock` is the one place that joins them.
 """
 
 from __future__ import annotations
@@ -37,13 +43,58 @@ class DatasetManifest:
     # size, mtime (and probe results) of files outside the dataset folder, so that a replaced
     # video or pickle changes the manifest and with it every stage downstream
     fingerprints: dict[str, dict] = field(default_factory=dict)
+    # video id -> its own clock's second at its first frame, where not timestamp_start
+    video_starts: dict[str, float] = field(default_factory=dict)
+    # Parquet (video_id, timestamp, time): the exact time of each whole-second key, for sources
+    # whose timestamps are fractional (custom, Kinetics); None: every key is its own time
+    keyframe_times: str | None = None
+
+    def start_of(self, video_id: str) -> float:
+        """The annotation second at the video's first frame."""
+        return float(self.video_starts.get(video_id, self.timestamp_start))
 
     def path(self, root: str | Path, relative: str | None) -> Path | None:
         return None if relative is None else Path(root) / relative
 
 
+KEYFRAME_TIMES_COLUMNS = ("video_id", "timestamp", "time")
+
+
 def write_manifest(root: str | Path, manifest: DatasetManifest) -> None:
-    write_json(Path(root) / MANIFEST_NAME, asdict(manifest))
+    """Write ``dataset.json``; the per-video clock fields only where set, so a manifest of
+    one common clock (AVA, synthetic) reads as it did before they existed."""
+    fields = asdict(manifest)
+    if not manifest.video_starts:
+        del fields["video_starts"]
+    if manifest.keyframe_times is None:
+        del fields["keyframe_times"]
+    write_json(Path(root) / MANIFEST_NAME, fields)
+
+
+def keyframe_clock(root: str | Path, manifest: DatasetManifest, keyframes):
+    """``keyframes`` (columns video_id, timestamp: whole-second keys) with two more: ``time``,
+    the keyframe's exact annotation time, and ``start``, its video's clock at frame 0; the
+    keyframe's frame is ``fps * (time - start)`` (:func:`pipeline.ava.clock.keyframe_frame_index`).
+    A key the times table lacks is an error naming it."""
+    import numpy as np
+    import pandas as pd
+
+    table = keyframes.assign(time=keyframes["timestamp"].astype(np.float64),
+                             start=[manifest.start_of(v) for v in keyframes["video_id"]])
+    if manifest.keyframe_times is None:
+        return table
+    path = Path(root) / manifest.keyframe_times
+    if not path.is_file():
+        raise InputError("keyframe times table not found", path=path)
+    times = pd.read_parquet(path, columns=list(KEYFRAME_TIMES_COLUMNS))
+    joined = table.drop(columns="time").merge(
+        times.astype({"video_id": str, "timestamp": np.int64}),
+        on=["video_id", "timestamp"], how="left", validate="many_to_one")
+    if joined["time"].isna().any():
+        row = joined[joined["time"].isna()].iloc[0]
+        raise InputError(f"keyframe ({row['video_id']}, {int(row['timestamp'])}) has no exact "
+                         "time", path=path, key=f"{row['video_id']},{int(row['timestamp'])}")
+    return joined
 
 
 def read_manifest(root: str | Path) -> DatasetManifest:

@@ -12,7 +12,7 @@ import pandas as pd
 
 from pipeline.ava.annotations import read_annotations
 from pipeline.ava.clock import AVA_FPS
-from pipeline.dataset import read_manifest
+from pipeline.dataset import keyframe_clock, read_manifest
 from pipeline.errors import InputError
 from pipeline.frames import extract_frames
 from pipeline.io import write_json
@@ -24,13 +24,14 @@ PARAMS = ("frames",)
 
 
 def annotated_keyframes(dataset: Path) -> tuple[dict[str, Path], pd.DataFrame]:
-    """Video files and the (video_id, timestamp, split) of every annotated keyframe."""
+    """Video files and the (video_id, timestamp, split) of every annotated keyframe, with its
+    video's clock (time, start: :func:`pipeline.dataset.keyframe_clock`)."""
     manifest = read_manifest(dataset)
     tables = []
     for split, files in manifest.splits.items():
         keys = read_annotations(dataset / files.annotations)[["video_id", "timestamp"]]
         tables.append(keys.drop_duplicates().assign(split=split))
-    keyframes = pd.concat(tables, ignore_index=True)
+    keyframes = keyframe_clock(dataset, manifest, pd.concat(tables, ignore_index=True))
     videos = {vid: dataset / path for vid, path in manifest.videos.items()}
     return videos, keyframes
 
@@ -43,10 +44,11 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     frames = load_params(groups=PARAMS).frames
     manifest = read_manifest(args.dataset)
-    if manifest.source == "ava" and frames.timeline_fps != AVA_FPS:
+    if manifest.source in ("ava", "ava_kinetics") and frames.timeline_fps != AVA_FPS:
         # AVA's timestamps and mmaction2's frame files count 30-fps frames, whatever the
         # movie's own rate; the native timeline would shift clips of 24 or 25 fps movies
-        raise InputError(f"data.source is 'ava', whose frame indices count {AVA_FPS}-fps "
+        raise InputError(f"data.source is '{manifest.source}', whose frame indices count "
+                         f"{AVA_FPS}-fps "
                          f"frames: set frames.timeline_fps: {AVA_FPS} (got "
                          f"{frames.timeline_fps})", path=Path("params.yaml"),
                          key="frames.timeline_fps")

@@ -1,5 +1,5 @@
 """Stage make_dataset: generate the embedded synthetic dataset in AVA's file formats, or index
-and validate an AVA download (``data.source``).
+and validate an AVA download, a folder of your own videos, or AVA-Kinetics (``data.source``).
 
     python -m stages.make_dataset --out data/dataset --metrics metrics/dataset.json
 """
@@ -10,7 +10,9 @@ import argparse
 import logging
 from pathlib import Path
 
+from pipeline.ava.custom import index_custom
 from pipeline.ava.download import index_download
+from pipeline.ava.kinetics import index_ava_kinetics
 from pipeline.dataset import index_ava_layout, write_manifest
 from pipeline.io import atomic_output, write_json
 from pipeline.params import load_params
@@ -36,6 +38,24 @@ def main(argv: list[str] | None = None) -> None:
         write_manifest(args.out, manifest)
         metrics = {"source": "synthetic", **summary}
         log.info("generated %s", summary)
+    elif data.source == "custom":
+        with atomic_output(args.out) as tmp:
+            manifest, report = index_custom(data.custom.root, tmp,
+                                            skip_missing_videos=data.custom.skip_missing_videos)
+            write_manifest(tmp, manifest)
+        metrics = {"source": "custom", **report.to_json()}
+        _warn_skipped(report.skipped_videos)
+    elif data.source == "ava_kinetics":
+        ava, kinetics = data.ava, data.kinetics
+        with atomic_output(args.out) as tmp:
+            manifest, report = index_ava_kinetics(
+                ava.root, kinetics.root, tmp, video_start=ava.video_start,
+                skip_missing_videos=ava.skip_missing_videos,
+                skip_missing_clips=kinetics.skip_missing_clips, use_val=kinetics.use_val)
+            write_manifest(tmp, manifest)
+        metrics = {"source": "ava_kinetics", **report}
+        _warn_skipped(report["skipped_videos"])
+        _warn_skipped(report["kinetics"]["skipped_keyframes"])
     else:
         ava = data.ava
         with atomic_output(args.out) as tmp:
@@ -44,10 +64,13 @@ def main(argv: list[str] | None = None) -> None:
                                               skip_missing_videos=ava.skip_missing_videos)
             write_manifest(tmp, manifest)
         metrics = {"source": "ava", "version": ava.version, **report.to_json()}
-        if report.skipped_videos:
-            log.warning("left out %d videos: %s", len(report.skipped_videos),
-                        ", ".join(sorted(report.skipped_videos)))
+        _warn_skipped(report.skipped_videos)
     write_json(args.metrics, metrics)
+
+
+def _warn_skipped(skipped: dict[str, str]) -> None:
+    if skipped:
+        log.warning("left out %d videos: %s", len(skipped), ", ".join(sorted(skipped)))
 
 
 if __name__ == "__main__":

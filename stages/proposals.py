@@ -19,7 +19,8 @@ from pipeline.errors import InputError
 from pipeline.frames import FrameStore
 from pipeline.io import write_json
 from pipeline.params import load_params
-from pipeline.proposals import proposal_metrics, proposals_from_pickle, write_proposals
+from pipeline.proposals import proposal_metrics, proposals_from_pickle, read_proposals
+from pipeline.proposals import write_proposals
 from pipeline.proposals.table import sort_proposals
 from pipeline.proposals.torchvision_detector import detect_persons
 
@@ -45,8 +46,9 @@ def main(argv: list[str] | None = None) -> None:
     if params.source == "simulated":
         raw = params.simulated.detect(pd.concat(gt.values(), ignore_index=True))
     elif params.source == "pickle":
-        raw = pd.concat([proposals_from_pickle(path, score_thr=0.0, max_per_frame=None)
-                         for path in pickle_paths(params, manifest)], ignore_index=True)
+        raw = pd.concat([_read_file(path) for path in pickle_paths(params, manifest,
+                                                                   args.dataset)],
+                        ignore_index=True)
     else:
         detector = params.detector
         raw = detect_persons(store, weights_path=detector.weights,
@@ -59,17 +61,26 @@ def main(argv: list[str] | None = None) -> None:
     write_json(args.metrics, metrics)
 
 
-def pickle_paths(params, manifest) -> list[str]:
-    """The train and val pickles: the params' paths, or else the dataset's own (an AVA
-    download's FAIR dense proposals, found by ``make_dataset``)."""
+def _read_file(path: Path) -> pd.DataFrame:
+    """A proposal pickle, or a proposals table the dataset holds (a custom dataset's boxes
+    under whole-second keys, written by ``make_dataset``)."""
+    if path.suffix == ".parquet":
+        return read_proposals(path)
+    return proposals_from_pickle(path, score_thr=0.0, max_per_frame=None)
+
+
+def pickle_paths(params, manifest, dataset: Path) -> list[Path]:
+    """The train and val proposal files: the params' pickles, or else the dataset's own (an
+    AVA download's FAIR dense proposals, a custom dataset's files, found by
+    ``make_dataset``; relative paths are inside the dataset folder)."""
     paths = []
     for split, given in (("train", params.train_pickle), ("val", params.val_pickle)):
-        path = given or manifest.proposals.get(split)
+        path = given or manifest.path(dataset, manifest.proposals.get(split))
         if not path:
             raise InputError(f"proposals.source is 'pickle' but proposals.{split}_pickle is "
                              f"empty and the dataset has no {split} proposal pickle",
                              key=f"proposals.{split}_pickle")
-        paths.append(path)
+        paths.append(Path(path))
     return paths
 
 

@@ -35,7 +35,8 @@ from pipeline.params import apply_overlay, load_params
 REPO = Path(__file__).resolve().parents[1]
 PRESET_DIR = REPO / "presets"
 ALL_PRESETS = sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
-AVA_PRESETS = sorted(p.stem for p in PRESET_DIR.glob("ava2[12]-*.yaml"))
+AK_PRESETS = sorted(p.stem for p in PRESET_DIR.glob("slowonly_*_ava-kinetics-rgb.yaml"))
+AVA_PRESETS = sorted([p.stem for p in PRESET_DIR.glob("ava2[12]-*.yaml")] + AK_PRESETS)
 
 SO_AVA21_4x16 = "slowonly_kinetics400-pretrained-r50_8xb16-4x16x1-20e_ava21-rgb"
 SF_AVA21_8x8 = "slowfast_kinetics400-pretrained-r50_8xb8-8x8x1-20e_ava21-rgb"
@@ -77,6 +78,22 @@ ZOO = {
         baseline=SF_AVA22_8x8,
         head="slowfast-acrn_kinetics400-pretrained-r50_8xb8-8x8x1-cosine-10e_ava22-rgb"),
 }
+# The zoo's AVA-Kinetics SlowOnly configs (trained on AVA-Kinetics, scored on AVA 2.2 val):
+# preset file = config stem -> (zoo mAP, the recognizer the config starts from)
+K400_INIT = "slowonly_imagenet-pretrained-r50_8xb16-{}x1-steplr-150e_kinetics400-rgb_20220901-{}.pth"
+K700_INIT = "slowonly_imagenet-pretrained-r50_16xb16-8x8x1-steplr-150e_kinetics700-rgb_20221013-15b93b10.pth"
+AVA_KINETICS = {
+    "slowonly_k400-pre-r50_8xb8-4x16x1-10e_ava-kinetics-rgb": ("24.53", K400_INIT.format("4x16", "e7b65fad")),
+    "slowonly_k700-pre-r50_8xb8-4x16x1-10e_ava-kinetics-rgb": ("25.87", K700_INIT),
+    "slowonly_k400-pre-r50_8xb8-8x8x1-10e_ava-kinetics-rgb": ("26.10", K400_INIT.format("8x8", "df42dc84")),
+    "slowonly_k700-pre-r50_8xb8-8x8x1-10e_ava-kinetics-rgb": ("27.82", K700_INIT),
+    "slowonly_k700-pre-r50-context_8xb8-8x8x1-10e_ava-kinetics-rgb": ("28.31", K700_INIT),
+    "slowonly_k700-pre-r50-context-temporal-max_8xb8-8x8x1-10e_ava-kinetics-rgb": ("28.48", K700_INIT),
+    "slowonly_k700-pre-r50-context-temporal-max-nl-head_8xb8-8x8x1-10e_ava-kinetics-rgb": ("29.83", K700_INIT),
+    "slowonly_k700-pre-r50-context-temporal-max-nl-head_8xb8-8x8x1-focal-10e_ava-kinetics-rgb": ("30.33", K700_INIT),
+    "slowonly_k700-pre-r50_8xb8-16x4x1-10e-tricks_ava-kinetics-rgb": ("31.29", K700_INIT),
+}
+ZOO.update({stem: dict(baseline=stem) for stem in AVA_KINETICS})
 
 
 def _write_overlay(path: Path, data: dict) -> Path:
@@ -91,8 +108,10 @@ def params_file(tmp_path) -> Path:
     path = tmp_path / "params.yaml"
     shutil.copy(REPO / "params.yaml", path)
     (tmp_path / "ava").mkdir()
-    apply_overlay(path, _write_overlay(tmp_path / "root.yaml",
-                                       {"data": {"ava": {"root": str(tmp_path / "ava")}}}))
+    (tmp_path / "kinetics").mkdir()
+    apply_overlay(path, _write_overlay(tmp_path / "root.yaml", {"data": {
+        "ava": {"root": str(tmp_path / "ava")},
+        "kinetics": {"root": str(tmp_path / "kinetics")}}}))
     return path
 
 
@@ -239,6 +258,16 @@ def test_overlay_values_keep_their_spelling(params_file, tmp_path):
 def test_every_ava_preset_is_registered():
     assert set(AVA_PRESETS) == set(ZOO)
     assert len(AVA_PRESETS) >= 15
+    assert set(AK_PRESETS) == set(AVA_KINETICS)
+
+
+@pytest.mark.parametrize("name", AK_PRESETS)
+def test_ava_kinetics_headers_give_the_zoo_map_and_init(name):
+    mAP, init = AVA_KINETICS[name]
+    text = (PRESET_DIR / f"{name}.yaml").read_text()
+    assert f"Zoo val mAP (mmaction2 1.x zoo, 8 GPUs): {mAP}," in text
+    assert f"baseline.init_checkpoint {init}" in text
+    assert f"`stad params apply {name}`" in text
 
 
 def _architecture(config: ModelConfig) -> dict:
@@ -268,9 +297,14 @@ def test_ava_preset_reproduces_its_zoo_config(params_file, name):
     params = applied(params_file, name)
     text = (PRESET_DIR / f"{name}.yaml").read_text()
 
-    # data: the AVA download of the preset's version; frames as mmaction2 1.x reads them
-    assert params.data.source == "ava"
-    assert params.data.ava.version == {"ava21": "2.1", "ava22": "2.2"}[name[:5]]
+    # data: the AVA download of the preset's version (AVA-Kinetics: AVA 2.2 + Kinetics,
+    # scored on AVA 2.2 val as the zoo); frames as mmaction2 1.x reads them
+    if name in AVA_KINETICS:
+        assert params.data.source == "ava_kinetics" and params.data.ava.version == "2.2"
+        assert not params.data.kinetics.use_val
+    else:
+        assert params.data.source == "ava"
+        assert params.data.ava.version == {"ava21": "2.1", "ava22": "2.2"}[name[:5]]
     assert params.frames.convention == "mmaction2"
     assert params.frames.short_side >= max(params.baseline.data.short_side_range)
     assert params.frames.timeline_fps == 30

@@ -59,21 +59,31 @@ def check_action_ids(path: Path, action_id: np.ndarray, label_map: LabelMap,
 
 
 def read_annotations(path: str | Path, label_map: LabelMap | None = None, *,
-                     action_list: LabelMap | None = None,
-                     box_dtype: type = np.float32) -> pd.DataFrame:
+                     action_list: LabelMap | None = None, box_dtype: type = np.float32,
+                     fractional: bool = False) -> pd.DataFrame:
     """Read an AVA annotation CSV into columns ``COLUMNS`` (narrow dtypes, file order).
 
     With ``label_map``, action ids are checked by :func:`check_action_ids` (``action_list``:
     the full list of actions, e.g. AVA's 80-class ``ava_action_list_v2.2.pbtxt``).
     ``box_dtype=np.float64`` keeps the exact values of the text (the evaluator needs them).
+    ``fractional``: timestamps are seconds that need not be whole (custom data, Kinetics'
+    ``17.010000``), read as float64; the pipeline's own CSVs hold whole-second keys.
     """
     path = Path(path)
     n_columns = count_columns(path) if path.is_file() else 8
     if n_columns not in (0, 7, 8):
         raise InputError(f"expected 7 or 8 columns, found {n_columns}", path=path, line=1)
-    table = read_table(path, _FILE_COLUMNS[:7] if n_columns == 7 else _FILE_COLUMNS)
+    columns = _FILE_COLUMNS[:7] if n_columns == 7 else _FILE_COLUMNS
+    if fractional:
+        columns = [("timestamp", FLOAT) if name == "timestamp" else (name, kind)
+                   for name, kind in columns]
+    table = read_table(path, columns)
     timestamp = table["timestamp"].to_numpy()
-    check_integral(path, "timestamp", timestamp, 0, INT32_MAX)
+    if fractional:
+        check_rows(path, ~(np.isfinite(timestamp) & (timestamp >= 0) & (timestamp <= INT32_MAX)),
+                   lambda row: f"timestamp={timestamp[row]} is not a time in [0, {INT32_MAX}] s")
+    else:
+        check_integral(path, "timestamp", timestamp, 0, INT32_MAX)
     action_id = table["action_id"].to_numpy()
     check_integral(path, "action_id", action_id, 1, INT16_MAX)
     boxes = [table[name].to_numpy() for name in BOX_COLUMNS]
@@ -87,7 +97,7 @@ def read_annotations(path: str | Path, label_map: LabelMap | None = None, *,
         person_id = np.full(len(table), -1)
     df = pd.DataFrame({
         "video_id": table["video_id"].cast("string").to_pandas().astype("str"),
-        "timestamp": timestamp.astype(np.int32),
+        "timestamp": timestamp.astype(np.float64 if fractional else np.int32),
         **{name: values.astype(box_dtype) for name, values in zip(BOX_COLUMNS, boxes)},
         "action_id": action_id.astype(np.int16),
         "person_id": person_id.astype(np.int32),
@@ -95,8 +105,9 @@ def read_annotations(path: str | Path, label_map: LabelMap | None = None, *,
     return df
 
 
-def write_annotations(path: str | Path, df: pd.DataFrame) -> None:
-    """Write the exact AVA CSV: no header, ``0902`` timestamps, boxes with 3 decimals.
+def write_annotations(path: str | Path, df: pd.DataFrame, *, decimals: int = 3) -> None:
+    """Write the exact AVA CSV: no header, ``0902`` timestamps, boxes with 3 decimals (AVA's;
+    ``decimals`` keeps more of a custom dataset's boxes).
 
     Rows with ``person_id == -1`` everywhere are written with 7 columns, like the files that
     have no person id.
@@ -107,7 +118,7 @@ def write_annotations(path: str | Path, df: pd.DataFrame) -> None:
     out = df[COLUMNS]
     if len(out) and (out["person_id"].to_numpy() == -1).all():
         out = out.drop(columns="person_id")
-    write_csv(path, out, float_decimals=3)
+    write_csv(path, out, float_decimals=decimals)
 
 
 def merge_boxes(df: pd.DataFrame, label_map: LabelMap) -> tuple[pd.DataFrame, np.ndarray]:

@@ -4,6 +4,13 @@ AVA timestamps are whole seconds of the full-length movie; annotated keyframes l
 902..1798 and the cut clips start at 900 s. The start is a parameter (``timestamp_start``),
 not a constant, so synthetic and custom datasets can use their own clock.
 
+Each video has its own clock: the annotation second at its first frame (AVA's videos all
+start at 900; a Kinetics window ``{id}_{start:06d}_{end:06d}`` at ``start``; a custom video
+at 0), and keyframe times need not be whole seconds (Kinetics' ``17.010000``). Results,
+proposals, exclusions and the evaluators key a keyframe by a whole second,
+:func:`whole_second_key` (as mmaction2 keys AVA-Kinetics keyframes by ``int(t)``); its frame is
+read at its exact time (:func:`keyframe_frame_index` takes fractional seconds).
+
 Frame indices count frames of a *timeline*: the video's own frames (native), or a fixed rate
 such as AVA's 30 fps. mmaction2 cuts and extracts AVA with ``ffmpeg -r 30``, so its frame ``k``
 is the source frame shown at ``k / 30`` s whatever the movie's own rate;
@@ -43,6 +50,14 @@ def keyframe_frame_index(timestamp, *, fps: float, timestamp_start: float,
     index = np.rint(fps * (np.asarray(timestamp, dtype=np.float64) - timestamp_start))
     index = index.astype(np.int64) + offset
     return int(index) if index.ndim == 0 else index
+
+
+def whole_second_key(timestamp):
+    """The whole second a keyframe at ``timestamp`` (seconds) is keyed by: the time truncated,
+    as mmaction2's ``int(t)``, after rounding to the microseconds the CSVs write (6 decimals),
+    so that ``2.9999999`` is second 3. Scalars and numpy arrays."""
+    key = np.floor(np.round(np.asarray(timestamp, dtype=np.float64), 6)).astype(np.int64)
+    return int(key) if key.ndim == 0 else key
 
 
 def clip_frame_indices(timestamp, *, fps: float, timestamp_start: float, clip_len: int,

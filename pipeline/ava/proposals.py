@@ -25,6 +25,7 @@ from pipeline.io import write_bytes
 
 COLUMNS = ["video_id", "timestamp", "x1", "y1", "x2", "y2", "score"]
 _KEY = re.compile(r"(?P<video_id>[^,]+),(?P<timestamp>\d+)")
+_FRACTIONAL_KEY = re.compile(r"(?P<video_id>[^,]+),(?P<timestamp>\d+(?:\.\d*)?)")
 
 _NUMPY_GLOBALS = frozenset(
     (f"numpy.{core}.{module}", name)
@@ -49,8 +50,9 @@ class _ArrayUnpickler(pickle.Unpickler):
         raise _ForbiddenGlobal(f"{module}.{name}")
 
 
-def read_proposal_pickle(path: str | Path) -> pd.DataFrame:
-    """Read a proposal pickle; rows keep the pickle's key order and in-frame box order."""
+def read_proposal_pickle(path: str | Path, *, fractional: bool = False) -> pd.DataFrame:
+    """Read a proposal pickle; rows keep the pickle's key order and in-frame box order.
+    ``fractional``: keys' seconds need not be whole (``"vid,2.500000"``), read as float64."""
     path = Path(path)
     try:
         with open(path, "rb") as f:
@@ -67,7 +69,8 @@ def read_proposal_pickle(path: str | Path) -> pd.DataFrame:
         raise InputError(f"expected a dict of arrays, found {type(data).__name__}", path=path)
     video_ids, timestamps, arrays = [], [], []
     for key, value in data.items():
-        match = _KEY.fullmatch(key) if isinstance(key, str) else None
+        pattern = _FRACTIONAL_KEY if fractional else _KEY
+        match = pattern.fullmatch(key) if isinstance(key, str) else None
         if match is None:
             raise InputError("key is not 'video_id,timestamp'", path=path, key=str(key))
         array = np.asarray(value)
@@ -84,13 +87,14 @@ def read_proposal_pickle(path: str | Path) -> pd.DataFrame:
             raise InputError(f"box {bad.tolist()} is outside [0, 1] (proposals are "
                              f"normalised xyxy)", path=path, key=key)
         video_ids.append(match["video_id"])
-        timestamps.append(int(match["timestamp"]))
+        timestamps.append((float if fractional else int)(match["timestamp"]))
         arrays.append(array)
     counts = np.array([len(a) for a in arrays], dtype=np.int64)
     values = np.concatenate(arrays) if arrays else np.zeros((0, 5))
     return pd.DataFrame({
         "video_id": pd.array(np.repeat(np.array(video_ids, dtype=object), counts), dtype="str"),
-        "timestamp": np.repeat(np.array(timestamps, dtype=np.int32), counts),
+        "timestamp": np.repeat(np.array(timestamps, dtype=np.float64 if fractional
+                                        else np.int32), counts),
         **{name: values[:, k] for k, name in enumerate(COLUMNS[2:])},
     })
 

@@ -37,15 +37,24 @@ class VideoPlan:
     path: Path | None
     timestamps: list[int]
     splits: list[str]
+    # the video's own clock (pipeline.ava.clock): exact keyframe times and its start; None:
+    # the keys are the times and the spec's timestamp_start the start (AVA, synthetic)
+    times: list[float] | None = None
+    start: float | None = None
 
 
 def plan_videos(videos: dict[str, Path], keyframes: pd.DataFrame) -> list[VideoPlan]:
-    """Check the keyframe table and group it per video (sorted by video id, then timestamp)."""
+    """Check the keyframe table and group it per video (sorted by video id, then timestamp).
+
+    Optional columns ``time`` and ``start`` (:func:`pipeline.dataset.keyframe_clock`) give each
+    keyframe's exact time and its video's clock; a video whose times are its keys and whose
+    start is the spec's gets neither, so its array reads as before per-video clocks."""
     for column in KEYFRAME_COLUMNS:
         if column not in keyframes.columns:
             raise InputError(f"keyframe table has no column '{column}' "
                              f"(columns: {list(keyframes.columns)})", key=column)
-    table = keyframes.loc[:, list(KEYFRAME_COLUMNS)]
+    clock = [c for c in ("time", "start") if c in keyframes.columns]
+    table = keyframes.loc[:, [*KEYFRAME_COLUMNS, *clock]]
     for column in KEYFRAME_COLUMNS:
         if table[column].isna().any():
             first = table.index[table[column].isna()][0]
@@ -67,10 +76,24 @@ def plan_videos(videos: dict[str, Path], keyframes: pd.DataFrame) -> list[VideoP
     plans = []
     for video_id, rows in table.groupby("video_id", sort=True):
         path = videos.get(video_id)
+        times = rows["time"].astype(float).tolist() if "time" in clock else None
+        starts = set(rows["start"].astype(float)) if "start" in clock else set()
+        if len(starts) > 1:
+            raise InputError(f"video '{video_id}' has keyframes on {len(starts)} clocks",
+                             key=video_id)
         plans.append(VideoPlan(video_id=video_id, path=None if path is None else Path(path),
                                timestamps=rows["timestamp"].tolist(),
-                               splits=rows["split"].tolist()))
+                               splits=rows["split"].tolist(), times=times,
+                               start=starts.pop() if starts else None))
     return plans
+
+
+def _own_clock(plan: VideoPlan, spec: FrameSpec) -> tuple[list[float] | None, float | None]:
+    """The plan's times and start where they differ from its keys and the spec's start."""
+    times = plan.times if plan.times is not None and plan.times != [
+        float(t) for t in plan.timestamps] else None
+    start = plan.start if plan.start is not None and plan.start != spec.timestamp_start else None
+    return times, start
 
 
 def _spec_dict(spec: FrameSpec) -> dict:
@@ -116,11 +139,13 @@ def _open_partial_store(tmp: Path, spec: FrameSpec) -> zarr.Group:
     return zarr.open_group(tmp, mode="w", attributes=_spec_attrs(spec))
 
 
-def _is_done(group: zarr.Group, plan: VideoPlan) -> bool:
+def _is_done(group: zarr.Group, plan: VideoPlan, spec: FrameSpec) -> bool:
     if plan.video_id not in group or plan.path is None or not plan.path.is_file():
         return False
     attrs = group[plan.video_id].attrs
+    times, start = _own_clock(plan, spec)
     return (attrs.get("complete") is True and attrs.get("timestamps") == plan.timestamps
+            and attrs.get("times") == times and attrs.get("timestamp_start") == start
             and attrs.get("splits") == plan.splits
             and attrs.get("source_bytes") == plan.path.stat().st_size)
 
@@ -132,8 +157,10 @@ def _extract_video(group: zarr.Group, plan: VideoPlan, spec: FrameSpec, progress
         raise InputError(f"video '{plan.video_id}' has keyframes but no video file was given",
                          key=plan.video_id)
     video = open_video(plan.video_id, plan.path, spec.output_size, spec.timeline_fps)
+    times, start = _own_clock(plan, spec)
     centers = np.atleast_1d(keyframe_frame_index(
-        np.asarray(plan.timestamps), fps=video.fps, timestamp_start=spec.timestamp_start,
+        np.asarray(plan.timestamps if times is None else times),
+        fps=video.fps, timestamp_start=spec.timestamp_start if start is None else start,
         convention=spec.convention))
     jittered = spec.train_jitter and "train" in plan.splits
     offsets = spec.jitter_offsets if jittered else spec.offsets
@@ -141,9 +168,10 @@ def _extract_video(group: zarr.Group, plan: VideoPlan, spec: FrameSpec, progress
     outside = (centers < 0) | (centers >= video.num_frames)
     if outside.any():
         i = int(np.argmax(outside))
+        at = plan.timestamps[i] if times is None else f"{times[i]:.6f}"
         raise InputError(f"video '{plan.video_id}' has {video.num_frames} frames at "
                          f"{video.fps:g} fps{_on_timeline(video)}, but keyframe "
-                         f"{plan.timestamps[i]} s needs frame {centers[i]} (truncated video "
+                         f"{at} s needs frame {centers[i]} (truncated video "
                          "or wrong timestamp_start?)",
                          path=plan.path)
     indices = np.clip(indices, 0, video.num_frames - 1)
@@ -151,6 +179,10 @@ def _extract_video(group: zarr.Group, plan: VideoPlan, spec: FrameSpec, progress
     clip_shape = (len(offsets), video.height, video.width, 3)
     extra = {} if video.source_index is None else {"source_fps": video.source_fps,
                                                    "source_frames": video.source_frames}
+    if times is not None:
+        extra["times"] = times
+    if start is not None:
+        extra["timestamp_start"] = start
     if jittered:   # this video's clips hold the jitter span, not the spec's clip
         extra.update(offsets=offsets.tolist(),
                      keyframe_position=int(np.flatnonzero(offsets == 0)[0]))
@@ -198,7 +230,7 @@ def extract_frames(videos: dict[str, Path], keyframes: pd.DataFrame, store_path:
     wanted = {plan.video_id for plan in plans}
     for stale in set(group.array_keys()) - wanted:
         del group[stale]
-    resumed = [plan.video_id for plan in plans if _is_done(group, plan)]
+    resumed = [plan.video_id for plan in plans if _is_done(group, plan, spec)]
     todo = [plan for plan in plans if plan.video_id not in resumed]
 
     errors: dict[str, InputError] = {}

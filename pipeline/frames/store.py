@@ -15,7 +15,9 @@ Layout (written by :func:`pipeline.frames.extract.extract_frames`):
   ``source_frames`` (the file's own, on a fixed-rate timeline only), ``offsets`` and
   ``keyframe_position`` (only where they differ from the group's: a jitter span),
   ``source_width``/``source_height``, ``source_bytes``, ``timestamps`` and ``splits`` (row
-  order), ``complete`` (written last).
+  order), ``times`` and ``timestamp_start`` (only for a video on its own clock: the keyframes'
+  exact times where they are not the whole-second keys, its start where it is not the
+  group's; :mod:`pipeline.ava.clock`), ``complete`` (written last).
 
 The keyframe index (``keyframes.parquet``) is the same table as :attr:`FrameStore.index`:
 one row per keyframe sorted by (video_id, timestamp), ``row`` indexing that video's array.

@@ -1,0 +1,130 @@
+"""``data.source: ava_kinetics``: a short AVA download plus a Kinetics-shaped one
+(``tests/kinetics_fixture.py``: 10-s clips at 25 and 30 fps, cut windows and a full clip, the
+7-column CSV with fractional timestamps, a missing clip) through a real ``dvc repro``, every
+stored frame of both parts checked against the frame ``ffmpeg -r 30`` gives at the index the
+clock names: AVA's ``30 * (t - 900)``, a Kinetics keyframe's ``round(30 * (t - clip start))``
+in its own clip."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import zarr
+
+from ava_fixture import FPS, VAL_IDS, TRAIN_IDS, make_ava_fixture
+from kinetics_fixture import CLIPS, MISSING, make_kinetics_fixture
+from pipeline.ava.kinetics import index_ava_kinetics
+from pipeline.errors import InputError
+from test_pipeline_dvc import _ran_stages, _sh, project_copy
+from video_utils import ffmpeg_rate_numbers, read_frame_number
+
+AVA_START = 1780   # short AVA videos: seconds 1780..1801, keyframes 1782..1798
+
+
+@pytest.fixture(scope="module")
+def fixtures(tmp_path_factory):
+    ava = make_ava_fixture(tmp_path_factory.mktemp("ava"), version="2.2", every=8,
+                           video_start=AVA_START)
+    return ava, make_kinetics_fixture(tmp_path_factory.mktemp("kinetics"))
+
+
+def test_missing_clips_are_listed_then_skipped_by_param(fixtures, tmp_path):
+    ava, kinetics = fixtures
+    with pytest.raises(InputError) as error:
+        index_ava_kinetics(ava.root, kinetics.root, tmp_path / "a", video_start=AVA_START,
+                           skip_missing_videos=False, skip_missing_clips=False, use_val=False,
+                           progress=False)
+    assert f"{MISSING[0]},{MISSING[1]:.6f}: missing" in str(error.value)
+    assert "skip_missing_clips" in str(error.value)
+    manifest, report = index_ava_kinetics(
+        ava.root, kinetics.root, tmp_path / "b", video_start=AVA_START,
+        skip_missing_videos=False, skip_missing_clips=True, use_val=False, progress=False)
+    assert report["kinetics"]["skipped_keyframes"] == {
+        f"{MISSING[0]},{MISSING[1]:.6f}": "missing (no clip holds it)"}
+    assert report["kinetics"]["val"] == "ava" and report["kinetics"]["clips"] == {"train": 3}
+    assert manifest.splits["val"].annotations == "annotations/ava_val_v2.2.csv"
+    assert manifest.start_of("o3lCwWyyc_s_000012_000022") == 12
+    assert manifest.start_of("b9Yd2Lq3VwE") == 0 and manifest.start_of(TRAIN_IDS[0]) == AVA_START
+
+
+@pytest.fixture(scope="module")
+def ava_kinetics_repo(fixtures, tmp_path_factory):
+    ava, kinetics = fixtures
+    overlay = tmp_path_factory.mktemp("overlay") / "ava-kinetics-fixture.yaml"
+    overlay.write_text(f"""
+data:
+  source: ava_kinetics
+  ava:
+    root: {ava.root}
+    version: "2.2"
+    video_start: {AVA_START}
+    skip_missing_videos: false
+  kinetics:
+    root: {kinetics.root}
+    skip_missing_clips: true
+    use_val: true
+frames:
+  timeline_fps: 30
+proposals:
+  source: pickle
+lfb:
+  dtype: float32
+""")
+    root = tmp_path_factory.mktemp("ava_kinetics_repo")
+    return root, project_copy(root, "smoke", overlay)
+
+
+def test_ava_kinetics_runs_through_the_dag_on_one_30fps_timeline(fixtures, ava_kinetics_repo):
+    ava, kinetics = fixtures
+    root, env = ava_kinetics_repo
+    result = _sh(["dvc", "repro"], root, env)
+    assert _ran_stages(result.stdout) == ["make_dataset", "extract_frames", "proposals",
+                                          "pretrain_baseline", "infer_lfb", "train_head",
+                                          "evaluate"], result.stdout
+    dataset = json.loads((root / "metrics/dataset.json").read_text())
+    assert dataset["source"] == "ava_kinetics"
+    assert dataset["kinetics"]["num_skipped_keyframes"] == 1
+    assert dataset["kinetics"]["clips"] == {"train": 3, "val": 1}
+
+    index = pd.read_parquet(root / "data/frames/keyframes.parquet")
+    store = zarr.open_group(root / "data/frames/frames.zarr", mode="r")
+    assert store.attrs["timeline_fps"] == FPS and store.attrs["timestamp_start"] == AVA_START
+    offsets = np.asarray(store.attrs["offsets"])
+    checked = {}
+    for video_id, rows in index.groupby("video_id"):
+        array = store[video_id]
+        clips = array[:]
+        if video_id in CLIPS:   # a Kinetics clip, on its own clock
+            split, _, start, rate, times = CLIPS[video_id]
+            path = kinetics.root / "videos" / f"{video_id}.mp4"
+            assert array.attrs["timestamp_start"] == start and array.attrs["times"] == list(times)
+            centers = {int(t): round(FPS * (t - start)) for t in times}
+        else:                   # an AVA video: AVA's clock, as before
+            split, rate = ("train" if video_id in TRAIN_IDS else "val"), None
+            path = ava.root / "videos" / f"{video_id}.mp4"
+            assert "times" not in array.attrs and "timestamp_start" not in array.attrs
+            centers = {int(t): FPS * (int(t) - AVA_START) for t in rows["timestamp"]}
+        assert set(rows["split"]) == {split}
+        frames = array.attrs["num_frames"]
+        wanted = {t: np.clip(c + offsets, 0, frames - 1) for t, c in centers.items()}
+        reference = ffmpeg_rate_numbers(path, FPS, at=np.concatenate(list(wanted.values())))
+        assert len(reference) == frames
+        for _, row in rows.iterrows():
+            shown = [read_frame_number(f) for f in clips[int(row["row"])]]
+            assert shown == [reference[k] for k in wanted[int(row["timestamp"])]], \
+                (video_id, int(row["timestamp"]), shown)
+        kind = "kinetics" if video_id in CLIPS else "ava"
+        checked[kind] = checked.get(kind, 0) + clips.shape[0] * clips.shape[1]
+    n_kinetics = sum(len(c[4]) for c in CLIPS.values())
+    assert checked["kinetics"] == n_kinetics * len(offsets)
+    assert set(index["video_id"]) == set(CLIPS) | set(TRAIN_IDS) | set(VAL_IDS)
+
+    proposals = pd.read_parquet(root / "data/proposals/proposals.parquet")
+    assert set(CLIPS) <= set(proposals["video_id"])   # the Kinetics pickles, re-keyed
+    results = pd.read_csv(root / "results/val_results.csv", header=None)
+    assert set(results[0]) <= set(VAL_IDS) | {"Hq8yVb1xYcM_000030_000040"}
+    evaluation = json.loads((root / "metrics/eval.json").read_text())
+    assert evaluation["not_in_frame_store"]["keyframes"] == 0

@@ -1,0 +1,164 @@
+"""``data.source: custom``: a folder of mp4 files at 10 and 24 fps with AVA-format CSVs whose
+timestamps count seconds from each video's first frame (``tests/custom_fixture.py``): the
+up-front checks, and the whole DAG through a real ``dvc repro`` with every stored frame checked
+against the clock (keyframe at ``t`` s = frame ``round(t * fps)`` of its own video)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import zarr
+
+from custom_fixture import (EXCLUDED, FPS_OF, LABELS, TIMES, expected_keyframe_frame,
+                            make_custom_fixture)
+from pipeline.ava.annotations import read_annotations
+from pipeline.ava.custom import index_custom
+from pipeline.ava.label_map import read_label_map
+from pipeline.errors import InputError
+from test_pipeline_dvc import _ran_stages, _sh, project_copy
+from video_utils import read_frame_number, write_video
+
+
+@pytest.fixture(scope="module")
+def fixture(tmp_path_factory):
+    return make_custom_fixture(tmp_path_factory.mktemp("custom"))
+
+
+def _copy(fixture, tmp_path: Path) -> Path:
+    """A writable copy of the fixture folder (videos linked, annotations copied)."""
+    root = tmp_path / "mine"
+    for path in fixture.root.rglob("*"):
+        target = root / path.relative_to(fixture.root)
+        if path.is_dir():
+            target.mkdir(parents=True, exist_ok=True)
+        elif path.suffix == ".mp4":
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.symlink_to(path)
+        else:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(path.read_bytes())
+    return root
+
+
+def test_index_writes_whole_second_keys_and_exact_times(fixture, tmp_path):
+    manifest, report = index_custom(fixture.root, tmp_path / "out", progress=False)
+    assert manifest.source == "custom" and manifest.timestamp_start == 0
+    assert report.videos == {"train": 2, "val": 2} and not report.label_map_derived
+    assert report.keyframes == {"train": 2 * len(TIMES), "val": 2 * len(TIMES)}
+    times = pd.read_parquet(tmp_path / "out" / manifest.keyframe_times)
+    assert sorted(set(times["time"])) == sorted(TIMES)
+    assert (times["timestamp"] == np.floor(times["time"])).all()
+    train = read_annotations(tmp_path / "out/annotations/train.csv")
+    val = read_annotations(tmp_path / "out/annotations/val.csv")
+    assert (train["person_id"] >= 0).all() and (val["person_id"] == -1).all()
+    assert set(train["timestamp"]) == {int(t) for t in TIMES}
+    proposals = pd.read_parquet(tmp_path / "out" / manifest.proposals["val"])
+    assert set(proposals["video_id"]) == {"kitchen_cam3", "yard_cam4"}
+    excluded = (tmp_path / "out/annotations/val_excluded_timestamps.csv").read_text()
+    assert excluded == f"{EXCLUDED[0]},{int(EXCLUDED[1]):04d}\n"
+
+
+def test_label_map_is_derived_with_a_warning(fixture, tmp_path, caplog):
+    root = _copy(fixture, tmp_path)
+    (root / "annotations/label_map.pbtxt").unlink()
+    with caplog.at_level(logging.WARNING):
+        manifest, report = index_custom(root, tmp_path / "out", progress=False)
+    assert report.label_map_derived and "derived" in caplog.text
+    derived = read_label_map(tmp_path / "out" / manifest.label_map)
+    assert derived.ids == tuple(sorted(LABELS))
+
+
+def test_every_problem_of_a_kind_is_reported_at_once(fixture, tmp_path):
+    root = _copy(fixture, tmp_path)
+    (root / "videos/kitchen_cam1.mp4").unlink()
+    (root / "videos/yard_cam4.mp4").unlink()
+    write_video(root / "videos/yard_cam4.mp4", num_frames=20, fps=24)   # < 6.7 s
+    with pytest.raises(InputError) as error:
+        index_custom(root, tmp_path / "out", progress=False)
+    assert "2 of 4 annotated videos" in str(error.value)
+    assert "kitchen_cam1 (train): missing" in str(error.value)
+    assert "yard_cam4 (val): too short" in str(error.value)
+    manifest, report = index_custom(root, tmp_path / "out", skip_missing_videos=True,
+                                    progress=False)
+    assert set(report.skipped_videos) == {"kitchen_cam1", "yard_cam4"}
+    assert set(manifest.videos) == {"yard_cam2", "kitchen_cam3"}
+
+    csv = root / "annotations/train.csv"
+    text = csv.read_text()
+    csv.write_text(text + "yard_cam2,1.5,0.1,0.1,0.5,0.5,3,0\n"     # second 1 twice
+                   "yard_cam2,2.9,0.1,0.1,0.5,0.5,3,0\n"             # second 2 twice
+                   "kitchen_cam3,1.0,0.1,0.1,0.5,0.5,3,0\n")          # also in val
+    with pytest.raises(InputError, match="1 video.* both train and val"):
+        index_custom(root, tmp_path / "out", skip_missing_videos=True, progress=False)
+    csv.write_text(text + "yard_cam2,1.5,0.1,0.1,0.5,0.5,3,0\n"
+                   "yard_cam2,2.9,0.1,0.1,0.5,0.5,3,0\n"
+                   "yard_cam2,3.0,0.1,0.1,0.5,0.5,99,0\nyard_cam2,3.0,0.1,0.1,0.5,0.5,98,0\n")
+    with pytest.raises(InputError, match=r"2 action id\(s\)") as error:
+        index_custom(root, tmp_path / "out", skip_missing_videos=True, progress=False)
+    assert "action_id 98" in str(error.value) and "action_id 99" in str(error.value)
+    csv.write_text(text + "yard_cam2,1.5,0.1,0.1,0.5,0.5,3,0\n"
+                   "yard_cam2,2.9,0.1,0.1,0.5,0.5,3,0\n")
+    with pytest.raises(InputError, match=r"2 whole second\(s\)") as error:
+        index_custom(root, tmp_path / "out", skip_missing_videos=True, progress=False)
+    assert "yard_cam2 second 1: keyframes at 1.000000, 1.500000" in str(error.value)
+
+
+@pytest.fixture(scope="module")
+def custom_repo(fixture, tmp_path_factory):
+    overlay = tmp_path_factory.mktemp("overlay") / "custom-fixture.yaml"
+    overlay.write_text(f"""
+data:
+  source: custom
+  custom:
+    root: {fixture.root}
+    skip_missing_videos: false
+proposals:
+  source: pickle
+lfb:
+  dtype: float32
+""")
+    root = tmp_path_factory.mktemp("custom_repo")
+    return root, project_copy(root, "smoke", overlay)
+
+
+def test_custom_dataset_runs_through_the_dag_on_each_videos_clock(fixture, custom_repo):
+    root, env = custom_repo
+    result = _sh(["dvc", "repro"], root, env)
+    assert _ran_stages(result.stdout) == ["make_dataset", "extract_frames", "proposals",
+                                          "pretrain_baseline", "infer_lfb", "train_head",
+                                          "evaluate"], result.stdout
+    dataset = json.loads((root / "metrics/dataset.json").read_text())
+    assert dataset["source"] == "custom" and dataset["num_skipped_videos"] == 0
+
+    # the clock, frame by frame: every stored frame is the one round(t * fps) + offset names
+    index = pd.read_parquet(root / "data/frames/keyframes.parquet")
+    store = zarr.open_group(root / "data/frames/frames.zarr", mode="r")
+    offsets = np.asarray(store.attrs["offsets"])
+    checked = {}
+    for video_id, rows in index.groupby("video_id"):
+        fps, clips = FPS_OF[video_id], store[video_id][:]
+        array = store[video_id].attrs
+        assert array["fps"] == float(fps) and array["num_frames"] == 8 * fps
+        assert sorted(array["times"]) == sorted(TIMES)
+        for _, row in rows.iterrows():
+            time = array["times"][int(row["row"])]
+            assert int(row["timestamp"]) == int(time)
+            wanted = np.clip(expected_keyframe_frame(time, fps) + offsets, 0, 8 * fps - 1)
+            shown = [read_frame_number(frame) for frame in clips[int(row["row"])]]
+            assert shown == wanted.tolist(), (video_id, time, shown, wanted)
+        checked[str(fps)] = checked.get(str(fps), 0) + clips.shape[0] * clips.shape[1]
+    assert set(checked) == {"10", "24"}
+    assert sum(checked.values()) == len(fixture.keyframes) * len(offsets)
+
+    proposals = json.loads((root / "metrics/proposals.json").read_text())
+    assert proposals["val"]["recall"] == 1.0   # the dataset's own boxes are the true ones
+    evaluation = json.loads((root / "metrics/eval.json").read_text())
+    assert set(evaluation["per_class_AP"]) == {f"{i} {n}" for i, n in LABELS.items()}
+    results = pd.read_csv(root / "results/val_results.csv", header=None)
+    assert set(results[0]) == {"kitchen_cam3", "yard_cam4"}
+    assert set(results[1]) <= {int(t) for t in TIMES}
