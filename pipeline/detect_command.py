@@ -23,8 +23,9 @@ def add_detect_command(subparsers: argparse._SubParsersAction) -> argparse.Argum
                        "annotated mp4",
         description="Detect actions in any video with a stad-v1 checkpoint. Writes "
                     "detections.csv (AVA results, timestamps in whole seconds from the video's "
-                    "start), detections.parquet and annotated.mp4 (the whole video, each "
-                    "keyframe's detections held until the next keyframe) into --out.")
+                    "start), detections.parquet and annotated.mp4 (the whole video at its own "
+                    "rate, each keyframe's detections held for one keyframe period) into --out; "
+                    "feature-bank heads also write the video's own bank (bank/).")
     p.add_argument("video", type=Path, help="any video file; its stem is the video_id")
     p.add_argument("--checkpoint", type=Path, required=True, help="stad-v1 model.pt")
     p.add_argument("--proposals", type=Path, help="person boxes: AVA/mmaction2 proposal pickle "
@@ -57,5 +58,16 @@ def add_detect_command(subparsers: argparse._SubParsersAction) -> argparse.Argum
                        "rate, as ffmpeg -r does (30 for AVA models; default: the checkpoint's)")
     clock.add_argument("--native-timeline", action="store_true",
                        help="read the video's own frames, whatever the checkpoint records")
+    p.add_argument("--start", type=int, default=0,
+                   help="first second scored, from the video's first frame (default 0)")
+    p.add_argument("--end", type=int, help="last second scored (default: the video's last)")
+    p.add_argument("--batch-size", type=int, default=8, help="keyframes per model call")
+    p.add_argument("--bank-baseline", type=Path, help="feature-bank heads trained elsewhere "
+                   "(converted zoo LFB checkpoints): the stad-v1 checkpoint that computes the "
+                   "video's bank (mmaction2's bank-inference model, converted); heads from "
+                   "train_head record their own")
+    p.add_argument("--bank-window", type=int, nargs=2, metavar=("SECONDS", "PER_SECOND"),
+                   help="with --bank-baseline: the head's window (default mmaction2's 30 5)")
+    p.add_argument("--no-video", action="store_true", help="write no annotated.mp4")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     return p

@@ -44,11 +44,13 @@ class TinyData:
 def build_tiny_data(root: Path, *, videos: int = 2, seconds: int = 8, width: int = 80,
                     height: int = 64, clip_len: int = 8, frame_interval: int = 2,
                     seed: int = 0, val_videos: int = 1,
-                    unreadable: tuple[str, ...] = (), train_jitter: bool = False) -> TinyData:
+                    unreadable: tuple[str, ...] = (), train_jitter: bool = False,
+                    short_side: int | None = None) -> TinyData:
     """Videos 0..n-1-val_videos are train, the others val; 2-3 people per keyframe, 3 classes.
 
     ``unreadable`` video ids get a corrupt file: extraction skips them
-    (``frames.skip_bad_videos``), their annotations stay."""
+    (``frames.skip_bad_videos``), their annotations stay. ``short_side``: the store's
+    decode-time resize (default the source's height: no resize)."""
     rng = np.random.default_rng(seed)
     root.mkdir(parents=True, exist_ok=True)
     ids = [f"vid{v}" for v in range(videos)]
@@ -63,7 +65,8 @@ def build_tiny_data(root: Path, *, videos: int = 2, seconds: int = 8, width: int
                              columns=["video_id", "timestamp", "split"])
     frames_dir, keyframes_path = root / "frames.zarr", root / "keyframes.parquet"
     extract_frames(paths, keyframes, frames_dir, keyframes_path,
-                   FrameSpec(clip_len=clip_len, frame_interval=frame_interval, short_side=height,
+                   FrameSpec(clip_len=clip_len, frame_interval=frame_interval,
+                             short_side=short_side or height,
                              timestamp_start=0, train_jitter=train_jitter),
                    skip_bad_videos=bool(unreadable), progress=False)
     label_map = LabelMap(ids=(1, 3, 5), names={1: "stand", 3: "sit", 5: "walk"})

@@ -14,7 +14,6 @@ import torch
 import yaml
 from torchvision.models import detection
 
-import pipeline.detect as detect_module
 from pipeline.ava.clock import clip_frame_indices
 from pipeline.ava.proposals import write_proposal_pickle
 from pipeline.ava.results import read_results
@@ -23,6 +22,7 @@ from pipeline.data.config import DataConfig
 from pipeline.engine.config import TrainConfig
 from pipeline.engine.baseline import train_baseline
 from pipeline.errors import InputError
+from pipeline.frames.video import VideoSource
 from pipeline.models.config import ModelConfig
 from pipeline.models.detector import Detector
 from pipeline.models.presets import get_preset
@@ -220,13 +220,14 @@ def test_detect_reads_the_frames_of_the_checkpoints_clock(film, tmp_path, monkey
     pickle_path = tmp_path / "proposals.pkl"
     write_proposal_pickle(pickle_path, _proposals("film"))
     shown: list[list[int]] = []
-    score = detect_module._score
+    iter_clips = VideoSource.iter_clips
 
-    def spy(model, transform, clip, *args):
-        shown.append([read_frame_number(frame) for frame in clip])
-        return score(model, transform, clip, *args)
+    def spy(self, indices, **kwargs):
+        for clip in iter_clips(self, indices, **kwargs):
+            shown.append([read_frame_number(frame) for frame in clip])
+            yield clip
 
-    monkeypatch.setattr(detect_module, "_score", spy)
+    monkeypatch.setattr(VideoSource, "iter_clips", spy)
     out = tmp_path / "out"
     assert main(["detect", str(film), "--checkpoint", str(checkpoint), "--proposals",
                  str(pickle_path), "--short-side", "48", "--device", "cpu", "--out", str(out),
@@ -240,7 +241,9 @@ def test_detect_reads_the_frames_of_the_checkpoints_clock(film, tmp_path, monkey
                                     frame_interval=config.frame_interval,
                                     convention=convention, num_frames=len(frames))
         assert clip == [frames[k] for k in wanted], (t, clip)
-    assert len(decord.VideoReader(str(out / "annotated.mp4"))) == len(frames)
+    # the annotated video is the source's: its frames, at its rate
+    annotated = decord.VideoReader(str(out / "annotated.mp4"))
+    assert len(annotated) == 125 and annotated.get_avg_fps() == pytest.approx(25)
 
 
 @pytest.fixture(scope="module")

@@ -225,7 +225,8 @@ def train_baseline(*, frames_dir: str | Path, keyframes_index: str | Path,
     save_stad_checkpoint(out_dir / "model.pt", model=model.cpu(), preset=preset,
                          test_short_side=data_config.test_short_side,
                          labels={i: label_map.names[i] for i in label_map.ids},
-                         frame_convention=store.convention, timeline_fps=store.timeline_fps)
+                         frame_convention=store.convention, timeline_fps=store.timeline_fps,
+                         frame_short_side=store.attrs.get("short_side"))
     write_results_parquet(out_dir / "val_detections.parquet", last_val["detections"])
     result = last_val["result"]
     metrics = {"val_mAP": result["mAP"], "val_group_mAP": result["group_mAP"],

@@ -85,10 +85,16 @@ class FrameSpec:
         return jitter_span(self.clip_len, self.frame_interval)
 
     def output_size(self, width: int, height: int) -> tuple[int, int]:
-        """(width, height) of stored frames: short side ``short_side``, aspect kept, long side
-        rounded to an even number."""
-        if self.short_side is None:
-            return width, height
-        short, long = min(width, height), max(width, height)
-        long_out = max(2, int(round(long * self.short_side / short / 2)) * 2)
-        return (self.short_side, long_out) if width <= height else (long_out, self.short_side)
+        """(width, height) of stored frames (:func:`decoded_size`)."""
+        return decoded_size(width, height, self.short_side)
+
+
+def decoded_size(width: int, height: int, short_side: int | None) -> tuple[int, int]:
+    """(width, height) frames are decoded to, for the store and ``stad detect`` alike: short
+    side ``short_side``, aspect kept, long side rounded to an even number; None keeps the
+    source size."""
+    if short_side is None:
+        return width, height
+    short, long = min(width, height), max(width, height)
+    long_out = max(2, int(round(long * short_side / short / 2)) * 2)
+    return (short_side, long_out) if width <= height else (long_out, short_side)

@@ -12,7 +12,7 @@ stage can report (or skip) that video instead of dying with a decoder traceback.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -56,8 +56,13 @@ class VideoSource:
         if self.source_index is not None:
             indices = self.source_index[np.asarray(indices)]
         unique, inverse = np.unique(indices, return_inverse=True)
+        return self._decode(unique)[inverse.reshape(np.shape(indices))]
+
+    def _decode(self, source_frames: np.ndarray) -> np.ndarray:
+        """Source frames at sorted unique indices: one decord batch (it decodes forward from
+        the current position, seeking only to a later keyframe), checked for size."""
         try:
-            frames = self.reader.get_batch(unique.tolist()).asnumpy()
+            frames = self.reader.get_batch(np.asarray(source_frames).tolist()).asnumpy()
         except _DECODE_ERRORS as err:
             raise InputError(f"video '{self.video_id}' could not be decoded: {err}",
                              path=self.path) from err
@@ -65,7 +70,34 @@ class VideoSource:
             raise InputError(f"video '{self.video_id}' decoded to frames of shape "
                              f"{frames.shape[1:]}, expected {(self.height, self.width, 3)}",
                              path=self.path)
-        return frames[inverse.reshape(np.shape(indices))]
+        return frames
+
+    def iter_clips(self, indices: np.ndarray, *, chunk: int = 32) -> Iterator[np.ndarray]:
+        """The clips ``indices[k]`` (timeline frames, ``[K, T]``) one by one, as (T, H, W, 3)
+        uint8, decoding every source frame they need once, in order, ``chunk`` at a time, and
+        holding only the frames between the lowest one a later clip needs and the newest
+        decoded: memory stays that of a few clips, whatever the video's length. Each clip's
+        lowest frame must not come before an earlier clip's (keyframes in time order)."""
+        indices = np.asarray(indices, dtype=np.int64)
+        if len(indices) == 0:
+            return
+        source = indices if self.source_index is None else self.source_index[indices]
+        lowest = source.min(axis=1)
+        if np.any(np.diff(lowest) < 0):
+            raise ValueError("clips must come in time order (non-decreasing first frames)")
+        needed = np.unique(source)
+        # the lowest frame any clip from k on needs: everything below it can go
+        keep_from = np.append(np.minimum.accumulate(lowest[::-1])[::-1], needed[-1] + 1)
+        held: dict[int, np.ndarray] = {}
+        decoded = 0
+        for k, frames in enumerate(source):
+            while decoded < len(needed) and needed[decoded] <= frames.max():
+                batch = needed[decoded:decoded + chunk]
+                held.update(zip(batch.tolist(), self._decode(batch)))
+                decoded += len(batch)
+            yield np.stack([held[i] for i in frames.tolist()])
+            for i in [i for i in held if i < keep_from[k + 1]]:
+                del held[i]
 
 
 def probe_size(video_id: str, path: Path) -> tuple[int, int]:

@@ -33,10 +33,41 @@ from pipeline.heads.maps import as_features, compute_maps
 from pipeline.io import file_digest
 from pipeline.lfb.writer import BankStorage, BankWriter, fill_bank
 from pipeline.models.checkpoint import build_detector_from_checkpoint
+from pipeline.models.detector import Detector
 
 log = logging.getLogger(__name__)
 
 KEYS = ["video_id", "timestamp"]
+
+
+def proposal_rows(proposals: pd.DataFrame, *, min_score: float,
+                  max_proposals: int) -> pd.DataFrame:
+    """Bank rows from proposals: scores >= min(``min_score``, the keyframe's best), at most
+    ``max_proposals`` per keyframe, best first (mmaction2's rule, ``filter_proposals``). The
+    one rule for the DAG's bank and for the bank ``stad detect`` builds for a new video."""
+    return filter_proposals(proposals, min_score=min_score,
+                            max_per_keyframe=max_proposals).assign(source="proposal")
+
+
+def box_features(model: Detector, maps: torch.Tensor, image_sizes: torch.Tensor,
+                 keyframe: np.ndarray, boxes: np.ndarray, device: torch.device) -> np.ndarray:
+    """Bank features ``[N, D]`` float32 of normalised ``boxes`` ``[N, 4]``, box ``i`` on the
+    pooled map ``maps[keyframe[i]]`` (``[K, C, h, w]``, ``pipeline.heads.maps.pooled_maps``)
+    of a test-time clip of ``image_sizes[keyframe[i]]`` (h, w) pixels:
+    ``RoIHead.features``, 512 boxes at a time."""
+    height, width = image_sizes[keyframe].T.float()
+    normalised = torch.tensor(np.asarray(boxes, dtype=np.float32))
+    pixels = normalised * torch.stack([width, height, width, height], dim=1)
+    features = np.empty((len(boxes), model.feature_channels), dtype=np.float32)
+    order = np.argsort(keyframe, kind="stable")
+    for start in range(0, len(order), 512):
+        rows = order[start:start + 512]
+        used, local = np.unique(keyframe[rows], return_inverse=True)
+        rois = torch.cat([torch.as_tensor(local, dtype=torch.float32)[:, None],
+                          pixels[rows]], dim=1)
+        out = model.roi_head.features(as_features(maps[used].to(device)), rois.to(device))
+        features[rows] = out.float().cpu().numpy()
+    return features
 
 
 def bank_boxes(inputs: LoadedInputs, *, train_boxes: Literal["gt", "proposals"],
@@ -62,9 +93,8 @@ def bank_boxes(inputs: LoadedInputs, *, train_boxes: Literal["gt", "proposals"],
         else:
             min_score = (data_config.train_min_proposal_score if split == "train"
                          else val_min_proposal_score)
-            boxes = filter_proposals(proposals.merge(keys, on=KEYS), min_score=min_score,
-                                     max_per_keyframe=data_config.max_proposals)
-            boxes = boxes.assign(source="proposal")
+            boxes = proposal_rows(proposals.merge(keys, on=KEYS), min_score=min_score,
+                                  max_proposals=data_config.max_proposals)
         boxes = boxes.merge(keys, on=KEYS)   # keyframes the store holds
         parts.append(boxes.assign(split=split)[["video_id", "timestamp", "x1", "y1", "x2", "y2",
                                                 "score", "split", "source"]])
@@ -96,7 +126,8 @@ def infer_lfb(*, files: DatasetFiles, baseline_checkpoint: str | Path, out_dir: 
                           chunk_rows=chunk_rows, shard_rows=shard_rows)
     provenance = {"checkpoint_sha256": file_digest(baseline_checkpoint),
                   "test_short_side": data_config.test_short_side, "train_boxes": train_boxes,
-                  "val_min_proposal_score": val_min_proposal_score}
+                  "val_min_proposal_score": val_min_proposal_score,
+                  "max_proposals": data_config.max_proposals}
     with fail_together(ctx, "creating the partial bank"):   # rank 0 creates, the others wait
         if ctx.is_main:
             writer = BankWriter(out_dir, boxes, storage, provenance=provenance, create=True)
@@ -116,20 +147,9 @@ def infer_lfb(*, files: DatasetFiles, baseline_checkpoint: str | Path, out_dir: 
         where = {(v, int(t)): i for i, (v, t) in enumerate(zip(maps.video_ids, maps.timestamps))}
         keyframe = np.array([where[(v, int(t))] for v, t in
                              zip(shard_boxes["video_id"], shard_boxes["timestamp"])])
-        height, width = maps.image_sizes[keyframe].T.float()
-        normalised = torch.tensor(shard_boxes[["x1", "y1", "x2", "y2"]].to_numpy(np.float32))
-        pixels = normalised * torch.stack([width, height, width, height], dim=1)
-        features = np.empty((len(shard_boxes), storage.dim), dtype=np.float32)
-        order = np.argsort(keyframe, kind="stable")
-        for start in range(0, len(order), 512):
-            rows = order[start:start + 512]
-            used, local = np.unique(keyframe[rows], return_inverse=True)
-            rois = torch.cat([torch.as_tensor(local, dtype=torch.float32)[:, None],
-                              pixels[rows]], dim=1)
-            out = model.roi_head.features(as_features(maps.maps[used].to(ctx.device)),
-                                          rois.to(ctx.device))
-            features[rows] = out.float().cpu().numpy()
-        return features
+        return box_features(model, maps.maps, maps.image_sizes, keyframe,
+                            shard_boxes[["x1", "y1", "x2", "y2"]].to_numpy(np.float32),
+                            ctx.device)
 
     # every rank writes its own shards; all of them are done before rank 0 moves the bank
     with fail_together(ctx, "filling the feature bank"):

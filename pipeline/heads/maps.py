@@ -130,6 +130,22 @@ def _keyframe_predictions(index: list[int], keys: list[tuple[str, int]], proposa
     return out
 
 
+@torch.inference_mode()
+def score_clips(model: Detector, clips_uint8: Tensor, proposals: list[Tensor],
+                keys: list[tuple[str, int]], *, columns: Tensor, bank: FeatureBank | None,
+                window: BankWindow | None, device: torch.device) -> np.ndarray:
+    """Scores ``[R, len(columns)]`` of the stacked pixel ``proposals`` of a batch of test-time
+    clips (uint8 ``[B, T, H, W, 3]``) of keyframes ``keys``, with their bank windows (the
+    deterministic test-time choice): what ``evaluate`` and ``stad detect`` both run."""
+    rois = pixel_rois(proposals)
+    lt, mask, geometry = roi_windows(bank, window, [k[0] for k in keys],
+                                     np.array([k[1] for k in keys]), rois[:, 0], rng=None)
+    maps = pooled_maps(model, clips_uint8.to(device))
+    logits = model.roi_head(as_features(maps), rois.to(device),
+                            *(None if x is None else x.to(device) for x in (lt, mask, geometry)))
+    return torch.sigmoid(logits.float())[:, columns.to(device)].cpu().numpy()
+
+
 def predict_streaming(model: Detector, dataset: KeyframeDataset, *, columns: Tensor,
                       bank: FeatureBank | None, window: BankWindow | None, batch_size: int,
                       num_workers: int, ctx: DistContext, desc: str = "val"
@@ -140,15 +156,8 @@ def predict_streaming(model: Detector, dataset: KeyframeDataset, *, columns: Ten
     device = ctx.device
 
     def predict(_model: nn.Module, batch: Batch) -> list[dict[str, Any]]:
-        rois = pixel_rois(batch.proposals)
-        lt, mask, geometry = roi_windows(bank, window, [k[0] for k in batch.keys],
-                                         np.array([k[1] for k in batch.keys]), rois[:, 0],
-                                         rng=None)
-        maps = pooled_maps(model, batch.clips.to(device))
-        logits = model.roi_head(as_features(maps), rois.to(device),
-                                *(None if x is None else x.to(device)
-                                  for x in (lt, mask, geometry)))
-        scores = torch.sigmoid(logits.float())[:, columns.to(device)].cpu().numpy()
+        scores = score_clips(model, batch.clips, batch.proposals, batch.keys, columns=columns,
+                             bank=bank, window=window, device=device)
         return _keyframe_predictions(batch.indices, batch.keys, batch.proposals,
                                      batch.image_sizes, scores)
 

@@ -45,7 +45,8 @@ from pipeline.lfb.window import BankWindow
 from pipeline.models.assign import assign_targets, sample_rois
 from pipeline.models.config import ModelConfig
 from pipeline.models.detector import Detector
-from pipeline.models.checkpoint import build_detector_from_checkpoint, save_stad_checkpoint
+from pipeline.models.checkpoint import (BankRecipe, build_detector_from_checkpoint,
+                                        read_stad_checkpoint, save_stad_checkpoint)
 
 log = logging.getLogger(__name__)
 
@@ -139,6 +140,27 @@ def load_baseline_backbone(model: Detector, baseline_checkpoint: str | Path) -> 
                              f"the baseline's {getattr(baseline.config, field)!r}",
                              path=baseline_checkpoint, key=field)
     model.backbone.load_state_dict(baseline.backbone.state_dict(), strict=True)
+
+
+def bank_recipe(model: Detector, baseline_checkpoint: str | Path, bank: FeatureBank,
+                window: BankWindow, data_config: DataConfig) -> BankRecipe:
+    """What ``stad detect`` needs to build a new video's bank as ``infer_lfb`` built this
+    one: the baseline's config and backbone (left out when the head's own backbone is the
+    same, as after a frozen-backbone training) and the bank's rules for val rows."""
+    baseline = read_stad_checkpoint(baseline_checkpoint)
+    backbone = {key[len("backbone."):]: value for key, value in baseline.state_dict.items()
+                if key.startswith("backbone.")}
+    own = model.backbone.state_dict()
+    same = own.keys() == backbone.keys() and all(
+        own[k].shape == v.shape and torch.equal(own[k].cpu(), v) for k, v in backbone.items())
+    provenance = bank.meta["provenance"]
+    return BankRecipe(
+        baseline_config=baseline.config, baseline_backbone=None if same else backbone,
+        dtype=bank.dtype, min_proposal_score=float(provenance["val_min_proposal_score"]),
+        max_proposals=int(provenance.get("max_proposals", data_config.max_proposals)),
+        short_side=int(provenance["test_short_side"]), window_seconds=window.window_seconds,
+        max_per_second=window.max_per_second,
+        baseline_sha256=provenance.get("checkpoint_sha256"))
 
 
 def train_head(*, files: DatasetFiles, baseline_checkpoint: str | Path,
@@ -273,7 +295,10 @@ def train_head(*, files: DatasetFiles, baseline_checkpoint: str | Path,
                          test_short_side=data_config.test_short_side,
                          labels={i: label_map.names[i] for i in label_map.ids},
                          frame_convention=inputs.store.convention,
-                         timeline_fps=inputs.store.timeline_fps)
+                         timeline_fps=inputs.store.timeline_fps,
+                         frame_short_side=inputs.store.attrs.get("short_side"),
+                         bank=None if bank is None else bank_recipe(
+                             model, baseline_checkpoint, bank, window, data_config))
     result = last["result"]
     metrics = {"val_mAP": result["mAP"], "val_group_mAP": result["group_mAP"],
                "undefined": result["undefined"], "train_loss": history.epochs[-1]["loss"], "epochs": len(history.epochs),

@@ -15,16 +15,20 @@ Two checkpoint kinds load into a ``Detector``:
   backbone must match exactly, and the RoI head keeps its fresh initialisation.
 
 The project's own format is a plain dict ``{"format": "stad-v1", "preset", "config",
-"state_dict", "test_short_side", "labels", "frame_convention", "timeline_fps"}`` where
-``config`` is ``dataclasses.asdict(ModelConfig)``; the last two say which frames the model was
-trained on (the keyframe convention and the frame timeline of its frame store), so that
-``stad detect`` reads the same ones from any video.
+"state_dict", "test_short_side", "labels", "frame_convention", "timeline_fps",
+"frame_short_side", "bank"}`` where ``config`` is ``dataclasses.asdict(ModelConfig)``;
+``frame_convention``, ``timeline_fps`` and ``frame_short_side`` say which frames the model was
+trained on (the keyframe convention, the frame timeline and the decode-time resize of its frame
+store), so that ``stad detect`` reads the same pixels from any video. ``bank`` (feature-bank
+heads only, :class:`BankRecipe`) is how the DAG built the head's feature bank: the baseline that
+computed it and the bank's rules, so that ``stad detect`` builds a new video's own bank from
+the head checkpoint alone.
 """
 
 from __future__ import annotations
 
 import pickle
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -164,28 +168,63 @@ def load_into(model: nn.Module, state_dict: dict[str, Tensor], *,
     return report
 
 
+@dataclass(frozen=True)
+class BankRecipe:
+    """How a feature-bank head's bank was built (stage ``infer_lfb``), recorded in the head's
+    checkpoint: the baseline's config and backbone (None: the head's own backbone, unchanged
+    by a frozen-backbone training, so not stored twice), the bank's rules for a test video's
+    rows (proposals scoring >= min(``min_proposal_score``, the keyframe's best), at most
+    ``max_proposals`` per keyframe, clips rescaled to ``short_side``, stored as ``dtype``) and
+    the window the head reads."""
+
+    baseline_config: ModelConfig
+    baseline_backbone: dict[str, Tensor] | None
+    dtype: str
+    min_proposal_score: float
+    max_proposals: int
+    short_side: int
+    window_seconds: int
+    max_per_second: int
+    baseline_sha256: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain values (``asdict`` would deep-copy the backbone's tensors)."""
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        return {**values, "baseline_config": asdict(self.baseline_config)}
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> BankRecipe:
+        return cls(**{**values, "baseline_config": ModelConfig.from_dict(values["baseline_config"])})
+
+
 def save_stad_checkpoint(path: str | Path, *, model: Detector, preset: str | None,
                          test_short_side: int | None = None,
                          labels: dict[int, str] | None = None,
                          frame_convention: str | None = None,
-                         timeline_fps: int | None = None) -> None:
+                         timeline_fps: int | None = None,
+                         frame_short_side: int | None = None,
+                         bank: BankRecipe | None = None) -> None:
     """Write the project's checkpoint format atomically. ``test_short_side``, ``labels`` (the
-    label map it was trained on, id -> name), ``frame_convention`` and ``timeline_fps`` (its
-    frame store's keyframe convention and timeline, None = native) let ``stad detect`` run it
-    on any video with its training's resize, frames and class names."""
+    label map it was trained on, id -> name), ``frame_convention``, ``timeline_fps`` and
+    ``frame_short_side`` (its frame store's keyframe convention, timeline, None = native, and
+    decode-time short side, None = the source size) let ``stad detect`` run it on any video
+    with its training's frames, resize and class names; ``bank`` with its feature bank."""
     payload = {"format": FORMAT, "preset": preset, "config": asdict(model.config),
                "state_dict": model.state_dict(), "test_short_side": test_short_side,
                "labels": None if labels is None else {int(k): v for k, v in labels.items()},
-               "frame_convention": frame_convention, "timeline_fps": timeline_fps}
+               "frame_convention": frame_convention, "timeline_fps": timeline_fps,
+               "frame_short_side": frame_short_side,
+               "bank": None if bank is None else bank.to_dict()}
     with atomic_output(path) as tmp:
         torch.save(payload, tmp)
 
 
 @dataclass(frozen=True)
 class StadCheckpoint:
-    """A ``stad-v1`` file's contents; ``test_short_side``, ``labels``, ``frame_convention`` and
-    ``timeline_fps`` are None in files written before they were recorded (``timeline_fps``
-    None also means the native timeline)."""
+    """A ``stad-v1`` file's contents; ``test_short_side``, ``labels``, ``frame_convention``,
+    ``timeline_fps``, ``frame_short_side`` and ``bank`` are None in files written before they
+    were recorded (``timeline_fps`` None also means the native timeline, ``frame_short_side``
+    None the source size)."""
 
     config: ModelConfig
     state_dict: dict[str, Tensor]
@@ -194,6 +233,8 @@ class StadCheckpoint:
     labels: dict[int, str] | None
     frame_convention: str | None = None
     timeline_fps: int | None = None
+    frame_short_side: int | None = None
+    bank: BankRecipe | None = None
 
 
 def read_stad_checkpoint(path: str | Path) -> StadCheckpoint:
@@ -208,11 +249,16 @@ def read_stad_checkpoint(path: str | Path) -> StadCheckpoint:
     except (KeyError, TypeError, ValueError) as error:
         raise InputError(f"bad model config: {error}", path=path, key="config") from None
     labels = obj.get("labels")
+    try:
+        bank = None if obj.get("bank") is None else BankRecipe.from_dict(obj["bank"])
+    except (KeyError, TypeError, ValueError) as error:
+        raise InputError(f"bad feature-bank recipe: {error}", path=path, key="bank") from None
     return StadCheckpoint(config=config, state_dict=obj["state_dict"], preset=obj.get("preset"),
                           test_short_side=obj.get("test_short_side"),
                           labels={int(k): str(v) for k, v in labels.items()} if labels else None,
                           frame_convention=obj.get("frame_convention"),
-                          timeline_fps=obj.get("timeline_fps"))
+                          timeline_fps=obj.get("timeline_fps"),
+                          frame_short_side=obj.get("frame_short_side"), bank=bank)
 
 
 def load_stad_checkpoint(path: str | Path) -> tuple[ModelConfig, dict[str, Tensor], str | None]:
