@@ -8,6 +8,12 @@ from typing import Literal
 from pipeline.errors import InputError
 
 
+RUNTIME_FIELDS = ("num_workers", "device", "val_every", "checkpoint_every_steps",
+                  "keep_checkpoints")
+"""TrainConfig fields that change how a run goes, not what it computes: a checkpoint written
+under other values resumes (see ``pipeline.engine.checkpoint``)."""
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Optimiser, schedule and runtime settings of a training run.

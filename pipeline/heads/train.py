@@ -28,14 +28,14 @@ from pipeline.data.collate import Batch
 from pipeline.data.config import DataConfig
 from pipeline.data.dataset import KeyframeDataset
 from pipeline.data.transforms import normalize_clips, train_transform
-from pipeline.engine.baseline import RUNTIME_FIELDS, frame_stride, run_fingerprint
+from pipeline.engine.baseline import frame_stride, run_fingerprint
 from pipeline.engine.config import TrainConfig
 from pipeline.engine.detection import detections_table, model_targets
 from pipeline.engine.distributed import DistContext, all_gather_objects, setup_distributed
 from pipeline.engine.train import seed_everything, train
 from pipeline.errors import InputError
 from pipeline.evaluation.evaluator import evaluate
-from pipeline.io import file_digest, inputs_digest
+from pipeline.io import file_digest
 from pipeline.heads.inputs import DatasetFiles, LoadedInputs
 from pipeline.heads.maps import (KeyframeMaps, as_features, compute_maps, pixel_rois,
                                  predict_on_maps, predict_streaming, roi_windows)
@@ -228,13 +228,12 @@ def train_head(*, files: DatasetFiles, baseline_checkpoint: str | Path,
         return {"val_mAP": result["mAP"],
                 **{f"val_mAP_{g}": v for g, v in result["group_mAP"].items()}}
 
-    runtime_free = {k: v for k, v in asdict(train_config).items() if k not in RUNTIME_FIELDS}
     fingerprint = run_fingerprint(
-        model=asdict(model_config), train=runtime_free, data=asdict(data_config),
+        model=model_config, data=data_config, prefix="model",
         baseline=file_digest(baseline_checkpoint),
         bank=None if bank is None else bank.meta["fingerprint"],
-        window=None if window is None else asdict(window), finetune=finetune_backbone,
-        world_size=ctx.world_size, inputs=inputs_digest(asdict(files).values()))
+        window=None if window is None else asdict(window), finetune_backbone=finetune_backbone,
+        inputs=asdict(files))
 
     if finetune_backbone:
         history = _train_full(model, inputs, files=files, stride=stride, columns=columns,
