@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> None:
         data_config=params.baseline.data, protocol=ev.protocol,
         score_threshold=ev.score_threshold, render_count=ev.render_keyframes,
         batch_size=ev.batch_size, num_workers=ev.num_workers, bank_in_memory=lfb.in_memory,
-        ctx=setup_distributed(ev.device))
+        ctx=setup_distributed(ev.device, key="eval.device"))
     if metrics is not None:
         print(f"val {describe(metrics)}")
 

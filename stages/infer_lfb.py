@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> None:
         chunk_rows=lfb.chunk_rows, shard_rows=lfb.shard_rows, train_boxes=lfb.train_boxes,
         data_config=params.baseline.data, val_min_proposal_score=lfb.val_min_proposal_score,
         batch_size=lfb.batch_size,
-        num_workers=lfb.num_workers, ctx=setup_distributed(lfb.device))
+        num_workers=lfb.num_workers, ctx=setup_distributed(lfb.device, key="lfb.device"))
     if summary is not None:
         print(f"feature bank: {summary}")
 
