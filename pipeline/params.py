@@ -26,7 +26,7 @@ import yaml
 from pipeline.errors import InputError
 from pipeline.io import write_text
 from pipeline.data.config import DataConfig
-from pipeline.engine.config import TrainConfig, check_device
+from pipeline.engine.config import RUNTIME_FIELDS, TrainConfig, check_device
 from pipeline.frames import FrameSpec
 from pipeline.lfb.window import BankWindow
 from pipeline.models.config import ModelConfig
@@ -337,6 +337,20 @@ class EvalParams:
         check_device(self.device, "eval.device")
 
 
+RUNTIME_KEYS: tuple[str, ...] = (
+    "frames.workers",
+    "proposals.detector.batch_size", "proposals.detector.device",
+    *(f"{group}.train.{name}" for group in ("baseline", "model") for name in RUNTIME_FIELDS),
+    "baseline.data.test_batch_size", "baseline.num_threads", "model.num_threads",
+    "lfb.in_memory", "lfb.batch_size", "lfb.num_workers", "lfb.device", "lfb.num_threads",
+    "eval.batch_size", "eval.num_workers", "eval.device", "eval.num_threads",
+)
+"""Keys that change how fast or where a stage runs, never what it writes (workers, threads,
+devices, inference batch sizes, validation and checkpoint frequency, holding the bank in RAM):
+no stage declares them in dvc.yaml, so changing one reruns nothing (tests/test_params.py and
+tests/test_params_dvc.py check it). Resume treats them alike (``RUNTIME_FIELDS``)."""
+
+
 GROUPS: dict[str, type] = {
     "data": DataParams,
     "frames": FramesParams,
@@ -353,8 +367,11 @@ GROUPS: dict[str, type] = {
 
 def load_params(path: str | Path = PARAMS_FILE, groups: tuple[str, ...] | None = None
                 ) -> types.SimpleNamespace:
-    """Load and validate ``groups`` (all known groups when None) from a params file."""
+    """Load and validate ``groups`` (all known groups when None) from a params file; a
+    dotted key (a stage's ``PARAMS`` entry, e.g. ``lfb.dtype``) loads its whole group."""
     path = Path(path)
+    if groups is not None:
+        groups = tuple(dict.fromkeys(name.split(".")[0] for name in groups))
     raw = read_yaml(path)
     known = GROUPS
     unknown = sorted(set(raw) - set(known))

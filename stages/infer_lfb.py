@@ -22,7 +22,19 @@ from pipeline.params import load_params
 
 from stages import run
 
-PARAMS = ("lfb", "baseline")
+# The params keys whose values shape this stage's outputs, as dvc.yaml declares them
+# (tests/test_params.py checks both); runtime-only keys (pipeline.params.RUNTIME_KEYS)
+# are read from the same groups but tracked by no stage.
+PARAMS = (
+    "lfb.train_boxes",
+    "lfb.val_min_proposal_score",
+    "lfb.dtype",
+    "lfb.chunk_rows",
+    "lfb.shard_rows",
+    "baseline.data.test_short_side",
+    "baseline.data.train_min_proposal_score",
+    "baseline.data.max_proposals",
+)
 
 
 def main(argv: list[str] | None = None) -> None:

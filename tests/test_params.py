@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from pipeline.errors import InputError
-from pipeline.params import GROUPS, apply_overlay, load_params
+from pipeline.params import GROUPS, RUNTIME_KEYS, apply_overlay, load_params
 from pipeline.synthetic import SyntheticConfig
 
 REPO = Path(__file__).resolve().parents[1]
@@ -101,14 +101,68 @@ def test_stage_loads_only_its_groups(params_file):
     assert set(vars(frames_only)) == {"frames"}
 
 
-def test_dvc_yaml_declares_exactly_the_groups_each_stage_reads():
+def leaf_keys(tree: dict, prefix: str = "") -> list[str]:
+    """Dotted keys of a params mapping's leaves (a list value is one leaf)."""
+    keys = []
+    for name, value in tree.items():
+        key = f"{prefix}{name}"
+        keys.extend(leaf_keys(value, f"{key}.") if isinstance(value, dict) and value else [key])
+    return keys
+
+
+def covered(entry: str, key: str) -> bool:
+    """Whether a dvc.yaml params entry (a key or a sub-tree) tracks leaf ``key``."""
+    return key == entry or key.startswith(f"{entry}.")
+
+
+def test_dvc_yaml_declares_exactly_the_keys_that_shape_each_stage():
+    """Each stage tracks the keys its module declares; every key of params.yaml is either
+    tracked by some stage or runtime-only, never both."""
     stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
     assert stages, "dvc.yaml has no stages"
+    leaves = set(leaf_keys(yaml.safe_load((REPO / "params.yaml").read_text())))
+    tracked = set()
     for name, stage in stages.items():
         module = importlib.import_module(f"stages.{name}")
         assert f"stages.{name}" in stage["cmd"]
         assert tuple(stage.get("params", ())) == module.PARAMS, name
         assert f"stages/{name}.py" in stage["deps"]
+        for entry in module.PARAMS:
+            keys = {key for key in leaves if covered(entry, key)}
+            assert keys, f"{name}: params entry {entry} is no key of params.yaml"
+            assert not keys & set(RUNTIME_KEYS), f"{name} tracks runtime keys {keys & set(RUNTIME_KEYS)}"
+            tracked |= keys
+    assert set(RUNTIME_KEYS) <= leaves, set(RUNTIME_KEYS) - leaves
+    assert tracked | set(RUNTIME_KEYS) == leaves, leaves - tracked - set(RUNTIME_KEYS)
+
+
+@pytest.mark.parametrize("key, stages", [
+    # the issue's examples: the bank does not read the window nor RAM use; runtime knobs rerun
+    # nothing; a value read by several stages reruns each of them
+    ("lfb.window_seconds", {"train_head", "evaluate"}),
+    ("lfb.in_memory", set()),
+    ("lfb.dtype", {"infer_lfb"}),
+    ("baseline.train.num_workers", set()),
+    ("baseline.train.device", set()),
+    ("baseline.train.val_every", set()),
+    ("baseline.train.lr", {"pretrain_baseline"}),
+    ("baseline.data.test_batch_size", set()),
+    ("baseline.data.test_short_side", {"pretrain_baseline", "infer_lfb", "train_head", "evaluate"}),
+    ("baseline.data.crop_size", {"pretrain_baseline", "train_head"}),
+    ("baseline.model.clip_len", {"pretrain_baseline"}),
+    ("model.head", {"train_head"}),
+    ("model.train.keep_checkpoints", set()),
+    ("eval.batch_size", set()),
+    ("eval.score_threshold", {"evaluate"}),
+    ("frames.workers", set()),
+    ("frames.short_side", {"extract_frames"}),
+    ("proposals.detector.device", set()),
+    ("proposals.simulated.recall", {"proposals"}),
+])
+def test_keys_are_tracked_by_the_stages_that_read_them(key, stages):
+    declared = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+    assert {name for name, stage in declared.items()
+            if any(covered(entry, key) for entry in stage.get("params", ()))} == stages
 
 
 def test_presets_apply_and_validate(params_file):
