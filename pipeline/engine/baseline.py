@@ -32,6 +32,7 @@ from pipeline.engine.curves import write_curves
 from pipeline.engine.train import TrainHistory, seed_everything, train
 from pipeline.errors import InputError
 from pipeline.evaluation.evaluator import evaluate
+from pipeline.evaluation.summary import headline, per_class_table, write_csv
 from pipeline.frames.store import FrameStore
 from pipeline.io import content_digest, file_digest, write_json
 from pipeline.models.config import ModelConfig
@@ -110,8 +111,9 @@ def train_baseline(*, frames_dir: str | Path, keyframes_index: str | Path,
                    ctx: DistContext | None = None) -> dict[str, Any]:
     """Train, then write into ``out_dir``: ``model.pt`` (stad-v1), ``steps.csv``,
     ``epochs.csv``, ``val_detections.parquet`` (one row per proposal box and
-    class with score > ``min_action_score``, as mmaction2's bbox2result) and ``metrics.json``
-    (val mAP and group means under ``eval_protocol``). Returns the metrics (main rank).
+    class with score > ``min_action_score``, as mmaction2's bbox2result), ``metrics.json``
+    (val mAP, group means and counts under ``eval_protocol``) and ``per_class_ap.csv`` (val AP
+    per class, a plot). Returns the metrics (main rank).
 
     Resumes from ``checkpoint_dir`` when it holds checkpoints of the same configuration.
     """
@@ -228,9 +230,12 @@ def train_baseline(*, frames_dir: str | Path, keyframes_index: str | Path,
                          frame_convention=store.convention, timeline_fps=store.timeline_fps)
     write_results_parquet(out_dir / "val_detections.parquet", last_val["detections"])
     result = last_val["result"]
-    metrics = {"val_mAP": result["mAP"], "val_group_mAP": result["group_mAP"],
-               "val_per_class_AP": result["per_class"], "protocol": result["protocol"],
-               "undefined": result["undefined"],
+    per_class_plot = out_dir / "per_class_ap.csv"
+    write_csv(per_class_plot, per_class_table(result, label_map.groups))
+    top = headline(result, per_class_plot.as_posix())
+    metrics = {"val_mAP": top["mAP"], "val_group_mAP": top["group_mAP"],
+               "protocol": top["protocol"], "val_counts": top["counts"],
+               "undefined": top["undefined"],
                "train_loss": history.epochs[-1]["loss"] if history.epochs else None,
                "epochs": len(history.epochs),
                "steps": len(history.steps), "train_clips": len(train_set),

@@ -35,6 +35,7 @@ from pipeline.engine.distributed import DistContext, all_gather_objects, setup_d
 from pipeline.engine.train import seed_everything, train
 from pipeline.errors import InputError
 from pipeline.evaluation.evaluator import evaluate
+from pipeline.evaluation.summary import headline, per_class_table, write_csv
 from pipeline.io import file_digest
 from pipeline.heads.inputs import DatasetFiles, LoadedInputs
 from pipeline.heads.maps import (KeyframeMaps, as_features, compute_maps, pixel_rois,
@@ -150,7 +151,8 @@ def train_head(*, files: DatasetFiles, baseline_checkpoint: str | Path,
                ctx: DistContext | None = None) -> dict[str, Any]:
     """Train the head; write ``model.pt`` (the whole detector, stad-v1), ``steps.csv``,
     ``epochs.csv`` (with val mAP and group means every ``val_every`` epochs) and
-    ``metrics.json`` (last val scores) into ``out_dir``. Resumes from ``checkpoint_dir``.
+    ``metrics.json`` (last val headline scores) and ``per_class_ap.csv`` (a plot) into
+    ``out_dir``. Resumes from ``checkpoint_dir``.
 
     ``bank_dir`` and ``window`` are needed by lfb heads only (others ignore the bank).
     """
@@ -274,8 +276,11 @@ def train_head(*, files: DatasetFiles, baseline_checkpoint: str | Path,
                          frame_convention=inputs.store.convention,
                          timeline_fps=inputs.store.timeline_fps)
     result = last["result"]
-    metrics = {"val_mAP": result["mAP"], "val_group_mAP": result["group_mAP"],
-               "undefined": result["undefined"], "train_loss": history.epochs[-1]["loss"], "epochs": len(history.epochs),
+    per_class_plot = out_dir / "per_class_ap.csv"
+    write_csv(per_class_plot, per_class_table(result, label_map.groups))
+    top = headline(result, per_class_plot.as_posix())
+    metrics = {"val_mAP": top["mAP"], "val_group_mAP": top["group_mAP"],
+               "val_counts": top["counts"], "undefined": top["undefined"], "train_loss": history.epochs[-1]["loss"], "epochs": len(history.epochs),
                "steps": len(history.steps), "head": model_config.head,
                "shared_head": model_config.shared_head, "finetune_backbone": finetune_backbone,
                "not_in_frame_store": {split: inputs.not_in_store(split)
