@@ -102,27 +102,26 @@ def file_digest(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def inputs_digest(paths, *, small_file_bytes: int = 1 << 20) -> str:
-    """A digest of what input files and folders hold, to decide whether a checkpoint written
-    for them may be resumed.
+def content_digest(path: str | Path | None, *, small_file_bytes: int = 1 << 20) -> str | None:
+    """A digest of what an input file or folder holds (None for no input, ``missing`` for an
+    absent one), to decide whether a checkpoint written for it may be resumed.
 
-    Files are hashed whole. In a folder (a Zarr store) every file's relative path and size are
+    A file is hashed whole. In a folder (a Zarr store) every file's relative path and size are
     hashed, and the bytes of its small files (metadata, indexes): a regenerated store changes
-    the digest without reading every shard. The pipeline's own source is included, so a code
-    change restarts training instead of resuming a run of other code.
+    the digest without reading every shard. Nothing depends on where the input lies, so a
+    moved checkout resumes.
     """
+    if path is None:
+        return None
+    path = Path(path)
+    if path.is_file():
+        return file_digest(path)
+    if not path.is_dir():
+        return "missing"
     digest = hashlib.sha256()
-    sources = sorted(Path(__file__).resolve().parent.rglob("*.py"))
-    for path in [*(Path(p) for p in paths if p is not None), *sources]:
-        digest.update(str(path).encode())
-        if path.is_dir():
-            for item in sorted(p for p in path.rglob("*") if p.is_file()):
-                size = item.stat().st_size
-                digest.update(f"{item.relative_to(path)}:{size}".encode())
-                if size <= small_file_bytes:
-                    digest.update(item.read_bytes())
-        elif path.is_file():
-            digest.update(file_digest(path).encode())
-        else:
-            digest.update(b"<missing>")
+    for item in sorted(p for p in path.rglob("*") if p.is_file()):
+        size = item.stat().st_size
+        digest.update(f"{item.relative_to(path).as_posix()}:{size}\n".encode())
+        if size <= small_file_bytes:
+            digest.update(item.read_bytes())
     return digest.hexdigest()

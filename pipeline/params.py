@@ -16,6 +16,7 @@ import dataclasses
 import io
 import types
 import typing
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +27,7 @@ import yaml
 from pipeline.errors import InputError
 from pipeline.io import write_text
 from pipeline.data.config import DataConfig
-from pipeline.engine.config import TrainConfig
+from pipeline.engine.config import RUNTIME_FIELDS, TrainConfig, check_device
 from pipeline.frames import FrameSpec
 from pipeline.lfb.window import BankWindow
 from pipeline.models.config import ModelConfig
@@ -134,7 +135,10 @@ class DetectorParams:
     weights: str
     score_threshold: float
     batch_size: int
-    device: str
+    device: str                # auto | cpu | cuda | cuda:N
+
+    def __post_init__(self):
+        check_device(self.device, "proposals.detector.device")
 
 
 @dataclass(frozen=True)
@@ -187,20 +191,36 @@ class BaselineParams:
     num_threads: int                # torch CPU threads; 0 = torch's default
 
     def __post_init__(self):
+        # each override typed as its ModelConfig field (a tuple field's list becomes a tuple)
+        hints = typing.get_type_hints(ModelConfig)
+        for name in self.model:
+            if name not in hints or name in ("num_classes", "backbone"):
+                raise InputError("not an overridable ModelConfig field (num_classes follows "
+                                 "the label map, backbone is baseline.backbone); fields: "
+                                 + ", ".join(n for n in hints if n not in ("num_classes",
+                                                                           "backbone")),
+                                 key=f"baseline.model.{name}")
+        object.__setattr__(self, "model", {
+            name: _convert(hints[name], value, key=f"baseline.model.{name}", path=None)
+            for name, value in self.model.items()})
         self.model_config(num_classes=81)  # validates preset and overrides at load time
         if self.num_threads < 0:
             raise ValueError(f"num_threads must be >= 0, got {self.num_threads}")
 
     def model_config(self, num_classes: int) -> ModelConfig:
+        """The preset, its backbone swapped, the overrides on top; a value the model config
+        refuses names the params key it came from."""
         preset = get_preset(self.preset, key="baseline.preset")
-        known = {f.name for f in dataclasses.fields(ModelConfig)}
-        for name in self.model:
-            if name not in known or name == "num_classes":
-                raise InputError("not an overridable ModelConfig field (num_classes follows "
-                                 "the label map)", key=f"baseline.model.{name}")
         values = {**dataclasses.asdict(preset), **self.model, "backbone": self.backbone,
                   "num_classes": num_classes}
-        return ModelConfig.from_dict(values)
+        try:
+            return ModelConfig.from_dict(values)
+        except ValueError as exc:   # "ModelConfig.<field>=<value>: why"
+            field = str(exc).removeprefix("ModelConfig.").split("=", 1)[0]
+            key = (f"baseline.model.{field}" if field in self.model else
+                   "baseline.backbone" if field == "backbone" else
+                   f"baseline.preset (its {field})")
+            raise InputError(str(exc), key=key) from exc
 
 
 @dataclass(frozen=True)
@@ -241,6 +261,7 @@ class LfbParams:
         if not 0.0 <= self.val_min_proposal_score <= 1.0:
             raise InputError(f"must be in [0, 1], got {self.val_min_proposal_score}",
                              key="lfb.val_min_proposal_score")
+        check_device(self.device, "lfb.device")
 
     def window(self) -> BankWindow:
         """The bank rows a keyframe's RoIs read (train_head and evaluate read the same)."""
@@ -348,6 +369,21 @@ class EvalParams:
         if self.render_keyframes < 0 or self.num_workers < 0 or self.num_threads < 0:
             raise ValueError("render_keyframes, num_workers and num_threads must be >= 0")
         _positive(self, "batch_size")
+        check_device(self.device, "eval.device")
+
+
+RUNTIME_KEYS: tuple[str, ...] = (
+    "frames.workers",
+    "proposals.detector.batch_size", "proposals.detector.device",
+    *(f"{group}.train.{name}" for group in ("baseline", "model") for name in RUNTIME_FIELDS),
+    "baseline.data.test_batch_size", "baseline.num_threads", "model.num_threads",
+    "lfb.in_memory", "lfb.batch_size", "lfb.num_workers", "lfb.device", "lfb.num_threads",
+    "eval.batch_size", "eval.num_workers", "eval.device", "eval.num_threads",
+)
+"""Keys that change how fast or where a stage runs, never what it writes (workers, threads,
+devices, inference batch sizes, validation and checkpoint frequency, holding the bank in RAM):
+no stage declares them in dvc.yaml, so changing one reruns nothing (tests/test_params.py and
+tests/test_params_dvc.py check it). Resume treats them alike (``RUNTIME_FIELDS``)."""
 
 
 GROUPS: dict[str, type] = {
@@ -366,8 +402,11 @@ GROUPS: dict[str, type] = {
 
 def load_params(path: str | Path = PARAMS_FILE, groups: tuple[str, ...] | None = None
                 ) -> types.SimpleNamespace:
-    """Load and validate ``groups`` (all known groups when None) from a params file."""
+    """Load and validate ``groups`` (all known groups when None) from a params file; a
+    dotted key (a stage's ``PARAMS`` entry, e.g. ``lfb.dtype``) loads its whole group."""
     path = Path(path)
+    if groups is not None:
+        groups = tuple(dict.fromkeys(name.split(".")[0] for name in groups))
     raw = read_yaml(path)
     known = GROUPS
     unknown = sorted(set(raw) - set(known))
@@ -383,7 +422,47 @@ def load_params(path: str | Path = PARAMS_FILE, groups: tuple[str, ...] | None =
         if group not in raw:
             raise InputError("missing params group", path=path, key=group)
         loaded[group] = build(known[group], raw[group], key=group, path=path)
+    check_across_groups(loaded, path=path)
     return types.SimpleNamespace(**loaded)
+
+
+class UpscaledClipsWarning(UserWarning):
+    """Train clips rescaled above the stored frames' short side."""
+
+
+def check_across_groups(loaded: Mapping[str, Any], *, path: Path | None = None) -> None:
+    """Constraints between groups, checked when both groups are loaded (``stad params check``
+    loads all); the error names both keys."""
+    frames, baseline = loaded.get("frames"), loaded.get("baseline")
+    if frames is None or baseline is None:
+        return
+
+    def fail(key: str, message: str) -> None:
+        raise InputError(message, path=path, key=key)
+
+    data = baseline.data
+    if frames.short_side is not None:
+        if max(data.short_side_range) > frames.short_side:
+            # allowed (a scale augmentation may upscale; the embedded default does, and its
+            # seed table was measured so), but never silent
+            warnings.warn(f"baseline.data.short_side_range rescales train clips up to a short "
+                          f"side of {max(data.short_side_range)}, above the stored "
+                          f"frames.short_side {frames.short_side}: those clips are upscaled "
+                          "from the stored frames (lower the range or store larger frames "
+                          "to avoid it)", UpscaledClipsWarning, stacklevel=2)
+        if data.test_short_side > frames.short_side:
+            fail("baseline.data.test_short_side",
+                 f"{data.test_short_side} is above the stored frames.short_side "
+                 f"{frames.short_side}: test clips would be upscaled")
+    model = baseline.model_config(num_classes=81)
+    if model.frame_interval % frames.frame_interval:
+        fail("baseline.model.frame_interval",
+             f"the model reads every {model.frame_interval}th frame, not a multiple of "
+             f"frames.frame_interval {frames.frame_interval} (the frames stored)")
+    if data.temporal_jitter and not frames.train_jitter:
+        fail("baseline.data.temporal_jitter",
+             "is true but frames.train_jitter is false: the store would not hold the frames "
+             "the jitter reaches")
 
 
 def read_yaml(path: Path) -> dict:

@@ -1,9 +1,11 @@
 """Thin DVC stage entry points: parse paths from dvc.yaml's cmd, load the declared params
 groups, call the library, and turn bad input into a clear message and a non-zero exit.
 
-Each module declares ``PARAMS``: the params groups it reads. tests/test_params.py checks that
-dvc.yaml declares exactly these groups for the stage, so DVC reruns a stage whenever a value it
-reads changes, and never otherwise.
+Each module declares ``PARAMS``: the params keys (or whole sub-trees) whose values shape its
+outputs. tests/test_params.py checks that dvc.yaml declares exactly these for the stage and that
+every other key of params.yaml is a runtime-only key (``pipeline.params.RUNTIME_KEYS``), so DVC
+reruns a stage whenever a value that shapes it changes, and never for workers, threads, devices
+and the like.
 """
 
 from __future__ import annotations

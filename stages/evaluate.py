@@ -20,7 +20,19 @@ from pipeline.params import load_params
 
 from stages import run
 
-PARAMS = ("eval", "lfb", "baseline")
+# The params keys whose values shape this stage's outputs, as dvc.yaml declares them
+# (tests/test_params.py checks both); runtime-only keys (pipeline.params.RUNTIME_KEYS)
+# are read from the same groups but tracked by no stage.
+PARAMS = (
+    "eval.protocol",
+    "eval.score_threshold",
+    "eval.render_keyframes",
+    "lfb.window_seconds",
+    "lfb.max_per_second",
+    "baseline.data.test_short_side",
+    "baseline.data.test_min_proposal_score",
+    "baseline.data.max_proposals",
+)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -42,7 +54,7 @@ def main(argv: list[str] | None = None) -> None:
         data_config=params.baseline.data, protocol=ev.protocol,
         score_threshold=ev.score_threshold, render_count=ev.render_keyframes,
         batch_size=ev.batch_size, num_workers=ev.num_workers, bank_in_memory=lfb.in_memory,
-        ctx=setup_distributed(ev.device))
+        ctx=setup_distributed(ev.device, key="eval.device"))
     if metrics is not None:
         print(f"val {describe(metrics)}")
 

@@ -20,7 +20,21 @@ from pipeline.params import load_params
 
 from stages import run
 
-PARAMS = ("frames",)
+# The params keys whose values shape this stage's outputs, as dvc.yaml declares them
+# (tests/test_params.py checks both); runtime-only keys (pipeline.params.RUNTIME_KEYS)
+# are read from the same groups but tracked by no stage.
+PARAMS = (
+    "frames.clip_len",
+    "frames.frame_interval",
+    "frames.short_side",
+    "frames.convention",
+    "frames.timeline_fps",
+    "frames.train_jitter",
+    "frames.shard_clips",
+    "frames.clevel",
+    "frames.shuffle",
+    "frames.skip_bad_videos",
+)
 
 
 def annotated_keyframes(dataset: Path) -> tuple[dict[str, Path], pd.DataFrame]:

@@ -22,7 +22,19 @@ from pipeline.params import load_params
 
 from stages import run
 
-PARAMS = ("lfb", "baseline")
+# The params keys whose values shape this stage's outputs, as dvc.yaml declares them
+# (tests/test_params.py checks both); runtime-only keys (pipeline.params.RUNTIME_KEYS)
+# are read from the same groups but tracked by no stage.
+PARAMS = (
+    "lfb.train_boxes",
+    "lfb.val_min_proposal_score",
+    "lfb.dtype",
+    "lfb.chunk_rows",
+    "lfb.shard_rows",
+    "baseline.data.test_short_side",
+    "baseline.data.train_min_proposal_score",
+    "baseline.data.max_proposals",
+)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -41,7 +53,7 @@ def main(argv: list[str] | None = None) -> None:
         chunk_rows=lfb.chunk_rows, shard_rows=lfb.shard_rows, train_boxes=lfb.train_boxes,
         data_config=params.baseline.data, val_min_proposal_score=lfb.val_min_proposal_score,
         batch_size=lfb.batch_size,
-        num_workers=lfb.num_workers, ctx=setup_distributed(lfb.device))
+        num_workers=lfb.num_workers, ctx=setup_distributed(lfb.device, key="lfb.device"))
     if summary is not None:
         print(f"feature bank: {summary}")
 

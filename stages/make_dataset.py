@@ -20,7 +20,12 @@ from pipeline.synthetic import generate_dataset
 
 from stages import run
 
-PARAMS = ("data",)
+# The params keys whose values shape this stage's outputs, as dvc.yaml declares them
+# (tests/test_params.py checks both); runtime-only keys (pipeline.params.RUNTIME_KEYS)
+# are read from the same groups but tracked by no stage.
+PARAMS = (
+    "data",
+)
 log = logging.getLogger("make_dataset")
 
 

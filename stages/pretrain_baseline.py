@@ -22,7 +22,42 @@ from pipeline.params import load_params
 
 from stages import run
 
-PARAMS = ("baseline",)
+# The params keys whose values shape this stage's outputs, as dvc.yaml declares them
+# (tests/test_params.py checks both); runtime-only keys (pipeline.params.RUNTIME_KEYS)
+# are read from the same groups but tracked by no stage.
+PARAMS = (
+    "baseline.preset",
+    "baseline.backbone",
+    "baseline.model",
+    "baseline.train.epochs",
+    "baseline.train.batch_size",
+    "baseline.train.lr",
+    "baseline.train.momentum",
+    "baseline.train.weight_decay",
+    "baseline.train.warmup_epochs",
+    "baseline.train.warmup_ratio",
+    "baseline.train.schedule",
+    "baseline.train.steps",
+    "baseline.train.gamma",
+    "baseline.train.grad_clip",
+    "baseline.train.seed",
+    "baseline.train.deterministic",
+    "baseline.train.amp",
+    "baseline.train.base_batch_size",
+    "baseline.train.precise_bn_batches",
+    "baseline.data.short_side_range",
+    "baseline.data.crop_size",
+    "baseline.data.flip_p",
+    "baseline.data.min_box_size",
+    "baseline.data.test_short_side",
+    "baseline.data.train_min_proposal_score",
+    "baseline.data.test_min_proposal_score",
+    "baseline.data.max_proposals",
+    "baseline.data.temporal_jitter",
+    "baseline.init_checkpoint",
+    "baseline.eval_protocol",
+    "baseline.min_action_score",
+)
 
 
 def main(argv: list[str] | None = None) -> None:

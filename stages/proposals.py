@@ -26,7 +26,20 @@ from pipeline.proposals.torchvision_detector import detect_persons
 
 from stages import run
 
-PARAMS = ("proposals",)
+# The params keys whose values shape this stage's outputs, as dvc.yaml declares them
+# (tests/test_params.py checks both); runtime-only keys (pipeline.params.RUNTIME_KEYS)
+# are read from the same groups but tracked by no stage.
+PARAMS = (
+    "proposals.source",
+    "proposals.score_threshold",
+    "proposals.max_per_frame",
+    "proposals.train_pickle",
+    "proposals.val_pickle",
+    "proposals.simulated",
+    "proposals.detector.arch",
+    "proposals.detector.weights",
+    "proposals.detector.score_threshold",
+)
 
 
 def main(argv: list[str] | None = None) -> None:

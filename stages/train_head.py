@@ -22,7 +22,46 @@ from pipeline.params import load_params
 
 from stages import run
 
-PARAMS = ("model", "lfb", "baseline")
+# The params keys whose values shape this stage's outputs, as dvc.yaml declares them
+# (tests/test_params.py checks both); runtime-only keys (pipeline.params.RUNTIME_KEYS)
+# are read from the same groups but tracked by no stage.
+PARAMS = (
+    "model.head",
+    "model.finetune_backbone",
+    "model.with_context",
+    "model.dropout",
+    "model.lfb",
+    "model.acrn",
+    "model.train.epochs",
+    "model.train.batch_size",
+    "model.train.lr",
+    "model.train.momentum",
+    "model.train.weight_decay",
+    "model.train.warmup_epochs",
+    "model.train.warmup_ratio",
+    "model.train.schedule",
+    "model.train.steps",
+    "model.train.gamma",
+    "model.train.grad_clip",
+    "model.train.seed",
+    "model.train.deterministic",
+    "model.train.amp",
+    "model.train.base_batch_size",
+    "model.train.precise_bn_batches",
+    "lfb.window_seconds",
+    "lfb.max_per_second",
+    "baseline.data.short_side_range",
+    "baseline.data.crop_size",
+    "baseline.data.flip_p",
+    "baseline.data.min_box_size",
+    "baseline.data.test_short_side",
+    "baseline.data.train_min_proposal_score",
+    "baseline.data.test_min_proposal_score",
+    "baseline.data.max_proposals",
+    "baseline.data.temporal_jitter",
+    "baseline.eval_protocol",
+    "baseline.min_action_score",
+)
 
 
 def main(argv: list[str] | None = None) -> None:

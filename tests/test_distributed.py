@@ -13,7 +13,7 @@ import pytest
 
 from pipeline.ava.results import read_results
 from pipeline.data.dataset import filter_proposals
-from pipeline.engine.checkpoint import checkpoint_files
+from pipeline.engine.checkpoint import checkpoint_files, finished_runs
 from pipeline.engine.train import parameter_digest
 from pipeline.models.checkpoint import build_detector_from_checkpoint
 from test_data_loading import build_tiny_data
@@ -45,7 +45,8 @@ def run(tmp_path_factory) -> Path:
 
 
 def test_both_ranks_hold_the_same_weights_after_each_step(run):
-    checkpoints = checkpoint_files(run / "checkpoints")
+    assert checkpoint_files(run / "checkpoints") == []     # a finished run moves aside
+    checkpoints = checkpoint_files(finished_runs(run / "checkpoints")[-1])
     assert [p.name for p in checkpoints] == ["step_000000002.pt", "step_000000003.pt"]
     for path in checkpoints:
         state = torch.load(path, weights_only=False)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -21,7 +22,9 @@ from pipeline.ava.results import COLUMNS as RESULT_COLUMNS
 from pipeline.ava.results import read_results
 from pipeline.engine.config import TrainConfig
 from pipeline.engine.schedule import LRSchedule
-from pipeline.engine.checkpoint import (RESUME_KEYS, checkpoint_files, load_latest_checkpoint,
+from pipeline.data.sampler import EpochBatchSampler
+from pipeline.engine.checkpoint import (RESUME_KEYS, ResumeRefused, check_resumable,
+                                        checkpoint_files, finished_runs, load_latest_checkpoint,
                                         rng_state, save_checkpoint, set_rng_state)
 from pipeline.engine.curves import write_curves
 from pipeline.engine.launch import run_job
@@ -140,9 +143,21 @@ class RunsCode:
         return os.system, (self.command,)
 
 
-def test_resume_skips_a_checkpoint_that_would_run_code(data, tmp_path, caplog):
-    job = make_job(data, tmp_path, epochs=1, val_every=0)
+def unfinished_run(data: TinyData, root: Path, **train) -> dict:
+    """A job whose checkpoint folder holds an unfinished run: a finished run with a checkpoint
+    every step (2 steps per epoch), its mid-epoch checkpoint put back as if killed there."""
+    job = make_job(data, root, epochs=1, val_every=0, checkpoint_every_steps=1, **train)
     run_job(job)
+    folder = root / "checkpoints"
+    assert checkpoint_files(folder) == []                   # the finished run moved aside...
+    kept = checkpoint_files(finished_runs(folder)[-1])      # ...whole
+    assert [p.name for p in kept] == ["step_000000001.pt", "step_000000002.pt"]
+    shutil.copy2(kept[0], folder / kept[0].name)
+    return job
+
+
+def test_resume_skips_a_checkpoint_that_would_run_code(data, tmp_path, caplog):
+    job = unfinished_run(data, tmp_path)
     valid = checkpoint_files(tmp_path / "checkpoints")[-1]
     assert set(torch.load(valid, weights_only=True)) >= set(RESUME_KEYS)
     marker = tmp_path / "marker"
@@ -151,15 +166,15 @@ def test_resume_skips_a_checkpoint_that_would_run_code(data, tmp_path, caplog):
     torch.save({**torch.load(valid, weights_only=True), "payload": RunsCode(f"touch {marker}")},
                evil)
     caplog.set_level(logging.INFO)
-    run_job(job)                                            # epoch 1 of 1 done: resume, finish
+    run_job(job)                                            # step 1 of 2 done: resume, finish
     assert not marker.exists()
     skipped = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING
                and "skipping checkpoint" in r.getMessage()]
     assert len(skipped) == 1 and str(evil) in skipped[0] and "posix.system" in skipped[0]
-    assert any("resuming at epoch 1" in r.getMessage() for r in caplog.records)
+    assert any("resuming at epoch 0, step 1 of 2" in r.getMessage() for r in caplog.records)
     assert not any(r.exc_info for r in caplog.records)      # a warning, not a traceback
-    assert load_latest_checkpoint(tmp_path / "checkpoints")["global_step"] == \
-        torch.load(valid, weights_only=True)["global_step"]
+    # the run finished: its files, the hostile one too, moved aside as they were
+    assert (finished_runs(tmp_path / "checkpoints")[-1] / evil.name).is_file()
 
 
 def test_a_checkpoint_folder_of_junk_starts_fresh(data, tmp_path, caplog):
@@ -256,15 +271,92 @@ def test_killed_run_resumes_to_the_same_weights(data, tmp_path):
     np.testing.assert_array_equal(ref_steps["loss"], new_steps["loss"])
 
 
-def test_changed_config_does_not_resume_stale_checkpoints(data, tmp_path):
+def test_a_finished_run_is_kept_and_a_new_config_starts_fresh(data, tmp_path):
     run_job(make_job(data, tmp_path, epochs=1, val_every=0))
-    assert checkpoint_files(tmp_path / "checkpoints")
+    (first,) = finished_runs(tmp_path / "checkpoints")
     fresh = tmp_path / "fresh"
     run_job(make_job(data, fresh, epochs=1, val_every=0, lr=0.01))
-    rerun = make_job(data, tmp_path, epochs=1, val_every=0, lr=0.01)
-    run_job(rerun)                                   # same folders, different lr: starts afresh
+    run_job(make_job(data, tmp_path, epochs=1, val_every=0, lr=0.01))   # same folders
     expected, got = _final_state(fresh / "out"), _final_state(tmp_path / "out")
     assert all(torch.equal(expected[k], got[k]) for k in expected)
+    assert first in finished_runs(tmp_path / "checkpoints") and checkpoint_files(first)
+    assert len(finished_runs(tmp_path / "checkpoints")) == 2
+
+
+def test_an_unfinished_run_of_another_config_is_refused_never_deleted(data, tmp_path):
+    unfinished_run(data, tmp_path)
+    folder = tmp_path / "checkpoints"
+    before = {p: p.read_bytes() for p in folder.rglob("*.pt")}
+    changed = make_job(data, tmp_path, epochs=1, val_every=0, checkpoint_every_steps=1,
+                       lr=0.01)
+    changed["data"]["flip_p"] = 0.0
+    with pytest.raises(ResumeRefused) as refused:
+        run_job(changed)
+    message = str(refused.value)
+    assert str(folder) in message and "nothing was deleted" in message
+    assert "baseline.train.lr: 0.05 -> 0.01" in message
+    assert "baseline.data.flip_p: 0.5 -> 0.0" in message
+    assert f"mv {folder} {folder}.old" in message
+    assert "baseline.train.epochs" not in message and "input." not in message
+    assert {p: p.read_bytes() for p in folder.rglob("*.pt")} == before
+    stage = subprocess.run(  # the stage's exit: one message, status 2, no traceback
+        [sys.executable, "-c", "import json, sys; from stages import run; "
+         "from pipeline.engine.launch import run_job; "
+         "run(lambda _: run_job(json.loads(sys.argv[1])))", json.dumps(changed)],
+        cwd=REPO_ROOT, capture_output=True, text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT), "OMP_NUM_THREADS": "1"})
+    assert stage.returncode == 2 and "Traceback" not in stage.stderr, stage.stderr[-2000:]
+    assert "baseline.train.lr: 0.05 -> 0.01" in stage.stderr
+
+
+def test_a_moved_checkout_with_other_runtime_knobs_resumes(data, tmp_path, caplog):
+    """Inputs at another absolute path (same contents), other workers, validation and
+    checkpoint frequency: still the same run."""
+    unfinished_run(data, tmp_path)
+    moved = tmp_path / "moved_data"
+    shutil.copytree(data.root, moved)
+    job = make_job(data, tmp_path, epochs=1, val_every=1, checkpoint_every_steps=None,
+                   num_workers=1, keep_checkpoints=3)
+    job = json.loads(json.dumps(job).replace(str(data.root), str(moved)))
+    assert str(moved) in job["frames_dir"]
+    caplog.set_level(logging.INFO)
+    run_job(job)
+    assert any("resuming at epoch 0, step 1 of 2" in r.getMessage() for r in caplog.records)
+
+
+def test_resume_on_another_world_size_follows_the_arithmetic(tmp_path):
+    """The sampler deals each step's slice of the epoch order out round-robin, so 1 process x
+    batch 4 and 2 x 2 run the same steps on the same samples; the check accepts exactly the
+    cases where global batch and steps per epoch agree, and says what to set otherwise."""
+    def step_samples(n, world, batch):
+        samplers = [EpochBatchSampler(n, batch, seed=3, rank=r, world_size=world)
+                    for r in range(world)]
+        return [sorted(i for batch_ in batches for i, _ in batch_)
+                for batches in zip(*samplers)], samplers[0].batches_per_epoch
+
+    assert step_samples(16, 1, 4) == step_samples(16, 2, 2)
+
+    def state(world, batch, n):
+        _, steps = step_samples(n, world, batch)
+        return {"fingerprint": {"baseline.train.lr": 0.1, "global_batch": world * batch,
+                                "steps_per_epoch": steps},
+                "epoch": 1, "global_step": steps, "rng": [{}] * world, "world_size": world}
+
+    def check(saved, world, batch, n):
+        current = state(world, batch, n)["fingerprint"]
+        check_resumable(saved, current, checkpoint_dir=tmp_path, world_size=world,
+                        batch_key="baseline.train.batch_size")
+
+    saved = state(1, 4, 16)
+    check(saved, 2, 2, 16)                                  # 16 samples: 4 steps of 4 either way
+    with pytest.raises(ResumeRefused, match=r"global_batch: 4 -> 8[\s\S]*on 2 processes set "
+                                            r"baseline.train.batch_size to 2"):
+        check(saved, 2, 4, 16)
+    with pytest.raises(ResumeRefused, match=r"steps_per_epoch: 2 -> 3[\s\S]*continue it on 1 "
+                                            r"process\b"):
+        check(state(1, 4, 11), 2, 2, 11)   # 11 samples pad to 12 over 2 ranks: 3 steps, not 2
+    with pytest.raises(ResumeRefused, match="older version"):
+        check({**saved, "fingerprint": "0123abcd"}, 1, 4, 16)
 
 
 def test_model_clip_must_fit_the_stored_clips(data):

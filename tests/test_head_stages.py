@@ -266,6 +266,7 @@ def test_train_head_then_evaluate_writes_every_output(data, baseline, banks, tmp
                          checkpoint_dir=tmp_path / "ck", model_config=config, train_config=train,
                          data_config=DATA, window=WINDOW, ctx=CPU)
     assert metrics["epochs"] == 2 and metrics["shared_head"] == head
+    assert metrics["val_counts"]["classes"] == len(pd.read_csv(tmp_path / "head/per_class_ap.csv"))
     epochs = pd.read_csv(tmp_path / "head/epochs.csv")
     assert list(epochs["epoch"]) == [1, 2] and "val_mAP" in epochs
     trained = build_detector_from_checkpoint(tmp_path / "head/model.pt")
@@ -285,10 +286,17 @@ def test_train_head_then_evaluate_writes_every_output(data, baseline, banks, tmp
     assert set(csv["action_id"]) <= set(inputs.label_map.ids)
     saved = json.loads((tmp_path / "metrics/eval.json").read_text())
     assert saved == result and 0.0 <= saved["mAP"] <= 1.0
-    assert set(saved["per_class_AP"]) == {f"{i} {inputs.label_map.names[i]}"
-                                          for i in inputs.label_map.ids}
+    # headline numbers only in the metrics file; one row per class in the plot
+    assert set(saved) == {"mAP", "group_mAP", "protocol", "counts", "undefined",
+                          "not_in_frame_store"}
     per_class = pd.read_csv(tmp_path / "plots/per_class_ap.csv")
-    assert list(per_class.columns) == ["class", "group", "AP"] and len(per_class) == 3
+    assert list(per_class.columns) == ["class", "group", "AP", "gt_count", "n_detections",
+                                       "undefined"]
+    assert set(per_class["class"]) == {f"{i} {inputs.label_map.names[i]}"
+                                       for i in inputs.label_map.ids}
+    assert saved["counts"]["classes"] == len(per_class) == 3
+    assert saved["counts"]["gt_boxes"] == per_class["gt_count"].sum()
+    assert saved["counts"]["classes_with_AP"] == per_class["AP"].notna().sum()
     pr = pd.read_csv(tmp_path / "plots/pr_curves.csv")
     assert list(pr.columns) == ["class", "recall", "precision"]
     assert pr["recall"].between(0, 1).all() and pr["precision"].between(0, 1).all()
@@ -365,6 +373,7 @@ def test_videos_the_store_skipped_are_neither_trained_nor_scored(tmp_path):
     write_annotations(tmp_path / "val_kept.csv", kept)
     alone = evaluate_files(tmp_path / "val_kept.csv", tmp_path / "results/val_results.parquet",
                            files.label_map, exclusions_path=files.val_exclusions)
-    assert result["gt_count"] == {f"{i} {n}": alone.per_class[i].gt_count
-                                  for i, n in alone.label_map.names.items()}
+    per_class = pd.read_csv(tmp_path / "plots/per_class_ap.csv")
+    assert dict(zip(per_class["class"], per_class["gt_count"])) == {
+        f"{i} {n}": alone.per_class[i].gt_count for i, n in alone.label_map.names.items()}
     assert result["mAP"] == pytest.approx(alone.to_json()["mAP"])

@@ -2,7 +2,7 @@
 
 import pytest
 
-from pipeline.io import atomic_output, inputs_digest, partial_path
+from pipeline.io import atomic_output, content_digest, partial_path
 
 
 def test_atomic_output_renames_on_success_and_cleans_up_on_failure(tmp_path):
@@ -31,21 +31,28 @@ def test_atomic_output_keeps_the_partial_for_resume(tmp_path):
     assert (target / "shard0").is_file()
 
 
-def test_inputs_digest_follows_content_not_just_paths(tmp_path):
+def test_content_digest_follows_content_not_paths(tmp_path):
     table = tmp_path / "annotations.csv"
     store = tmp_path / "frames.zarr"
     (store / "video").mkdir(parents=True)
     table.write_text("a,1\n")
     (store / "zarr.json").write_text("{}")
     (store / "video" / "c").write_bytes(b"x" * 10)
-    first = inputs_digest([table, store])
-    assert inputs_digest([table, store]) == first
+    first = content_digest(table), content_digest(store)
+    assert (content_digest(table), content_digest(store)) == first
 
     table.write_text("a,2\n")
-    assert inputs_digest([table, store]) != first
+    assert content_digest(table) != first[0]
     table.write_text("a,1\n")
     (store / "video" / "c").write_bytes(b"y" * 11)        # a regenerated shard
-    assert inputs_digest([table, store]) != first
+    assert content_digest(store) != first[1]
     (store / "video" / "c").write_bytes(b"x" * 10)
-    assert inputs_digest([table, store]) == first
-    assert inputs_digest([table, tmp_path / "missing"]) != first
+    assert content_digest(store) == first[1]
+    assert content_digest(tmp_path / "missing") == "missing" and content_digest(None) is None
+    # a moved checkout: same contents elsewhere, same digests
+    moved = tmp_path / "elsewhere"
+    moved.mkdir()
+    table.rename(moved / "annotations.csv")
+    store.rename(moved / "frames.zarr")
+    assert (content_digest(moved / "annotations.csv"), content_digest(moved / "frames.zarr")) \
+        == first

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from pipeline.errors import InputError
-from pipeline.params import GROUPS, apply_overlay, load_params
+from pipeline.params import GROUPS, RUNTIME_KEYS, UpscaledClipsWarning, apply_overlay, load_params
 from pipeline.synthetic import SyntheticConfig
 
 REPO = Path(__file__).resolve().parents[1]
@@ -101,14 +101,68 @@ def test_stage_loads_only_its_groups(params_file):
     assert set(vars(frames_only)) == {"frames"}
 
 
-def test_dvc_yaml_declares_exactly_the_groups_each_stage_reads():
+def leaf_keys(tree: dict, prefix: str = "") -> list[str]:
+    """Dotted keys of a params mapping's leaves (a list value is one leaf)."""
+    keys = []
+    for name, value in tree.items():
+        key = f"{prefix}{name}"
+        keys.extend(leaf_keys(value, f"{key}.") if isinstance(value, dict) and value else [key])
+    return keys
+
+
+def covered(entry: str, key: str) -> bool:
+    """Whether a dvc.yaml params entry (a key or a sub-tree) tracks leaf ``key``."""
+    return key == entry or key.startswith(f"{entry}.")
+
+
+def test_dvc_yaml_declares_exactly_the_keys_that_shape_each_stage():
+    """Each stage tracks the keys its module declares; every key of params.yaml is either
+    tracked by some stage or runtime-only, never both."""
     stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
     assert stages, "dvc.yaml has no stages"
+    leaves = set(leaf_keys(yaml.safe_load((REPO / "params.yaml").read_text())))
+    tracked = set()
     for name, stage in stages.items():
         module = importlib.import_module(f"stages.{name}")
         assert f"stages.{name}" in stage["cmd"]
         assert tuple(stage.get("params", ())) == module.PARAMS, name
         assert f"stages/{name}.py" in stage["deps"]
+        for entry in module.PARAMS:
+            keys = {key for key in leaves if covered(entry, key)}
+            assert keys, f"{name}: params entry {entry} is no key of params.yaml"
+            assert not keys & set(RUNTIME_KEYS), f"{name} tracks runtime keys {keys & set(RUNTIME_KEYS)}"
+            tracked |= keys
+    assert set(RUNTIME_KEYS) <= leaves, set(RUNTIME_KEYS) - leaves
+    assert tracked | set(RUNTIME_KEYS) == leaves, leaves - tracked - set(RUNTIME_KEYS)
+
+
+@pytest.mark.parametrize("key, stages", [
+    # the issue's examples: the bank does not read the window nor RAM use; runtime knobs rerun
+    # nothing; a value read by several stages reruns each of them
+    ("lfb.window_seconds", {"train_head", "evaluate"}),
+    ("lfb.in_memory", set()),
+    ("lfb.dtype", {"infer_lfb"}),
+    ("baseline.train.num_workers", set()),
+    ("baseline.train.device", set()),
+    ("baseline.train.val_every", set()),
+    ("baseline.train.lr", {"pretrain_baseline"}),
+    ("baseline.data.test_batch_size", set()),
+    ("baseline.data.test_short_side", {"pretrain_baseline", "infer_lfb", "train_head", "evaluate"}),
+    ("baseline.data.crop_size", {"pretrain_baseline", "train_head"}),
+    ("baseline.model.clip_len", {"pretrain_baseline"}),
+    ("model.head", {"train_head"}),
+    ("model.train.keep_checkpoints", set()),
+    ("eval.batch_size", set()),
+    ("eval.score_threshold", {"evaluate"}),
+    ("frames.workers", set()),
+    ("frames.short_side", {"extract_frames"}),
+    ("proposals.detector.device", set()),
+    ("proposals.simulated.recall", {"proposals"}),
+])
+def test_keys_are_tracked_by_the_stages_that_read_them(key, stages):
+    declared = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+    assert {name for name, stage in declared.items()
+            if any(covered(entry, key) for entry in stage.get("params", ()))} == stages
 
 
 def test_presets_apply_and_validate(params_file):
@@ -129,3 +183,100 @@ def test_overlay_with_unknown_key_is_rejected(params_file, tmp_path):
         apply_overlay(params_file, overlay)
     assert info.value.key == "frames.clip_lenght"
     assert params_file.read_text() == before
+
+
+DEVICE_KEYS = ["baseline.train.device", "model.train.device", "lfb.device", "eval.device",
+               "proposals.detector.device"]
+
+
+@pytest.mark.parametrize("key", DEVICE_KEYS)
+def test_devices_are_auto_cpu_cuda_or_cuda_n(params_file, key):
+    for good in ("auto", "cpu", "cuda", "cuda:0", "cuda:3"):
+        _edit(params_file, key, good)
+        load_params(params_file)
+    for bad in ("gpu", "cuda:", "cuda:x", "cuda0", "CUDA", "cuda:-1"):
+        _edit(params_file, key, bad)
+        with pytest.raises(InputError, match="auto, cpu, cuda or cuda:N") as info:
+            load_params(params_file)
+        assert info.value.key == key
+
+
+def test_a_named_gpu_is_used_or_refused_never_replaced_by_the_cpu():
+    """``cuda:N`` resolves to GPU N (lfb.device, eval.device reach it through
+    setup_distributed), or fails naming the key; it never falls back to the CPU."""
+    import torch
+
+    from pipeline.engine.distributed import resolve_device, setup_distributed
+
+    assert resolve_device("cpu", key="lfb.device") == torch.device("cpu")
+    if torch.cuda.is_available():
+        last = torch.cuda.device_count() - 1
+        assert resolve_device(f"cuda:{last}", key="eval.device") == torch.device("cuda", last)
+        assert setup_distributed(f"cuda:{last}", key="lfb.device").device == torch.device("cuda", last)
+        with pytest.raises(InputError, match="GPU") as info:
+            resolve_device(f"cuda:{last + 1}", key="eval.device")
+    else:
+        with pytest.raises(InputError, match="CUDA is not available") as info:
+            setup_distributed("cuda:0", key="eval.device")
+    assert info.value.key == "eval.device"
+    if torch.cuda.is_available():
+        with pytest.raises(InputError, match="under torchrun") as info:
+            resolve_device("cuda:0", local_rank=1, world_size=2, key="lfb.device")
+        assert info.value.key == "lfb.device"
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("clip_len", "eight", "expected an integer, got str 'eight'"),
+    ("clip_len", 8.0, "expected an integer"),
+    ("spatial_strides", [1, 2, 1], "expected 4 items"),
+    ("spatial_strides", [1, 2, "x", 1], "expected an integer"),
+    ("dropout", "half", "expected a number"),
+    ("with_context", "no", "expected true or false"),
+    ("acrn_out_channels", "wide", "no allowed type matches"),
+    ("temporal_pool", "median", "must be one of avg, max"),
+    ("clip_len", 0, "must be positive"),
+    ("num_classes", 81, "not an overridable ModelConfig field"),
+    ("backbone", "slowfast", "not an overridable ModelConfig field"),
+    ("clip_length", 8, "not an overridable ModelConfig field"),
+])
+def test_baseline_model_overrides_are_typed_as_the_model_config(params_file, field, value, message):
+    _edit(params_file, f"baseline.model.{field}", value)
+    with pytest.raises(InputError, match=message) as info:
+        load_params(params_file)
+    assert info.value.key.startswith(f"baseline.model.{field}")
+    assert str(params_file) in str(info.value)
+
+
+def test_baseline_model_overrides_arrive_typed(params_file):
+    _edit(params_file, "baseline.model.spatial_strides", [1, 2, 2, 1])
+    _edit(params_file, "baseline.model.dropout", 0)
+    baseline = load_params(params_file).baseline
+    assert baseline.model["spatial_strides"] == (1, 2, 2, 1)
+    config = baseline.model_config(num_classes=81)
+    assert config.spatial_strides == (1, 2, 2, 1) and isinstance(config.dropout, float)
+
+
+def test_train_rescale_above_the_stored_frames_warns_naming_both_keys(params_file):
+    _edit(params_file, "frames.short_side", 100)
+    _edit(params_file, "baseline.data.short_side_range", [96, 120])
+    with pytest.warns(UpscaledClipsWarning) as caught:
+        load_params(params_file)
+    message = str(caught[0].message)
+    assert "baseline.data.short_side_range" in message and "frames.short_side 100" in message
+
+
+@pytest.mark.parametrize("edits, key, other", [
+    ({"frames.short_side": 120, "baseline.data.test_short_side": 128},
+     "baseline.data.test_short_side", "frames.short_side"),
+    ({"frames.frame_interval": 3}, "baseline.model.frame_interval", "frames.frame_interval"),
+    ({"baseline.data.temporal_jitter": True}, "baseline.data.temporal_jitter",
+     "frames.train_jitter"),
+])
+def test_cross_field_checks_name_both_keys(params_file, edits, key, other):
+    for dotted, value in edits.items():
+        _edit(params_file, dotted, value)
+    with pytest.raises(InputError) as info:
+        load_params(params_file)
+    assert info.value.key == key and other in str(info.value)
+    load_params(params_file, groups=("baseline",))    # a stage reading one group: unchecked
+

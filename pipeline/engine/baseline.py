@@ -6,8 +6,6 @@ directly; it runs unchanged as one process or under ``torchrun`` (see ``launch.p
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 from dataclasses import asdict
 from pathlib import Path
@@ -25,6 +23,7 @@ from pipeline.ava.results import write_results_parquet
 from pipeline.data.config import DataConfig
 from pipeline.data.dataset import KeyframeDataset, clip_frame_subset, stored_annotations
 from pipeline.data.transforms import eval_transform, train_transform
+from pipeline.engine.checkpoint import fingerprint_entries
 from pipeline.engine.config import TrainConfig
 from pipeline.engine.detection import detection_loss, detections_table, predict_detections
 from pipeline.engine.distributed import DistContext, setup_distributed
@@ -33,8 +32,9 @@ from pipeline.engine.curves import write_curves
 from pipeline.engine.train import TrainHistory, seed_everything, train
 from pipeline.errors import InputError
 from pipeline.evaluation.evaluator import evaluate
+from pipeline.evaluation.summary import headline, per_class_table, write_csv
 from pipeline.frames.store import FrameStore
-from pipeline.io import inputs_digest, write_json
+from pipeline.io import content_digest, file_digest, write_json
 from pipeline.models.config import ModelConfig
 from pipeline.models.detector import Detector
 from pipeline.models.checkpoint import (FORMAT, load_into, load_mmaction2_checkpoint,
@@ -43,11 +43,6 @@ from pipeline.models.checkpoint import (FORMAT, load_into, load_mmaction2_checkp
 from pipeline.proposals.table import read_proposals
 
 log = logging.getLogger(__name__)
-
-# Settings that change how fast a run goes, not what it computes: changing them keeps the
-# checkpoints resumable.
-RUNTIME_FIELDS = ("num_workers", "device", "val_every", "checkpoint_every_steps", "keep_checkpoints")
-
 
 def frame_stride(store: FrameStore, model_config: ModelConfig,
                  temporal_jitter: bool = False) -> int:
@@ -90,10 +85,17 @@ def initialise(model: Detector, path: str | Path) -> None:
     log.info("initialised from %s (%s, %d tensors)", path, report.kind, report.num_tensors)
 
 
-def run_fingerprint(**inputs: Any) -> str:
-    """A short hash of everything that decides what training computes."""
-    text = json.dumps(inputs, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+def run_fingerprint(*, model: ModelConfig, data: DataConfig, prefix: str,
+                    inputs: dict[str, str | Path | None], **more: Any) -> dict[str, Any]:
+    """What decides what a training run computes, besides its TrainConfig (``train`` adds
+    that): the model config, the data settings that reach training, the contents of the input
+    files (``input.<name>``: never their paths) and ``more``, as flat keys under ``prefix``
+    (e.g. ``baseline``) for a resume refusal to name."""
+    data_fields = {k: v for k, v in asdict(data).items() if k != "test_batch_size"}
+    return {**fingerprint_entries(f"{prefix}.model", asdict(model)),
+            **fingerprint_entries(f"{prefix}.data", data_fields),
+            **fingerprint_entries(prefix, more),
+            **{f"input.{name}": content_digest(path) for name, path in inputs.items()}}
 
 
 def train_baseline(*, frames_dir: str | Path, keyframes_index: str | Path,
@@ -109,8 +111,9 @@ def train_baseline(*, frames_dir: str | Path, keyframes_index: str | Path,
                    ctx: DistContext | None = None) -> dict[str, Any]:
     """Train, then write into ``out_dir``: ``model.pt`` (stad-v1), ``steps.csv``,
     ``epochs.csv``, ``val_detections.parquet`` (one row per proposal box and
-    class with score > ``min_action_score``, as mmaction2's bbox2result) and ``metrics.json``
-    (val mAP and group means under ``eval_protocol``). Returns the metrics (main rank).
+    class with score > ``min_action_score``, as mmaction2's bbox2result), ``metrics.json``
+    (val mAP, group means and counts under ``eval_protocol``) and ``per_class_ap.csv`` (val AP
+    per class, a plot). Returns the metrics (main rank).
 
     Resumes from ``checkpoint_dir`` when it holds checkpoints of the same configuration.
     """
@@ -193,13 +196,12 @@ def train_baseline(*, frames_dir: str | Path, keyframes_index: str | Path,
         return {"val_mAP": scored[1]["mAP"],
                 **{f"val_mAP_{g}": v for g, v in scored[1]["group_mAP"].items()}}
 
-    runtime_free = {k: v for k, v in asdict(train_config).items() if k not in RUNTIME_FIELDS}
-    fingerprint = run_fingerprint(model=asdict(model_config), train=runtime_free,
-                                  data=asdict(data_config), init=init_checkpoint,
-                                  world_size=ctx.world_size,
-                                  inputs=inputs_digest([frames_dir, keyframes_index,
-                                                        train_annotations, label_map_path,
-                                                        proposals_path, train_exclusions]))
+    fingerprint = run_fingerprint(
+        model=model_config, data=data_config, prefix="baseline",
+        init_checkpoint=None if init_checkpoint is None else file_digest(init_checkpoint),
+        inputs={"frames": frames_dir, "keyframes": keyframes_index,
+                "train_annotations": train_annotations, "label_map": label_map_path,
+                "proposals": proposals_path, "train_exclusions": train_exclusions})
     if train_config.epochs == 0:
         # score a released (e.g. mmaction2) checkpoint as it is: no training, empty curves
         if init_checkpoint is None:
@@ -229,9 +231,12 @@ def train_baseline(*, frames_dir: str | Path, keyframes_index: str | Path,
                          frame_short_side=store.attrs.get("short_side"))
     write_results_parquet(out_dir / "val_detections.parquet", last_val["detections"])
     result = last_val["result"]
-    metrics = {"val_mAP": result["mAP"], "val_group_mAP": result["group_mAP"],
-               "val_per_class_AP": result["per_class"], "protocol": result["protocol"],
-               "undefined": result["undefined"],
+    per_class_plot = out_dir / "per_class_ap.csv"
+    write_csv(per_class_plot, per_class_table(result, label_map.groups))
+    top = headline(result, per_class_plot.as_posix())
+    metrics = {"val_mAP": top["mAP"], "val_group_mAP": top["group_mAP"],
+               "protocol": top["protocol"], "val_counts": top["counts"],
+               "undefined": top["undefined"],
                "train_loss": history.epochs[-1]["loss"] if history.epochs else None,
                "epochs": len(history.epochs),
                "steps": len(history.steps), "train_clips": len(train_set),

@@ -15,16 +15,20 @@ run never writes a checkpoint it cannot resume from.
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 import re
+import time
 from collections import OrderedDict
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from pipeline.errors import InputError
 from pipeline.io import atomic_output, remove_path
 
 log = logging.getLogger(__name__)
@@ -102,9 +106,118 @@ def load_latest_checkpoint(checkpoint_dir: str | Path) -> dict[str, Any] | None:
     return None
 
 
-def clear_checkpoints(checkpoint_dir: str | Path) -> None:
-    for path in checkpoint_files(checkpoint_dir):
-        remove_path(path)
+FINISHED = "finished"
+"""Sub-folder of a checkpoint folder holding finished runs, one folder each."""
+
+
+class ResumeRefused(InputError):
+    """The checkpoint folder holds an unfinished run that this run cannot continue."""
+
+
+def fingerprint_entries(prefix: str, values: Mapping[str, Any]) -> dict[str, Any]:
+    """``values`` as flat ``prefix.key`` entries of plain JSON data (tuples as lists), the
+    form a fingerprint is saved, compared and reported in."""
+    flat: dict[str, Any] = {}
+    for name, value in values.items():
+        key = f"{prefix}.{name}" if prefix else name
+        if isinstance(value, Mapping):
+            flat.update(fingerprint_entries(key, value))
+        else:
+            flat[key] = json.loads(json.dumps(value, default=str))
+    return flat
+
+
+def is_finished(state: Mapping[str, Any]) -> bool:
+    """Whether a checkpoint was written after the last epoch of its run."""
+    epochs = (state.get("config") or {}).get("epochs")
+    return epochs is not None and state["epoch"] >= epochs
+
+
+def _shown(value: Any) -> str:
+    text = "(absent)" if value is _ABSENT else json.dumps(value)
+    return text if len(text) <= 70 else text[:67] + "..."
+
+
+_ABSENT = object()
+
+
+def fingerprint_differences(saved: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
+    """One line per key whose value differs: ``key: saved -> current``."""
+    keys = sorted(set(saved) | set(current))
+    return [f"{key}: {_shown(saved.get(key, _ABSENT))} -> {_shown(current.get(key, _ABSENT))}"
+            for key in keys if saved.get(key, _ABSENT) != current.get(key, _ABSENT)]
+
+
+def check_resumable(state: Mapping[str, Any], fingerprint: Mapping[str, Any], *,
+                    checkpoint_dir: str | Path, world_size: int, batch_key: str) -> None:
+    """Raise ``ResumeRefused`` unless the unfinished run in ``state`` is the run that
+    ``fingerprint`` describes, saying what differs and how to start over.
+
+    Another number of processes is fine when the arithmetic is the same: every step consumes
+    the same contiguous slice of the epoch's order (the sampler deals it out round-robin), so
+    equal ``global_batch`` and ``steps_per_epoch`` give the same steps, schedule and samples.
+    ``batch_key`` (e.g. ``baseline.train.batch_size``) is the per-process batch to suggest.
+    """
+    folder = Path(checkpoint_dir)
+    saved = state["fingerprint"]
+    where = (f"holds an unfinished run (epoch {state['epoch']}, global step "
+             f"{state['global_step']}) that this run cannot continue; nothing was deleted.")
+    start_over = (f"To start over, move the folder away yourself (e.g. `mv {folder} "
+                  f"{folder}.old`) and rerun.")
+    if not isinstance(saved, Mapping):
+        raise ResumeRefused(f"{where} It was written by an older version of the pipeline, "
+                            f"whose fingerprint cannot be compared key by key. {start_over}",
+                            path=folder)
+    differences = fingerprint_differences(saved, fingerprint)
+    if not differences:
+        return
+    hint = ""
+    saved_world = int(state.get("world_size", len(state["rng"])))
+    differ = {d.split(":", 1)[0] for d in differences}
+    if saved_world != world_size and differ & {"global_batch", "steps_per_epoch"}:
+        global_batch = saved.get("global_batch")
+        if ("global_batch" in differ and isinstance(global_batch, int)
+                and global_batch % world_size == 0):
+            hint = (f" It ran on {_processes(saved_world)} with a global batch of "
+                    f"{global_batch}: on {_processes(world_size)} set {batch_key} to "
+                    f"{global_batch // world_size} to continue it.")
+        else:
+            hint = (f" It ran on {_processes(saved_world)}; on {world_size} its steps do not "
+                    f"divide the same way: continue it on {_processes(saved_world)}.")
+    raise ResumeRefused(f"{where} What differs (checkpoint -> this run):\n  "
+                        + "\n  ".join(differences)
+                        + f"\nTo continue it, set these back.{hint} {start_over}", path=folder)
+
+
+def _processes(n: int) -> str:
+    return f"{n} process" if n == 1 else f"{n} processes"
+
+
+def finish_run(checkpoint_dir: str | Path) -> Path | None:
+    """Move the run's checkpoint files into ``finished/<newest file>-<UTC time>/`` (a rename,
+    nothing deleted) so the next run in this folder starts fresh; returns that folder."""
+    files = checkpoint_files(checkpoint_dir)
+    if not files:
+        return None
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    target = Path(checkpoint_dir) / FINISHED / f"{files[-1].stem}-{stamp}"
+    n = 1
+    while target.exists():
+        n += 1
+        target = target.with_name(f"{files[-1].stem}-{stamp}-{n}")
+    target.mkdir(parents=True)
+    for path in files:
+        path.rename(target / path.name)
+    log.info("finished run's checkpoints kept in %s", target)
+    return target
+
+
+def finished_runs(checkpoint_dir: str | Path) -> list[Path]:
+    """Folders of finished runs, oldest first."""
+    folder = Path(checkpoint_dir) / FINISHED
+    if not folder.is_dir():
+        return []
+    return sorted((p for p in folder.iterdir() if p.is_dir()), key=lambda p: p.stat().st_mtime)
 
 
 def rng_state() -> dict[str, Any]:

@@ -2,10 +2,28 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Literal
 
 from pipeline.errors import InputError
+
+
+DEVICE_PATTERN = re.compile(r"auto|cpu|cuda(:\d+)?")
+
+
+def check_device(value: object, key: str = "device") -> str:
+    """A device setting: ``auto`` (this process's GPU if any, else the CPU), ``cpu``, ``cuda``
+    (this process's GPU) or ``cuda:N`` (GPU N, one process only); InputError naming ``key``."""
+    if not isinstance(value, str) or not DEVICE_PATTERN.fullmatch(value):
+        raise InputError(f"must be auto, cpu, cuda or cuda:N, got {value!r}", key=key)
+    return value
+
+
+RUNTIME_FIELDS = ("num_workers", "device", "val_every", "checkpoint_every_steps",
+                  "keep_checkpoints")
+"""TrainConfig fields that change how a run goes, not what it computes: a checkpoint written
+under other values resumes (see ``pipeline.engine.checkpoint``)."""
 
 
 @dataclass(frozen=True)
@@ -36,7 +54,7 @@ class TrainConfig:
     deterministic: bool = False     # deterministic kernels: exact reruns and resumes, slower
     amp: bool = False               # float16 autocast + loss scaling; ignored on CPU
     num_workers: int = 2
-    device: str = "auto"            # "auto" | "cpu" | "cuda"
+    device: str = "auto"            # "auto" | "cpu" | "cuda" | "cuda:N" (see check_device)
     val_every: int = 1              # validate every n epochs (and after the last); 0: never
     checkpoint_every_steps: int | None = None  # extra mid-epoch checkpoints for long epochs
     keep_checkpoints: int = 2
@@ -77,8 +95,7 @@ class TrainConfig:
             raise InputError(f"must be increasing epochs, got {self.steps!r}", key="steps")
         if self.grad_clip is not None and self.grad_clip <= 0:
             raise InputError(f"must be > 0 or null, got {self.grad_clip!r}", key="grad_clip")
-        if self.device not in ("auto", "cpu", "cuda"):
-            raise InputError(f"must be 'auto', 'cpu' or 'cuda', got {self.device!r}", key="device")
+        check_device(self.device)
         if self.base_batch_size is not None and (
                 not isinstance(self.base_batch_size, int) or isinstance(self.base_batch_size, bool)
                 or self.base_batch_size < 1):

@@ -15,7 +15,8 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from pipeline.errors import PeerFailed
+from pipeline.engine.config import check_device
+from pipeline.errors import InputError, PeerFailed
 
 
 @dataclass(frozen=True)
@@ -35,24 +36,38 @@ class DistContext:
         return self.world_size > 1
 
 
-def resolve_device(device: str, local_rank: int = 0) -> torch.device:
-    """"auto" picks this process's GPU when there is one, else the CPU."""
+def resolve_device(device: str, local_rank: int = 0, *, world_size: int = 1,
+                   key: str = "device") -> torch.device:
+    """"auto" picks this process's GPU when there is one, else the CPU; "cuda" this
+    process's GPU (``local_rank``); "cuda:N" GPU N, which only one process can own. A GPU that
+    is not there is an InputError naming ``key``, never a silent fall back to the CPU."""
+    check_device(device, key)
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cpu":
+        return torch.device("cpu")
+    if not torch.cuda.is_available():
+        raise InputError(f"{device!r} requested but CUDA is not available", key=key)
     if device == "cuda":
-        if not torch.cuda.is_available():
-            raise RuntimeError("device 'cuda' requested but CUDA is not available")
         return torch.device("cuda", local_rank)
-    return torch.device("cpu")
+    index = int(device.split(":")[1])
+    if world_size > 1:
+        raise InputError(f"{device!r} names one GPU, but {world_size} processes run: under "
+                         "torchrun each takes the GPU of its LOCAL_RANK, set 'cuda' or 'auto'",
+                         key=key)
+    if index >= torch.cuda.device_count():
+        raise InputError(f"{device!r} requested but this machine has "
+                         f"{torch.cuda.device_count()} GPU(s)", key=key)
+    return torch.device("cuda", index)
 
 
-def setup_distributed(device: str = "auto") -> DistContext:
+def setup_distributed(device: str = "auto", key: str = "device") -> DistContext:
     """Read RANK/LOCAL_RANK/WORLD_SIZE (set by torchrun) and join the process group:
     NCCL on GPU, gloo on CPU."""
     rank = int(os.environ.get("RANK", 0))
     local_rank = int(os.environ.get("LOCAL_RANK", 0))
     world_size = int(os.environ.get("WORLD_SIZE", 1))
-    resolved = resolve_device(device, local_rank)
+    resolved = resolve_device(device, local_rank, world_size=world_size, key=key)
     if resolved.type == "cuda":
         torch.cuda.set_device(resolved)
     if world_size > 1 and not dist.is_initialized():

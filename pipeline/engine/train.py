@@ -15,7 +15,7 @@ import logging
 import os
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -27,9 +27,10 @@ from tqdm import tqdm
 from pipeline.data.loader import make_loader
 from pipeline.data.sampler import EpochBatchSampler
 from pipeline.engine import distributed as dist_utils
-from pipeline.engine.checkpoint import (clear_checkpoints, load_latest_checkpoint, rng_state,
+from pipeline.engine.checkpoint import (check_resumable, fingerprint_entries, finish_run,
+                                        is_finished, load_latest_checkpoint, rng_state,
                                         save_checkpoint, set_rng_state)
-from pipeline.engine.config import TrainConfig
+from pipeline.engine.config import RUNTIME_FIELDS, TrainConfig
 from pipeline.engine.curves import write_curves
 from pipeline.engine.distributed import DistContext
 from pipeline.engine.schedule import LRSchedule
@@ -154,16 +155,21 @@ def parameter_digest(model: nn.Module) -> str:
 def train(model: nn.Module, dataset: torch.utils.data.Dataset, *, config: TrainConfig,
           loss_fn: LossFn, ctx: DistContext, checkpoint_dir: str | Path,
           curves_dir: str | Path | None = None, validate: ValidateFn | None = None,
-          fingerprint: str = "", collate_fn: Callable[[list], object] | None = None,
+          fingerprint: Mapping[str, object] | None = None,
+          collate_fn: Callable[[list], object] | None = None,
           params_key: str = "train") -> TrainHistory:
     """Train ``model`` on ``dataset`` (collated into ``Batch``) and return its curves.
 
     ``loss_fn(model, batch)`` moves the batch to the device and returns the scalar loss; it
     receives the DDP-wrapped model when distributed. ``validate(model, epoch)`` runs on every
-    rank (it may shard work) and returns metrics on the main rank. ``fingerprint`` identifies
-    what is being trained (config, model, data): checkpoints from a different fingerprint are
-    deleted instead of resumed, so a params change never continues a stale run. The model's
-    final weights are in ``model`` on return; only the main rank writes files.
+    rank (it may shard work) and returns metrics on the main rank. ``fingerprint`` (flat
+    entries, see ``checkpoint.fingerprint_entries``) names what shapes the result besides
+    ``config`` (model config, data settings, input contents); this loop adds ``config``'s
+    result-shaping fields, the global batch and the steps per epoch. An unfinished run of
+    another fingerprint in ``checkpoint_dir`` is refused (``ResumeRefused``: what differs, how
+    to start over), never deleted; a finished one is moved to ``finished/`` and the run starts
+    fresh; when this run ends its checkpoints move there too. The model's final weights are in
+    ``model`` on return; only the main rank writes files.
     ``collate_fn`` replaces the default ``collate_samples`` (e.g. batches of cached features);
     it gets the dataset items of one batch and returns anything with ``len()``.
     ``params_key`` (e.g. ``model.train``) names the params group in a divergence message:
@@ -183,15 +189,21 @@ def train(model: nn.Module, dataset: torch.utils.data.Dataset, *, config: TrainC
     epoch, step_in_epoch, global_step = 0, 0, 0
     torch.manual_seed(config.seed + ctx.rank)  # per-rank dropout draws
 
+    shaping = {k: v for k, v in asdict(config).items()
+               if k not in RUNTIME_FIELDS and k != "batch_size"}   # per process: see global_batch
+    fingerprint = {**(fingerprint or {}), **fingerprint_entries(params_key, shaping),
+                   "global_batch": config.batch_size * ctx.world_size,
+                   "steps_per_epoch": steps_per_epoch}
     checkpoint = load_latest_checkpoint(checkpoint_dir)
-    if checkpoint is not None and checkpoint["fingerprint"] != fingerprint:
-        log.warning("checkpoints in %s belong to another configuration; starting afresh",
-                    checkpoint_dir)
-        dist_utils.barrier(ctx)  # everyone has read before the main rank deletes
+    if checkpoint is not None and is_finished(checkpoint):
+        log.info("the checkpoints in %s are of a finished run: starting a new one", checkpoint_dir)
+        dist_utils.barrier(ctx)  # everyone has read before the main rank moves them
         if ctx.is_main:
-            clear_checkpoints(checkpoint_dir)
+            finish_run(checkpoint_dir)
         checkpoint = None
     if checkpoint is not None:
+        check_resumable(checkpoint, fingerprint, checkpoint_dir=checkpoint_dir,
+                        world_size=ctx.world_size, batch_key=f"{params_key}.batch_size")
         model.load_state_dict(checkpoint["model"])
         optimizer.load_state_dict(checkpoint["optimizer"])
         scaler.load_state_dict(checkpoint["scaler"])
@@ -225,6 +237,7 @@ def train(model: nn.Module, dataset: torch.utils.data.Dataset, *, config: TrainC
                      "scaler": scaler.state_dict(), "epoch": epoch_,
                      "step_in_epoch": step_in_epoch_, "global_step": global_step, "rng": rng,
                      "config": asdict(config), "fingerprint": fingerprint,
+                     "world_size": ctx.world_size,
                      "replica_digests": digests,
                      "history": asdict(history)}
             save_checkpoint(checkpoint_dir, state, step=global_step, keep=config.keep_checkpoints)
@@ -309,4 +322,6 @@ def train(model: nn.Module, dataset: torch.utils.data.Dataset, *, config: TrainC
             write_curves(curves_dir, history.steps, history.epochs)
     if ctx.is_main and curves_dir is not None:
         write_curves(curves_dir, history.steps, history.epochs)
+    if ctx.is_main:
+        finish_run(checkpoint_dir)
     return history

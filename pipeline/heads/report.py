@@ -4,16 +4,16 @@ Writes (all atomically):
 
 - ``results_dir/val_results.csv`` (AVA result CSV, what reference evaluators read) and
   ``val_results.parquet`` (same rows, float32 precision);
-- ``metrics_path`` (JSON for ``dvc metrics``): mAP, group means, per-class AP by class name;
-- ``plots_dir/per_class_ap.csv`` (class, group, AP: a ``bar_horizontal`` plot) and
-  ``plots_dir/pr_curves.csv`` (class, recall, precision);
+- ``metrics_path`` (JSON for ``dvc metrics``): mAP, group means, counts, why any is undefined
+  (``pipeline.evaluation.summary.headline``);
+- ``plots_dir/per_class_ap.csv`` (class, group, AP, counts, why undefined: a
+  ``bar_horizontal`` plot) and ``plots_dir/pr_curves.csv`` (class, recall, precision);
 - ``results_dir/keyframes/*.png``: a few val keyframes with true boxes (yellow, their labels)
   and predicted boxes (cyan, their top scores).
 """
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 from typing import Any
 
@@ -29,9 +29,10 @@ from pipeline.engine.detection import detections_table
 from pipeline.engine.distributed import DistContext, setup_distributed
 from pipeline.errors import InputError
 from pipeline.evaluation.evaluator import EvaluationResult, evaluate
+from pipeline.evaluation.summary import headline, per_class_table, write_csv
 from pipeline.heads.inputs import DatasetFiles, LoadedInputs
 from pipeline.heads.maps import predict_streaming
-from pipeline.io import atomic_output, write_json, write_text
+from pipeline.io import atomic_output, write_json
 from pipeline.lfb.reader import FeatureBank
 from pipeline.lfb.window import BankWindow
 from pipeline.models.checkpoint import build_detector_from_checkpoint
@@ -41,36 +42,11 @@ GT_COLOR = (255, 220, 0)
 PRED_COLOR = (0, 230, 255)
 
 
-def metrics_json(result: EvaluationResult) -> dict[str, Any]:
-    """``dvc metrics`` form: numbers at the top, per-class AP keyed by readable names."""
-    plain = result.to_json()
-    names = result.label_map.names
-    return {"mAP": plain["mAP"], "protocol": result.protocol,
-            "group_mAP": plain["group_mAP"],
-            "per_class_AP": {f"{i} {names[i]}": plain["per_class"][str(i)]
-                             for i in result.per_class},
-            "gt_count": {f"{i} {names[i]}": plain["gt_count"][str(i)] for i in result.per_class},
-            "undefined": plain["undefined"]}
-
-
-def per_class_table(result: EvaluationResult) -> pd.DataFrame:
-    lm = result.label_map
-    return pd.DataFrame({"class": [f"{i} {lm.names[i]}" for i in result.per_class],
-                         "group": [lm.groups.get(i, "") for i in result.per_class],
-                         "AP": [r.ap for r in result.per_class.values()]})
-
-
 def pr_table(result: EvaluationResult) -> pd.DataFrame:
     points = result.pr_points()
     names = result.label_map.names
     return pd.DataFrame({"class": [f"{i} {names[i]}" for i in points["action_id"]],
                          "recall": points["recall"], "precision": points["precision"]})
-
-
-def _csv_text(table: pd.DataFrame) -> str:
-    buffer = io.StringIO()
-    table.to_csv(buffer, index=False, float_format="%.6g")
-    return buffer.getvalue()
 
 
 def render_keyframes(out_dir: Path, inputs: LoadedInputs, predictions: list[dict[str, Any]],
@@ -146,9 +122,12 @@ def evaluate_head(*, files: DatasetFiles, checkpoint: str | Path, bank_dir: str 
     gt = inputs.gt("val")
     result = evaluate(gt, detections, inputs.label_map, exclusions=inputs.exclusions("val"),
                       protocol=protocol)
-    metrics = {**metrics_json(result), "not_in_frame_store": inputs.not_in_store("val")}
+    scored = result.to_json()
+    per_class_plot = plots_dir / "per_class_ap.csv"
+    metrics = {**headline(scored, per_class_plot.as_posix()),
+               "not_in_frame_store": inputs.not_in_store("val")}
     write_json(metrics_path, metrics)
-    write_text(plots_dir / "per_class_ap.csv", _csv_text(per_class_table(result)))
-    write_text(plots_dir / "pr_curves.csv", _csv_text(pr_table(result)))
+    write_csv(per_class_plot, per_class_table(scored, inputs.label_map.groups))
+    write_csv(plots_dir / "pr_curves.csv", pr_table(result))
     render_keyframes(results_dir / "keyframes", inputs, predictions, gt, count=render_count)
     return metrics

@@ -28,14 +28,15 @@ from pipeline.data.collate import Batch
 from pipeline.data.config import DataConfig
 from pipeline.data.dataset import KeyframeDataset
 from pipeline.data.transforms import normalize_clips, train_transform
-from pipeline.engine.baseline import RUNTIME_FIELDS, frame_stride, run_fingerprint
+from pipeline.engine.baseline import frame_stride, run_fingerprint
 from pipeline.engine.config import TrainConfig
 from pipeline.engine.detection import detections_table, model_targets
 from pipeline.engine.distributed import DistContext, all_gather_objects, setup_distributed
 from pipeline.engine.train import seed_everything, train
 from pipeline.errors import InputError
 from pipeline.evaluation.evaluator import evaluate
-from pipeline.io import file_digest, inputs_digest
+from pipeline.evaluation.summary import headline, per_class_table, write_csv
+from pipeline.io import file_digest
 from pipeline.heads.inputs import DatasetFiles, LoadedInputs
 from pipeline.heads.maps import (KeyframeMaps, as_features, compute_maps, pixel_rois,
                                  predict_on_maps, predict_streaming, roi_windows)
@@ -172,7 +173,8 @@ def train_head(*, files: DatasetFiles, baseline_checkpoint: str | Path,
                ctx: DistContext | None = None) -> dict[str, Any]:
     """Train the head; write ``model.pt`` (the whole detector, stad-v1), ``steps.csv``,
     ``epochs.csv`` (with val mAP and group means every ``val_every`` epochs) and
-    ``metrics.json`` (last val scores) into ``out_dir``. Resumes from ``checkpoint_dir``.
+    ``metrics.json`` (last val headline scores) and ``per_class_ap.csv`` (a plot) into
+    ``out_dir``. Resumes from ``checkpoint_dir``.
 
     ``bank_dir`` and ``window`` are needed by lfb heads only (others ignore the bank).
     """
@@ -250,13 +252,12 @@ def train_head(*, files: DatasetFiles, baseline_checkpoint: str | Path,
         return {"val_mAP": result["mAP"],
                 **{f"val_mAP_{g}": v for g, v in result["group_mAP"].items()}}
 
-    runtime_free = {k: v for k, v in asdict(train_config).items() if k not in RUNTIME_FIELDS}
     fingerprint = run_fingerprint(
-        model=asdict(model_config), train=runtime_free, data=asdict(data_config),
+        model=model_config, data=data_config, prefix="model",
         baseline=file_digest(baseline_checkpoint),
         bank=None if bank is None else bank.meta["fingerprint"],
-        window=None if window is None else asdict(window), finetune=finetune_backbone,
-        world_size=ctx.world_size, inputs=inputs_digest(asdict(files).values()))
+        window=None if window is None else asdict(window), finetune_backbone=finetune_backbone,
+        inputs=asdict(files))
 
     if finetune_backbone:
         history = _train_full(model, inputs, files=files, stride=stride, columns=columns,
@@ -300,8 +301,11 @@ def train_head(*, files: DatasetFiles, baseline_checkpoint: str | Path,
                          bank=None if bank is None else bank_recipe(
                              model, baseline_checkpoint, bank, window, data_config))
     result = last["result"]
-    metrics = {"val_mAP": result["mAP"], "val_group_mAP": result["group_mAP"],
-               "undefined": result["undefined"], "train_loss": history.epochs[-1]["loss"], "epochs": len(history.epochs),
+    per_class_plot = out_dir / "per_class_ap.csv"
+    write_csv(per_class_plot, per_class_table(result, label_map.groups))
+    top = headline(result, per_class_plot.as_posix())
+    metrics = {"val_mAP": top["mAP"], "val_group_mAP": top["group_mAP"],
+               "val_counts": top["counts"], "undefined": top["undefined"], "train_loss": history.epochs[-1]["loss"], "epochs": len(history.epochs),
                "steps": len(history.steps), "head": model_config.head,
                "shared_head": model_config.shared_head, "finetune_backbone": finetune_backbone,
                "not_in_frame_store": {split: inputs.not_in_store(split)

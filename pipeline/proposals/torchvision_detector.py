@@ -17,6 +17,7 @@ from torch import nn
 from torchvision.models import detection
 from tqdm import tqdm
 
+from pipeline.engine.distributed import resolve_device
 from pipeline.errors import InputError
 from pipeline.proposals.architectures import ARCHITECTURES
 from pipeline.frames.store import FrameStore
@@ -25,19 +26,6 @@ from pipeline.proposals.table import PROPOSAL_SCHEMA, make_proposals, sort_propo
 
 COCO_NUM_CLASSES = 91   # torchvision's COCO label space, background included
 COCO_PERSON = 1
-
-
-def resolve_device(device: str) -> torch.device:
-    """``"auto"`` picks CUDA when available; ``"cuda"`` without a GPU is an error."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device not in ("cpu", "cuda"):
-        raise InputError(f"must be 'auto', 'cpu' or 'cuda', got {device!r}",
-                         key="proposals.detector.device")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise InputError("'cuda' requested but no GPU is available",
-                         key="proposals.detector.device")
-    return torch.device(device)
 
 
 def load_person_detector(weights_path: str | Path, arch: str = "fasterrcnn_resnet50_fpn", *,
@@ -111,7 +99,7 @@ def detect_persons(store: FrameStore, *, weights_path: str | Path,
     """
     if batch_size < 1:
         raise InputError(f"must be >= 1, got {batch_size}", key="proposals.detector.batch_size")
-    torch_device = resolve_device(device)
+    torch_device = resolve_device(device, key="proposals.detector.device")
     model = load_person_detector(weights_path, arch, score_thr=score_thr).to(torch_device)
     rows = _rows_to_run(store, keyframes)
     settings = json.dumps({"weights": str(Path(weights_path).resolve()),

@@ -1,0 +1,129 @@
+"""What `dvc status` says after a params key changes, on the smoke preset: exactly the stages
+that declare the key are stale, and runtime-only keys leave every stage up to date.
+
+The repository's dvc.lock is written once by `dvc commit` over placeholder outputs: param
+tracking compares params.yaml with the lock and does not depend on what the outputs hold, so
+no stage has to run (a real repro is tests/test_pipeline_dvc.py's business).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pipeline.params import RUNTIME_KEYS
+from test_params import covered, leaf_keys
+from test_pipeline_dvc import _sh, project_copy
+
+
+@pytest.fixture(scope="session")
+def locked_repo(tmp_path_factory):
+    root = tmp_path_factory.mktemp("params_repo")
+    env = project_copy(root, "smoke")
+    stages = yaml.safe_load((root / "dvc.yaml").read_text())["stages"]
+    for stage in stages.values():
+        for kind in ("outs", "metrics", "plots"):
+            for entry in stage.get(kind, ()):
+                path = root / (entry if isinstance(entry, str) else next(iter(entry)))
+                if path.suffix:                      # a file (model.pt, metrics.json, ...)
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    path.write_text("placeholder\n")
+                else:                                # a folder (data/dataset, the bank, ...)
+                    path.mkdir(parents=True, exist_ok=True)
+                    (path / "placeholder").write_text("placeholder\n")
+    _sh(["dvc", "commit", "--force", "--quiet"], root, env)
+    assert _status(root, env) == {}
+    return root, env, stages, (root / "params.yaml").read_text()
+
+
+def _status(root: Path, env: dict) -> dict:
+    return json.loads(_sh(["dvc", "status", "--json"], root, env).stdout or "{}")
+
+
+def _changed_params(status: dict) -> dict[str, set[str]]:
+    """Stage -> the params entries `dvc status` reports as modified (and nothing else stale)."""
+    changed = {}
+    for stage, reasons in status.items():
+        for reason in reasons:
+            assert set(reason) == {"changed deps"}, (stage, reason)
+            deps = reason["changed deps"]
+            assert set(deps) == {"params.yaml"}, (stage, deps)
+            changed[stage] = set(deps["params.yaml"])
+    return changed
+
+
+def _other(value):
+    """A different value of the same kind (DVC compares values, it does not validate them)."""
+    if isinstance(value, bool):
+        return not value
+    if isinstance(value, (int, float)):
+        return value + 1
+    if isinstance(value, str):
+        return value + "x"
+    if isinstance(value, list):
+        return [*value, value[-1] if value else 1]
+    return 1                                         # null
+
+
+def _set(tree: dict, key: str, value) -> None:
+    *parents, last = key.split(".")
+    for name in parents:
+        tree = tree[name]
+    tree[last] = value
+
+
+def _get(tree: dict, key: str):
+    for name in key.split("."):
+        tree = tree[name]
+    return tree
+
+
+def test_every_key_makes_exactly_its_stages_stale(locked_repo):
+    """All keys changed at once; DVC names, per stage, each modified entry it tracks, so each
+    key's reruns can be read off one status (every key in turn would be ~150 dvc calls)."""
+    root, env, stages, pristine = locked_repo
+    params = yaml.safe_load(pristine)
+    keys = leaf_keys(params)
+    for key in keys:
+        _set(params, key, _other(_get(params, key)))
+    try:
+        (root / "params.yaml").write_text(yaml.safe_dump(params))
+        changed = _changed_params(_status(root, env))
+    finally:
+        (root / "params.yaml").write_text(pristine)
+    for key in keys:
+        expected = {name for name, stage in stages.items()
+                    if any(covered(entry, key) for entry in stage.get("params", ()))}
+        got = {stage for stage, entries in changed.items()
+               if any(covered(entry, key) for entry in entries)}
+        assert got == expected, key
+        if key in RUNTIME_KEYS:
+            assert got == set(), key
+    assert _status(root, env) == {}
+
+
+@pytest.mark.parametrize("key, stages", [
+    ("baseline.train.num_workers", set()),
+    ("baseline.train.device", set()),
+    ("baseline.train.val_every", set()),
+    ("baseline.data.test_batch_size", set()),
+    ("lfb.in_memory", set()),
+    ("lfb.window_seconds", {"train_head", "evaluate"}),
+    ("frames.workers", set()),
+    ("eval.num_threads", set()),
+    ("model.head", {"train_head"}),
+    ("baseline.model.clip_len", {"pretrain_baseline"}),
+])
+def test_one_key_in_turn(locked_repo, key, stages):
+    root, env, _, pristine = locked_repo
+    params = yaml.safe_load(pristine)
+    _set(params, key, _other(_get(params, key)))
+    try:
+        (root / "params.yaml").write_text(yaml.safe_dump(params))
+        changed = _changed_params(_status(root, env))
+    finally:
+        (root / "params.yaml").write_text(pristine)
+    assert set(changed) == stages, changed
