@@ -29,6 +29,7 @@ from pipeline.engine.config import TrainConfig
 from pipeline.engine.detection import detection_loss, detections_table, predict_detections
 from pipeline.engine.distributed import DistContext, setup_distributed
 from pipeline.engine.inference import run_inference
+from pipeline.engine.precision import autocast_dtype
 from pipeline.engine.curves import write_curves
 from pipeline.engine.train import TrainHistory, seed_everything, train
 from pipeline.errors import InputError
@@ -46,7 +47,19 @@ log = logging.getLogger(__name__)
 
 # Settings that change how fast a run goes, not what it computes: changing them keeps the
 # checkpoints resumable.
-RUNTIME_FIELDS = ("num_workers", "device", "val_every", "checkpoint_every_steps", "keep_checkpoints")
+RUNTIME_FIELDS = ("num_workers", "prefetch_factor", "device", "val_every",
+                  "checkpoint_every_steps", "keep_checkpoints")
+
+
+def training_fields(config: TrainConfig) -> dict[str, Any]:
+    """The fields of ``config`` that decide what training computes (all but RUNTIME_FIELDS).
+
+    float16 autocast, the only kind before ``amp_dtype`` existed, is its absence, so
+    checkpoints written before it keep their fingerprint and resume."""
+    fields = {k: v for k, v in asdict(config).items() if k not in RUNTIME_FIELDS}
+    if fields["amp_dtype"] == "float16":
+        del fields["amp_dtype"]
+    return fields
 
 
 def frame_stride(store: FrameStore, model_config: ModelConfig,
@@ -166,6 +179,7 @@ def train_baseline(*, frames_dir: str | Path, keyframes_index: str | Path,
     if init_checkpoint is not None:
         initialise(model, init_checkpoint)
     device = ctx.device
+    amp_dtype = autocast_dtype(device, train_config.amp, train_config.amp_dtype)
 
     def loss_fn(wrapped: torch.nn.Module, batch) -> torch.Tensor:
         return detection_loss(wrapped, batch, detector=model, columns=columns, device=device)
@@ -173,7 +187,7 @@ def train_baseline(*, frames_dir: str | Path, keyframes_index: str | Path,
     def score_val() -> tuple[pd.DataFrame, dict] | None:
         predictions = run_inference(
             model, val_set, batch_size=data_config.test_batch_size,
-            num_workers=train_config.num_workers, ctx=ctx, desc="val",
+            num_workers=train_config.num_workers, ctx=ctx, desc="val", amp_dtype=amp_dtype,
             predict_batch=lambda m, b: predict_detections(m, b, columns=columns, device=device))
         if predictions is None:
             return None
@@ -193,8 +207,7 @@ def train_baseline(*, frames_dir: str | Path, keyframes_index: str | Path,
         return {"val_mAP": scored[1]["mAP"],
                 **{f"val_mAP_{g}": v for g, v in scored[1]["group_mAP"].items()}}
 
-    runtime_free = {k: v for k, v in asdict(train_config).items() if k not in RUNTIME_FIELDS}
-    fingerprint = run_fingerprint(model=asdict(model_config), train=runtime_free,
+    fingerprint = run_fingerprint(model=asdict(model_config), train=training_fields(train_config),
                                   data=asdict(data_config), init=init_checkpoint,
                                   world_size=ctx.world_size,
                                   inputs=inputs_digest([frames_dir, keyframes_index,

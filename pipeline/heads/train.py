@@ -28,10 +28,11 @@ from pipeline.data.collate import Batch
 from pipeline.data.config import DataConfig
 from pipeline.data.dataset import KeyframeDataset
 from pipeline.data.transforms import normalize_clips, train_transform
-from pipeline.engine.baseline import RUNTIME_FIELDS, frame_stride, run_fingerprint
+from pipeline.engine.baseline import frame_stride, run_fingerprint, training_fields
 from pipeline.engine.config import TrainConfig
 from pipeline.engine.detection import detections_table, model_targets
 from pipeline.engine.distributed import DistContext, all_gather_objects, setup_distributed
+from pipeline.engine.precision import autocast_dtype
 from pipeline.engine.train import seed_everything, train
 from pipeline.errors import InputError
 from pipeline.evaluation.evaluator import evaluate
@@ -159,6 +160,7 @@ def train_head(*, files: DatasetFiles, baseline_checkpoint: str | Path,
     ctx = ctx or setup_distributed(train_config.device)
     out_dir = Path(out_dir)
     device = ctx.device
+    amp_dtype = autocast_dtype(device, train_config.amp, train_config.amp_dtype)
     bank = None
     if model_config.uses_bank:
         if bank_dir is None or window is None:
@@ -196,7 +198,8 @@ def train_head(*, files: DatasetFiles, baseline_checkpoint: str | Path,
         model.eval()
         with torch.inference_mode():
             return compute_maps(model, test_set(split), batch_size=data_config.test_batch_size,
-                                num_workers=train_config.num_workers, ctx=ctx, desc=f"{split} maps")
+                                num_workers=train_config.num_workers, ctx=ctx, desc=f"{split} maps",
+                                amp_dtype=amp_dtype)
 
     val_maps = None if finetune_backbone else maps_of("val")
     val_gt, val_excluded = inputs.gt("val"), inputs.exclusions("val")
@@ -206,11 +209,12 @@ def train_head(*, files: DatasetFiles, baseline_checkpoint: str | Path,
         if finetune_backbone:   # the backbone changes: stream val through the whole model
             predictions = predict_streaming(model, test_set("val"), columns=columns, bank=bank,
                                             window=window, batch_size=data_config.test_batch_size,
-                                            num_workers=train_config.num_workers, ctx=ctx)
+                                            num_workers=train_config.num_workers, ctx=ctx,
+                                            amp_dtype=amp_dtype)
         elif val_maps is not None:
             predictions = predict_on_maps(model.roi_head, val_maps, columns=columns, bank=bank,
                                           window=window, batch_size=data_config.test_batch_size,
-                                          device=device)
+                                          device=device, amp_dtype=amp_dtype)
         else:
             predictions = None
         if predictions is None:   # not the main rank
@@ -228,9 +232,8 @@ def train_head(*, files: DatasetFiles, baseline_checkpoint: str | Path,
         return {"val_mAP": result["mAP"],
                 **{f"val_mAP_{g}": v for g, v in result["group_mAP"].items()}}
 
-    runtime_free = {k: v for k, v in asdict(train_config).items() if k not in RUNTIME_FIELDS}
     fingerprint = run_fingerprint(
-        model=asdict(model_config), train=runtime_free, data=asdict(data_config),
+        model=asdict(model_config), train=training_fields(train_config), data=asdict(data_config),
         baseline=file_digest(baseline_checkpoint),
         bank=None if bank is None else bank.meta["fingerprint"],
         window=None if window is None else asdict(window), finetune=finetune_backbone,
