@@ -21,9 +21,9 @@ CPU, CUDA = torch.device("cpu"), torch.device("cuda", 0)
 # bfloat16 keeps 8 significant bits (relative step 2**-8 = 0.4 %); through a 50-layer network
 # the rounding adds up. Stated tolerance: the largest difference of any pooled-map value or any
 # logit is under 15 % of that output's standard deviation over the batch (measured on these
-# freshly initialised tiny models: maps 3.6-6.3 %, logits 1.7-2.0 %; ``-s`` prints them). Initial weights are
-# the hard case: their BatchNorm running statistics (0, 1) do not normalise, so activations and
-# their rounding grow layer after layer.
+# freshly initialised tiny models: maps 3.6-6.3 %, logits 1.7-2.0 %; ``-s`` prints them).
+# Initial weights are the hard case: their BatchNorm running statistics (0, 1) do not
+# normalise, so activations and their rounding grow layer after layer.
 TOLERANCE = 0.15
 
 
