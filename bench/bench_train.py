@@ -156,6 +156,9 @@ def loader_rate(config, args, device: torch.device) -> float:
     with tempfile.TemporaryDirectory() as tmp:
         dataset = build_dataset(Path(tmp), store_args, config.clip_len, config.frame_interval)
         sampler = EpochBatchSampler(len(dataset), args.batch, seed=0)
+        if sampler.batches_per_epoch < 3:
+            raise SystemExit(f"the loader's store holds {len(dataset)} clips, under 3 batches "
+                             "of --batch: raise --loader-videos or --loader-seconds")
         loader = make_loader(dataset, batch_sampler=sampler, num_workers=args.workers,
                              pin_memory=device.type == "cuda",
                              prefetch_factor=args.prefetch_factor)
@@ -204,7 +207,7 @@ def main() -> None:
         args.base_channels, args.crop, args.test_size = 8, 64, (64, 80)
         args.steps, args.warmup, args.batch, args.test_batch = 2, 1, 2, 2
         args.matmul_size, args.workers, args.short_side = 256, 1, 64
-        args.loader_videos, args.loader_seconds = 1, 8
+        args.loader_videos, args.loader_seconds = 1, 10
         args.loader_width, args.loader_height = 80, 64
 
     device = resolve_device(args.device)
