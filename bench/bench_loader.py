@@ -3,17 +3,24 @@ frame store -> KeyframeDataset -> DataLoader workers) against the same model fed
 batches already in memory, in one run.
 
     .venv/bin/python bench/bench_loader.py --steps 30 --batch-size 8 --workers 2
+    .venv/bin/python bench/bench_loader.py --clip 32x2 --short-side 320 --crop 256   # AVA's size
 
 Prints clips/s of both, the loader's share of step time (1 - real / in-memory throughput) and
 the time the loop spent waiting for batches. The target is a share of at most 10 %. The two
 arms alternate in blocks of steps so that both see the same load on a shared machine. On CPU
 the model and the workers share the cores, so the training process gets the cores the workers
 leave free (``--threads``).
+
+``--clip TxI`` stores and reads T frames I apart at 30 fps (AVA's timeline: 4x16 for SlowOnly,
+32x2 for SlowFast 8x8), frames stored at short side ``--short-side`` (AVA's presets: 320),
+trained at ``--crop``; ``--preset`` picks the model (a small one on CPU, so that the loader's
+share is visible at all), its clip length set to T.
 """
 
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 import os
 import sys
 import tempfile
@@ -63,7 +70,7 @@ def write_video(path: Path, *, seconds: int, fps: int, width: int, height: int, 
 
 
 def build_dataset(root: Path, args: argparse.Namespace, clip_len: int, frame_interval: int,
-                  fps: int = 10) -> KeyframeDataset:
+                  fps: int = 30) -> KeyframeDataset:
     rng = np.random.default_rng(0)
     videos = {}
     for v in range(args.videos):
@@ -75,7 +82,8 @@ def build_dataset(root: Path, args: argparse.Namespace, clip_len: int, frame_int
                              columns=["video_id", "timestamp", "split"])
     extract_frames(videos, keyframes, root / "frames.zarr", root / "keyframes.parquet",
                    FrameSpec(clip_len=clip_len, frame_interval=frame_interval,
-                             short_side=args.height, timestamp_start=0), progress=False)
+                             short_side=args.short_side or args.height, timestamp_start=0,
+                             codec=args.codec, clevel=args.clevel), progress=False)
     boxes = []
     for video_id, t in zip(keyframes["video_id"], keyframes["timestamp"]):
         for _ in range(3):
@@ -111,6 +119,14 @@ def timed_steps(iterator, step, steps: int, device: torch.device) -> tuple[float
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--preset", default="tiny")
+    parser.add_argument("--clip", default="8x1", help="TxI: T frames I apart (4x16, 32x2)")
+    parser.add_argument("--short-side", type=int, default=0,
+                        help="stored short side (0: --height, the source size)")
+    parser.add_argument("--codec", default="zstd", choices=("zstd", "lz4"))
+    parser.add_argument("--clevel", type=int, default=3)
+    parser.add_argument("--prefetch-factor", type=int, default=4)
+    parser.add_argument("--pin-memory", choices=("auto", "on", "off"), default="auto",
+                        help="auto: on CUDA only")
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--block", type=int, default=5, help="steps per arm before switching")
@@ -134,9 +150,14 @@ def main() -> None:
         # Workers and compute threads share the cores; an oversubscribed OpenMP pool stalls
         # at every barrier, which would be charged to the loader.
         torch.set_num_threads(max(1, (os.cpu_count() or 1) - args.workers))
-    config = get_preset(args.preset)
+    clip_len, frame_interval = (int(x) for x in args.clip.lower().split("x"))
+    config = replace(get_preset(args.preset), clip_len=clip_len, frame_interval=frame_interval)
+    if config.backbone == "slowfast":
+        config = replace(config, resample_rate=min(config.resample_rate, clip_len))
     with tempfile.TemporaryDirectory() as tmp:
-        dataset = build_dataset(Path(tmp), args, config.clip_len, 1)
+        started = time.perf_counter()
+        dataset = build_dataset(Path(tmp), args, clip_len, frame_interval)
+        print(f"frame store of {len(dataset)} clips built in {time.perf_counter() - started:.0f} s")
         torch.manual_seed(0)
         model = Detector(config).to(device).train()
         optimizer = build_optimizer(model, TrainConfig(lr=0.01))
@@ -153,13 +174,13 @@ def main() -> None:
         if total > sampler.batches_per_epoch:
             raise SystemExit(f"only {sampler.batches_per_epoch} batches in the data; lower --steps "
                              f"or raise --videos/--seconds")
-        pin = device.type == "cuda"
+        pin = device.type == "cuda" if args.pin_memory == "auto" else args.pin_memory == "on"
+        loader_args = dict(batch_sampler=sampler, num_workers=args.workers, pin_memory=pin,
+                           prefetch_factor=args.prefetch_factor)
         # (b) the same batches, materialised in memory first (pinned, as the loader gives them)
-        in_memory = list(make_loader(dataset, batch_sampler=sampler, num_workers=args.workers,
-                                     pin_memory=pin))[:total]
+        in_memory = list(make_loader(dataset, **loader_args))[:total]
         # (a) the real loader
-        real = iter(make_loader(dataset, batch_sampler=sampler, num_workers=args.workers,
-                                pin_memory=pin))
+        real = iter(make_loader(dataset, **loader_args))
         memory = iter(in_memory)
         timed_steps(memory, step, args.warmup, device)   # warm up kernels
         timed_steps(real, step, args.warmup, device)     # start workers, fill their queues
@@ -176,7 +197,11 @@ def main() -> None:
     real_rate, mem_rate = real_clips / real_s, mem_clips / mem_s
     share = 1.0 - real_rate / mem_rate
     print(f"device {device} ({torch.get_num_threads()} threads), preset {args.preset}, batch {args.batch_size}, "
-          f"clip {config.clip_len}x{args.crop}x{args.crop}, {args.workers} workers, {args.steps} steps")
+          f"clip {clip_len}x{frame_interval} stored at short side {args.short_side or args.height} "
+          f"({args.codec} {args.clevel}), trained at {args.crop}x{args.crop}, "
+          f"{args.workers} workers, prefetch {args.prefetch_factor}, pin_memory {pin}, "
+          f"{args.steps} steps")
+    print(f"ratio real/in-memory: {real_rate / mem_rate:.2f}")
     print(f"in-memory batches : {mem_rate:8.2f} clips/s  ({1000 * mem_s / args.steps:.1f} ms/step)")
     print(f"real loader       : {real_rate:8.2f} clips/s  ({1000 * real_s / args.steps:.1f} ms/step)")
     print(f"loader share of step time: {100 * share:.1f} %  (target <= 10 %); "

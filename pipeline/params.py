@@ -112,6 +112,7 @@ class FramesParams:
     shard_clips: int
     clevel: int
     shuffle: Literal["noshuffle", "shuffle", "bitshuffle"]
+    codec: Literal["zstd", "lz4"]
     skip_bad_videos: bool
     workers: int
 
@@ -123,7 +124,7 @@ class FramesParams:
         return FrameSpec(clip_len=self.clip_len, frame_interval=self.frame_interval,
                          short_side=self.short_side, timestamp_start=timestamp_start,
                          convention=self.convention, shard_clips=self.shard_clips,
-                         clevel=self.clevel, shuffle=self.shuffle,
+                         clevel=self.clevel, shuffle=self.shuffle, codec=self.codec,
                          timeline_fps=self.timeline_fps, train_jitter=self.train_jitter)
 
 
@@ -230,6 +231,7 @@ class LfbParams:
     ``train_boxes``: whose features the train split's bank rows hold, ground-truth boxes (as
     the LFB paper) or detector proposals (as mmaction2's bank-inference config, which runs its
     detector on the train split's proposals >= 0.9); val rows are always proposals.
+    ``amp``/``amp_dtype``: the model's autocast on CUDA (``pipeline.engine.precision``).
     ``val_min_proposal_score``: the val rows' proposals keep scores >= min(this, the
     keyframe's best), as mmaction2's ``person_det_score_thr`` of its bank-inference config
     (0.9); separate from ``baseline.data.test_min_proposal_score``, the boxes the heads score
@@ -248,6 +250,8 @@ class LfbParams:
     batch_size: int
     num_workers: int
     device: str
+    amp: bool
+    amp_dtype: Literal["float16", "bfloat16"]
     num_threads: int
 
     def __post_init__(self):
@@ -352,7 +356,8 @@ class EvalParams:
     """Scoring the trained head on val (``evaluate``).
 
     Detections scoring <= ``score_threshold`` are not written (mmaction2's bbox2result);
-    ``render_keyframes`` val keyframes are drawn as PNG for a person to look at.
+    ``render_keyframes`` val keyframes are drawn as PNG for a person to look at. ``amp``/
+    ``amp_dtype``: the model's autocast on CUDA (``pipeline.engine.precision``).
     """
 
     protocol: Literal["mmaction2", "activitynet", "pyslowfast", "activitynet2020"]
@@ -361,6 +366,8 @@ class EvalParams:
     batch_size: int
     num_workers: int
     device: str
+    amp: bool
+    amp_dtype: Literal["float16", "bfloat16"]
     num_threads: int
 
     def __post_init__(self):

@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 
 from pipeline.engine.distributed import setup_distributed
+from pipeline.engine.precision import autocast_dtype
 from pipeline.evaluation.evaluator import describe
 from pipeline.heads.inputs import DatasetFiles
 from pipeline.heads.report import evaluate_head
@@ -45,6 +46,7 @@ def main(argv: list[str] | None = None) -> None:
     ev, lfb = params.eval, params.lfb
     if ev.num_threads:
         torch.set_num_threads(ev.num_threads)
+    ctx = setup_distributed(ev.device, key="eval.device")
     metrics = evaluate_head(
         files=DatasetFiles.from_dag(dataset=args.dataset, frames=args.frames,
                                     proposals=args.proposals),
@@ -54,7 +56,7 @@ def main(argv: list[str] | None = None) -> None:
         data_config=params.baseline.data, protocol=ev.protocol,
         score_threshold=ev.score_threshold, render_count=ev.render_keyframes,
         batch_size=ev.batch_size, num_workers=ev.num_workers, bank_in_memory=lfb.in_memory,
-        ctx=setup_distributed(ev.device, key="eval.device"))
+        ctx=ctx, amp_dtype=autocast_dtype(ctx.device, ev.amp, ev.amp_dtype))
     if metrics is not None:
         print(f"val {describe(metrics)}")
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 
 from pipeline.engine.distributed import setup_distributed
+from pipeline.engine.precision import autocast_dtype
 from pipeline.heads.bank import infer_lfb
 from pipeline.heads.inputs import DatasetFiles
 from pipeline.params import load_params
@@ -46,6 +47,7 @@ def main(argv: list[str] | None = None) -> None:
     lfb = params.lfb
     if lfb.num_threads:
         torch.set_num_threads(lfb.num_threads)
+    ctx = setup_distributed(lfb.device, key="lfb.device")
     summary = infer_lfb(
         files=DatasetFiles.from_dag(dataset=args.dataset, frames=args.frames,
                                     proposals=args.proposals),
@@ -53,7 +55,8 @@ def main(argv: list[str] | None = None) -> None:
         chunk_rows=lfb.chunk_rows, shard_rows=lfb.shard_rows, train_boxes=lfb.train_boxes,
         data_config=params.baseline.data, val_min_proposal_score=lfb.val_min_proposal_score,
         batch_size=lfb.batch_size,
-        num_workers=lfb.num_workers, ctx=setup_distributed(lfb.device, key="lfb.device"))
+        num_workers=lfb.num_workers, ctx=ctx,
+        amp_dtype=autocast_dtype(ctx.device, lfb.amp, lfb.amp_dtype))
     if summary is not None:
         print(f"feature bank: {summary}")
 

@@ -96,7 +96,7 @@ def test_schedule_cosine_reaches_zero_and_is_pure():
 
 @pytest.mark.parametrize("field, value", [("batch_size", 0), ("schedule", "linear"),
                                           ("grad_clip", -1.0), ("device", "tpu"),
-                                          ("steps", (15, 10))])
+                                          ("steps", (15, 10)), ("amp_dtype", "float8")])
 def test_train_config_names_the_bad_key(field, value):
     with pytest.raises(InputError, match=f"key '{field}'"):
         TrainConfig(**{field: value})

@@ -348,3 +348,31 @@ def test_incomplete_video_in_partial_store_is_decoded_again(tmp_path, videos):
     fixed = {"-landscape": videos["-landscape"], "x": videos["portrait"]}
     summary = _run(tmp_path, fixed, kf, spec)
     assert summary["resumed_videos"] == [] and summary["decoded_videos"] == ["-landscape", "x"]
+
+
+def test_codecs_and_shards_store_the_same_frames(tmp_path, videos):
+    """lz4, zstd, uncompressed and one- or many-shard writes (the writer thread overlaps each
+    shard's compression with the next shard's decoding) hold equal pixels; zstd, the default,
+    is absent from the stored spec, so stores written before ``codec`` existed still resume."""
+    kf = _keyframes({"-landscape": [1, 2, 3, 4, 5], "portrait": [1, 3]})
+    stored = {}
+    for codec, clevel, shard_clips in [("zstd", 3, 16), ("zstd", 3, 2), ("lz4", 5, 2),
+                                       ("lz4", 0, 1)]:
+        spec = FrameSpec(clip_len=4, frame_interval=2, short_side=32, timestamp_start=0,
+                         shard_clips=shard_clips, clevel=clevel, codec=codec)
+        out = tmp_path / f"{codec}{clevel}-{shard_clips}"
+        extract_frames(videos, kf, out / "frames.zarr", out / "keyframes.parquet", spec,
+                       progress=False)
+        group = zarr.open_group(out / "frames.zarr", mode="r")
+        assert group["-landscape"].compressors[0].cname.value == codec
+        assert ("codec" in group.attrs["spec"]) == (codec != "zstd")
+        store = FrameStore(out / "frames.zarr")
+        stored[(codec, clevel, shard_clips)] = {v: store.clips(v, range(len(ts)))
+                                                for v, ts in (("-landscape", range(5)),
+                                                              ("portrait", range(2)))}
+    reference = stored[("zstd", 3, 16)]
+    for arrays in stored.values():
+        for video_id, clips in arrays.items():
+            np.testing.assert_array_equal(clips, reference[video_id])
+    with pytest.raises(InputError, match="frames.codec"):
+        FrameSpec(clip_len=4, frame_interval=2, short_side=32, timestamp_start=0, codec="jpeg")

@@ -51,6 +51,12 @@ def test_repository_params_load_into_typed_groups():
     ("frames.clip_len", 8.5, "expected an integer"),
     ("frames.skip_bad_videos", "yes", "expected true or false"),
     ("frames.convention", "slowfast", "must be one of"),
+    ("frames.codec", "jpeg", "must be one of"),
+    ("baseline.train.amp_dtype", "float8", "must be one of"),
+    ("model.train.amp_dtype", "half", "must be one of"),
+    ("lfb.amp_dtype", "float32", "must be one of"),
+    ("eval.amp_dtype", "bf16", "must be one of"),
+    ("eval.amp", "yes", "expected true or false"),
     ("proposals.simulated.recall", "high", "expected a number"),
     ("data.synthetic.n_train_videos", True, "expected an integer"),
 ])

@@ -28,6 +28,7 @@ from pipeline.engine.config import TrainConfig
 from pipeline.engine.detection import detection_loss, detections_table, predict_detections
 from pipeline.engine.distributed import DistContext, setup_distributed
 from pipeline.engine.inference import run_inference
+from pipeline.engine.precision import autocast_dtype
 from pipeline.engine.curves import write_curves
 from pipeline.engine.train import TrainHistory, seed_everything, train
 from pipeline.errors import InputError
@@ -169,6 +170,7 @@ def train_baseline(*, frames_dir: str | Path, keyframes_index: str | Path,
     if init_checkpoint is not None:
         initialise(model, init_checkpoint)
     device = ctx.device
+    amp_dtype = autocast_dtype(device, train_config.amp, train_config.amp_dtype)
 
     def loss_fn(wrapped: torch.nn.Module, batch) -> torch.Tensor:
         return detection_loss(wrapped, batch, detector=model, columns=columns, device=device)
@@ -176,7 +178,7 @@ def train_baseline(*, frames_dir: str | Path, keyframes_index: str | Path,
     def score_val() -> tuple[pd.DataFrame, dict] | None:
         predictions = run_inference(
             model, val_set, batch_size=data_config.test_batch_size,
-            num_workers=train_config.num_workers, ctx=ctx, desc="val",
+            num_workers=train_config.num_workers, ctx=ctx, desc="val", amp_dtype=amp_dtype,
             predict_batch=lambda m, b: predict_detections(m, b, columns=columns, device=device))
         if predictions is None:
             return None

@@ -20,7 +20,7 @@ def check_device(value: object, key: str = "device") -> str:
     return value
 
 
-RUNTIME_FIELDS = ("num_workers", "device", "val_every", "checkpoint_every_steps",
+RUNTIME_FIELDS = ("num_workers", "prefetch_factor", "device", "val_every", "checkpoint_every_steps",
                   "keep_checkpoints")
 """TrainConfig fields that change how a run goes, not what it computes: a checkpoint written
 under other values resumes (see ``pipeline.engine.checkpoint``)."""
@@ -52,8 +52,10 @@ class TrainConfig:
     grad_clip: float | None = 40.0  # max L2 norm of all gradients; None: no clipping
     seed: int = 0
     deterministic: bool = False     # deterministic kernels: exact reruns and resumes, slower
-    amp: bool = False               # float16 autocast + loss scaling; ignored on CPU
+    amp: bool = False               # autocast (training and inference); ignored on CPU
+    amp_dtype: Literal["float16", "bfloat16"] = "float16"  # float16: with loss scaling
     num_workers: int = 2
+    prefetch_factor: int = 4        # batches each loader worker prepares ahead
     device: str = "auto"            # "auto" | "cpu" | "cuda" | "cuda:N" (see check_device)
     val_every: int = 1              # validate every n epochs (and after the last); 0: never
     checkpoint_every_steps: int | None = None  # extra mid-epoch checkpoints for long epochs
@@ -71,7 +73,7 @@ class TrainConfig:
         return self.lr * world_size * self.batch_size / self.base_batch_size
 
     def __post_init__(self) -> None:
-        positive_ints = ("batch_size", "keep_checkpoints")
+        positive_ints = ("batch_size", "keep_checkpoints", "prefetch_factor")
         if not isinstance(self.epochs, int) or isinstance(self.epochs, bool) or self.epochs < 0:
             raise InputError(f"must be a non-negative integer (0: score the initial weights "
                              f"without training), got {self.epochs!r}", key="epochs")
@@ -95,6 +97,9 @@ class TrainConfig:
             raise InputError(f"must be increasing epochs, got {self.steps!r}", key="steps")
         if self.grad_clip is not None and self.grad_clip <= 0:
             raise InputError(f"must be > 0 or null, got {self.grad_clip!r}", key="grad_clip")
+        if self.amp_dtype not in ("float16", "bfloat16"):
+            raise InputError(f"must be 'float16' or 'bfloat16', got {self.amp_dtype!r}",
+                             key="amp_dtype")
         check_device(self.device)
         if self.base_batch_size is not None and (
                 not isinstance(self.base_batch_size, int) or isinstance(self.base_batch_size, bool)

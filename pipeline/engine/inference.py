@@ -20,6 +20,7 @@ from tqdm import tqdm
 from pipeline.data.collate import Batch
 from pipeline.data.loader import make_loader
 from pipeline.engine.distributed import DistContext, fail_together, gather_objects
+from pipeline.engine.precision import autocast
 
 PredictFn = Callable[[nn.Module, Batch], list[dict[str, Any]]]
 
@@ -33,17 +34,20 @@ def rank_indices(num_samples: int, batch_size: int, rank: int, world_size: int) 
 
 def run_inference(model: nn.Module, dataset: torch.utils.data.Dataset, *,
                   predict_batch: PredictFn, batch_size: int, num_workers: int,
-                  ctx: DistContext, desc: str = "inference") -> list[dict[str, Any]] | None:
+                  ctx: DistContext, desc: str = "inference",
+                  amp_dtype: torch.dtype | None = None) -> list[dict[str, Any]] | None:
     """Results of ``predict_batch`` for every sample, in dataset order, on the main rank.
 
     ``predict_batch(model, batch)`` returns one dict per sample with an ``"index"`` entry (the
-    dataset index). Other ranks get None. The model is put in eval mode. A failure on one rank
-    stops every rank (``fail_together``) before the results are gathered.
+    dataset index); it runs under autocast to ``amp_dtype`` (None: float32; see
+    ``pipeline.engine.precision.autocast_dtype``) and casts what it returns to float32.
+    Other ranks get None. The model is put in eval mode. A failure on one rank stops every
+    rank (``fail_together``) before the results are gathered.
     """
     indices = rank_indices(len(dataset), batch_size, ctx.rank, ctx.world_size)
     model.eval()
     results: list[dict[str, Any]] = []
-    with fail_together(ctx, desc), torch.inference_mode():
+    with fail_together(ctx, desc), torch.inference_mode(), autocast(ctx.device, amp_dtype):
         loader = make_loader(torch.utils.data.Subset(dataset, indices), batch_size=batch_size,
                              num_workers=num_workers, pin_memory=ctx.device.type == "cuda")
         for batch in tqdm(loader, desc=desc, disable=not ctx.is_main, leave=False):

@@ -1,6 +1,6 @@
 """The training loop: plain, top to bottom, resumable at any checkpoint.
 
-Loop order per step: set lr -> forward (autocast on CUDA) -> backward -> clip -> step ->
+Loop order per step: set lr -> forward (autocast on CUDA with ``amp``, see ``precision``) -> backward -> clip -> step ->
 zero grads -> log; a checkpoint every ``checkpoint_every_steps`` and at every epoch end,
 validation every ``val_every`` epochs. A run finds the newest checkpoint in its checkpoint
 folder and continues from it; with ``deterministic`` it reaches the same weights as a run that
@@ -33,6 +33,7 @@ from pipeline.engine.checkpoint import (check_resumable, fingerprint_entries, fi
 from pipeline.engine.config import RUNTIME_FIELDS, TrainConfig
 from pipeline.engine.curves import write_curves
 from pipeline.engine.distributed import DistContext
+from pipeline.engine.precision import autocast, autocast_dtype, configure_cudnn, needs_loss_scaling
 from pipeline.engine.schedule import LRSchedule
 from pipeline.errors import TrainingDiverged
 
@@ -179,8 +180,9 @@ def train(model: nn.Module, dataset: torch.utils.data.Dataset, *, config: TrainC
     model.to(device)
     base_lr = run_lr(config, ctx.world_size, announce=ctx.is_main)
     optimizer = build_optimizer(model, config, lr=base_lr)
-    use_amp = config.amp and device.type == "cuda"
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    amp_dtype = autocast_dtype(device, config.amp, config.amp_dtype)
+    scaler = torch.amp.GradScaler("cuda", enabled=needs_loss_scaling(amp_dtype))
+    configure_cudnn(device, deterministic=config.deterministic)
     sampler = EpochBatchSampler(len(dataset), config.batch_size, seed=config.seed,
                                 rank=ctx.rank, world_size=ctx.world_size)
     steps_per_epoch = sampler.batches_per_epoch
@@ -224,6 +226,7 @@ def train(model: nn.Module, dataset: torch.utils.data.Dataset, *, config: TrainC
             model, device_ids=[device.index] if device.type == "cuda" else None)
     collate = {} if collate_fn is None else {"collate_fn": collate_fn}
     loader = make_loader(dataset, batch_sampler=sampler, num_workers=config.num_workers,
+                         prefetch_factor=config.prefetch_factor,
                          pin_memory=device.type == "cuda", **collate)
 
     def save(epoch_: int, step_in_epoch_: int) -> None:
@@ -254,7 +257,7 @@ def train(model: nn.Module, dataset: torch.utils.data.Dataset, *, config: TrainC
             lr = schedule(global_step)
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_amp):
+            with autocast(device, amp_dtype):
                 loss = loss_fn(wrapped, batch)
             loss_value = float(loss.item())
             reason = divergence(loss_value, history)
@@ -297,7 +300,7 @@ def train(model: nn.Module, dataset: torch.utils.data.Dataset, *, config: TrainC
                       and (epoch % config.val_every == 0 or last))
         if config.precise_bn_batches and (validating or last):
             sampler.set_epoch(epoch - 1)
-            with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_amp):
+            with autocast(device, amp_dtype):
                 used = recompute_bn_statistics(
                     model, itertools.islice(loader, config.precise_bn_batches),
                     lambda batch: loss_fn(model, batch), ctx)

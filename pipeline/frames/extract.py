@@ -189,17 +189,31 @@ def _extract_video(group: zarr.Group, plan: VideoPlan, spec: FrameSpec, progress
     array = group.create_array(
         plan.video_id, shape=(num_clips, *clip_shape), dtype="uint8",
         chunks=(1, *clip_shape), shards=(min(num_clips, spec.shard_clips), *clip_shape),
-        compressors=BloscCodec(cname="zstd", clevel=spec.clevel, shuffle=spec.shuffle),
+        compressors=BloscCodec(cname=spec.codec, clevel=spec.clevel, shuffle=spec.shuffle),
         fill_value=0, overwrite=True,
         attributes={"fps": video.fps, "num_frames": video.num_frames,
                     "source_width": video.source_width, "source_height": video.source_height,
                     "source_bytes": plan.path.stat().st_size, "timestamps": plan.timestamps,
                     "splits": plan.splits, **extra, "complete": False})
-    for start in range(0, num_clips, spec.shard_clips):
-        stop = min(start + spec.shard_clips, num_clips)
-        array[start:stop] = video.get_frames(indices[start:stop])
+
+    def write(start: int, stop: int, frames: np.ndarray) -> None:
+        array[start:stop] = frames
         with lock:
             progress.update(stop - start)
+
+    # One writer thread compresses and writes shard k while this thread decodes shard k + 1:
+    # at most two shards in memory, and the array is complete only after its last write.
+    with ThreadPoolExecutor(max_workers=1) as writer:
+        pending = None
+        for start in range(0, num_clips, spec.shard_clips):
+            stop = min(start + spec.shard_clips, num_clips)
+            frames = video.get_frames(indices[start:stop])
+            if pending is not None:
+                pending.result()
+            pending = writer.submit(write, start, stop, frames)
+            del frames
+        if pending is not None:
+            pending.result()
     array.attrs["complete"] = True
 
 

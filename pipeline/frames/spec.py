@@ -10,6 +10,9 @@ from pipeline.ava.clock import CONVENTIONS, jitter_span
 from pipeline.errors import InputError
 
 SHUFFLES = ("noshuffle", "shuffle", "bitshuffle")
+CODECS = ("zstd", "lz4")
+"""Blosc compressors: zstd packs smaller, lz4 costs a fraction of zstd's time to write and read
+(``bench/bench_frames.py``); ``clevel`` 0 stores the pixels uncompressed with either."""
 
 
 @dataclass(frozen=True)
@@ -26,7 +29,8 @@ class FrameSpec:
     (:func:`pipeline.ava.clock.jitter_span`, ``clip_len * frame_interval`` frames), so that
     training can draw a fresh jitter each epoch. ``short_side=None`` keeps the source
     resolution. One Zarr chunk holds one clip; one shard
-    file holds ``shard_clips`` clips (fewer files for DVC to hash, more memory per write).
+    file holds ``shard_clips`` clips (fewer files for DVC to hash, more memory per write),
+    compressed with Blosc ``codec`` at ``clevel``.
     Errors name the ``frames.*`` params key of the bad field.
     """
 
@@ -38,6 +42,7 @@ class FrameSpec:
     shard_clips: int = 16
     clevel: int = 3
     shuffle: str = "noshuffle"
+    codec: str = "zstd"
     timeline_fps: int | None = None
     train_jitter: bool = False
 
@@ -65,6 +70,8 @@ class FrameSpec:
         if not isinstance(self.clevel, int) or not 0 <= self.clevel <= 9:
             raise InputError(f"must be an integer in 0..9, got {self.clevel!r}",
                              key="frames.clevel")
+        if self.codec not in CODECS:
+            raise InputError(f"must be one of {CODECS}, got {self.codec!r}", key="frames.codec")
         if self.shuffle not in SHUFFLES:
             raise InputError(f"must be one of {SHUFFLES}, got {self.shuffle!r}",
                              key="frames.shuffle")

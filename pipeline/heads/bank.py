@@ -27,6 +27,7 @@ from pipeline.data.config import DataConfig
 from pipeline.data.dataset import filter_proposals
 from pipeline.engine.baseline import frame_stride
 from pipeline.engine.distributed import DistContext, fail_together, setup_distributed
+from pipeline.engine.precision import autocast
 from pipeline.errors import InputError
 from pipeline.heads.inputs import DatasetFiles, LoadedInputs
 from pipeline.heads.maps import as_features, compute_maps
@@ -110,8 +111,10 @@ def infer_lfb(*, files: DatasetFiles, baseline_checkpoint: str | Path, out_dir: 
               shard_rows: int = 8192, train_boxes: Literal["gt", "proposals"] = "gt",
               data_config: DataConfig = DataConfig(), val_min_proposal_score: float = 0.9,
               batch_size: int = 16, num_workers: int = 1, ctx: DistContext | None = None,
-              progress: bool = True) -> dict | None:
-    """Fill the bank at ``out_dir`` (``features.zarr``, ``index.parquet``, ``bank.json``).
+              progress: bool = True, amp_dtype: torch.dtype | None = None) -> dict | None:
+    """Fill the bank at ``out_dir`` (``features.zarr``, ``index.parquet``, ``bank.json``),
+    the model run under autocast to ``amp_dtype`` (None: float32; rows stored as
+    ``storage_dtype``).
 
     Returns the writer's summary on the main rank (None elsewhere). Resumes from
     ``<out_dir>.partial`` when it holds shards of the same layout, storage and checkpoint.
@@ -143,13 +146,14 @@ def infer_lfb(*, files: DatasetFiles, baseline_checkpoint: str | Path, out_dir: 
                                  max_proposals=1, keyframes=shard_boxes)
         # every rank computes its own shards alone: no collective inside
         maps = compute_maps(model, dataset, batch_size=batch_size, num_workers=num_workers,
-                            ctx=solo, desc="bank maps")
+                            ctx=solo, desc="bank maps", amp_dtype=amp_dtype)
         where = {(v, int(t)): i for i, (v, t) in enumerate(zip(maps.video_ids, maps.timestamps))}
         keyframe = np.array([where[(v, int(t))] for v, t in
                              zip(shard_boxes["video_id"], shard_boxes["timestamp"])])
-        return box_features(model, maps.maps, maps.image_sizes, keyframe,
-                            shard_boxes[["x1", "y1", "x2", "y2"]].to_numpy(np.float32),
-                            ctx.device)
+        with autocast(ctx.device, amp_dtype):
+            return box_features(model, maps.maps, maps.image_sizes, keyframe,
+                                shard_boxes[["x1", "y1", "x2", "y2"]].to_numpy(np.float32),
+                                ctx.device)
 
     # every rank writes its own shards; all of them are done before rank 0 moves the bank
     with fail_together(ctx, "filling the feature bank"):

@@ -23,6 +23,7 @@ from pipeline.data.dataset import KeyframeDataset
 from pipeline.data.transforms import normalize_clips
 from pipeline.engine.distributed import DistContext
 from pipeline.engine.inference import run_inference
+from pipeline.engine.precision import autocast
 from pipeline.lfb.reader import FeatureBank
 from pipeline.lfb.window import BankWindow
 from pipeline.models.detector import Detector
@@ -54,9 +55,11 @@ def pooled_maps(model: Detector, clips_uint8: Tensor) -> Tensor:
 
 
 def compute_maps(model: Detector, dataset: KeyframeDataset, *, batch_size: int,
-                 num_workers: int, ctx: DistContext, desc: str = "maps") -> KeyframeMaps | None:
-    """Maps of every sample of ``dataset`` (test-time transform), on the main rank; None on
-    the others. Ranks share the keyframes (``run_inference``)."""
+                 num_workers: int, ctx: DistContext, desc: str = "maps",
+                 amp_dtype: torch.dtype | None = None) -> KeyframeMaps | None:
+    """Maps of every sample of ``dataset`` (test-time transform, autocast to ``amp_dtype``,
+    stored as float32), on the main rank; None on the others. Ranks share the keyframes
+    (``run_inference``)."""
     device = ctx.device
 
     def predict(m: nn.Module, batch: Batch) -> list[dict[str, Any]]:
@@ -68,7 +71,7 @@ def compute_maps(model: Detector, dataset: KeyframeDataset, *, batch_size: int,
 
     model.to(device)
     results = run_inference(model, dataset, predict_batch=predict, batch_size=batch_size,
-                            num_workers=num_workers, ctx=ctx, desc=desc)
+                            num_workers=num_workers, ctx=ctx, desc=desc, amp_dtype=amp_dtype)
     if results is None:
         return None
     height = max(r["map"].shape[1] for r in results)
@@ -148,8 +151,8 @@ def score_clips(model: Detector, clips_uint8: Tensor, proposals: list[Tensor],
 
 def predict_streaming(model: Detector, dataset: KeyframeDataset, *, columns: Tensor,
                       bank: FeatureBank | None, window: BankWindow | None, batch_size: int,
-                      num_workers: int, ctx: DistContext, desc: str = "val"
-                      ) -> list[dict[str, Any]] | None:
+                      num_workers: int, ctx: DistContext, desc: str = "val",
+                      amp_dtype: torch.dtype | None = None) -> list[dict[str, Any]] | None:
     """``predict_on_maps``' output, with backbone and head run batch by batch: memory stays
     that of one batch whatever the dataset's size (AVA val's maps would not fit in RAM).
     Main rank only (None on the others); ranks share the keyframes."""
@@ -163,14 +166,16 @@ def predict_streaming(model: Detector, dataset: KeyframeDataset, *, columns: Ten
 
     model.to(device)
     return run_inference(model, dataset, predict_batch=predict, batch_size=batch_size,
-                         num_workers=num_workers, ctx=ctx, desc=desc)
+                         num_workers=num_workers, ctx=ctx, desc=desc, amp_dtype=amp_dtype)
 
 
 @torch.inference_mode()
 def predict_on_maps(roi_head: RoIHead, maps: KeyframeMaps, *, columns: Tensor,
                     bank: FeatureBank | None, window: BankWindow | None, batch_size: int,
-                    device: torch.device) -> list[dict[str, Any]]:
-    """Scores of every proposal of every keyframe, in ``detections_table``'s form.
+                    device: torch.device, amp_dtype: torch.dtype | None = None
+                    ) -> list[dict[str, Any]]:
+    """Scores of every proposal of every keyframe, in ``detections_table``'s form, the head
+    run under autocast to ``amp_dtype`` (None: float32).
 
     Bank windows are the deterministic test-time choice (highest-scoring boxes per second).
     """
@@ -182,8 +187,9 @@ def predict_on_maps(roi_head: RoIHead, maps: KeyframeMaps, *, columns: Tensor,
         rois = pixel_rois(proposals)
         lt, mask, geometry = roi_windows(bank, window, [maps.video_ids[i] for i in keys],
                                          maps.timestamps[list(keys)], rois[:, 0], rng=None)
-        logits = roi_head(as_features(maps.maps[list(keys)].to(device)), rois.to(device),
-                          *(None if x is None else x.to(device) for x in (lt, mask, geometry)))
+        with autocast(device, amp_dtype):
+            logits = roi_head(as_features(maps.maps[list(keys)].to(device)), rois.to(device),
+                              *(None if x is None else x.to(device) for x in (lt, mask, geometry)))
         scores = torch.sigmoid(logits.float())[:, columns.to(device)].cpu().numpy()
         out += _keyframe_predictions(list(keys),
                                      [(maps.video_ids[i], maps.timestamps[i]) for i in keys],

@@ -90,9 +90,10 @@ def evaluate_head(*, files: DatasetFiles, checkpoint: str | Path, bank_dir: str 
                   window: BankWindow | None = None, data_config: DataConfig = DataConfig(),
                   protocol: str = "mmaction2", score_threshold: float = 0.002,
                   render_count: int = 6, batch_size: int = 16, num_workers: int = 1,
-                  bank_in_memory: bool = True, ctx: DistContext | None = None
-                  ) -> dict[str, Any] | None:
-    """Score val with the detector in ``checkpoint`` and write every output (module doc).
+                  bank_in_memory: bool = True, ctx: DistContext | None = None,
+                  amp_dtype: torch.dtype | None = None) -> dict[str, Any] | None:
+    """Score val with the detector in ``checkpoint`` and write every output (module doc);
+    the model runs under autocast to ``amp_dtype`` (None: float32).
 
     Returns the metrics on the main rank (None on the others).
     """
@@ -113,7 +114,8 @@ def evaluate_head(*, files: DatasetFiles, checkpoint: str | Path, bank_dir: str 
                              min_proposal_score=data_config.test_min_proposal_score,
                              max_proposals=data_config.max_proposals)
     predictions = predict_streaming(model, dataset, columns=columns, bank=bank, window=window,
-                                    batch_size=batch_size, num_workers=num_workers, ctx=ctx)
+                                    batch_size=batch_size, num_workers=num_workers, ctx=ctx,
+                                    amp_dtype=amp_dtype)
     if predictions is None:
         return None
     detections = detections_table(predictions, inputs.label_map.ids, min_score=score_threshold)

@@ -32,6 +32,7 @@ from pipeline.engine.baseline import frame_stride, run_fingerprint
 from pipeline.engine.config import TrainConfig
 from pipeline.engine.detection import detections_table, model_targets
 from pipeline.engine.distributed import DistContext, all_gather_objects, setup_distributed
+from pipeline.engine.precision import autocast_dtype
 from pipeline.engine.train import seed_everything, train
 from pipeline.errors import InputError
 from pipeline.evaluation.evaluator import evaluate
@@ -183,6 +184,7 @@ def train_head(*, files: DatasetFiles, baseline_checkpoint: str | Path,
     ctx = ctx or setup_distributed(train_config.device)
     out_dir = Path(out_dir)
     device = ctx.device
+    amp_dtype = autocast_dtype(device, train_config.amp, train_config.amp_dtype)
     bank = None
     if model_config.uses_bank:
         if bank_dir is None or window is None:
@@ -220,7 +222,8 @@ def train_head(*, files: DatasetFiles, baseline_checkpoint: str | Path,
         model.eval()
         with torch.inference_mode():
             return compute_maps(model, test_set(split), batch_size=data_config.test_batch_size,
-                                num_workers=train_config.num_workers, ctx=ctx, desc=f"{split} maps")
+                                num_workers=train_config.num_workers, ctx=ctx, desc=f"{split} maps",
+                                amp_dtype=amp_dtype)
 
     val_maps = None if finetune_backbone else maps_of("val")
     val_gt, val_excluded = inputs.gt("val"), inputs.exclusions("val")
@@ -230,11 +233,12 @@ def train_head(*, files: DatasetFiles, baseline_checkpoint: str | Path,
         if finetune_backbone:   # the backbone changes: stream val through the whole model
             predictions = predict_streaming(model, test_set("val"), columns=columns, bank=bank,
                                             window=window, batch_size=data_config.test_batch_size,
-                                            num_workers=train_config.num_workers, ctx=ctx)
+                                            num_workers=train_config.num_workers, ctx=ctx,
+                                            amp_dtype=amp_dtype)
         elif val_maps is not None:
             predictions = predict_on_maps(model.roi_head, val_maps, columns=columns, bank=bank,
                                           window=window, batch_size=data_config.test_batch_size,
-                                          device=device)
+                                          device=device, amp_dtype=amp_dtype)
         else:
             predictions = None
         if predictions is None:   # not the main rank
