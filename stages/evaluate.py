@@ -27,6 +27,8 @@ from stages import run
 PARAMS = (
     "eval.protocol",
     "eval.score_threshold",
+    "eval.amp",
+    "eval.amp_dtype",
     "eval.render_keyframes",
     "lfb.window_seconds",
     "lfb.max_per_second",

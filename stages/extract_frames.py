@@ -32,6 +32,7 @@ PARAMS = (
     "frames.train_jitter",
     "frames.shard_clips",
     "frames.clevel",
+    "frames.codec",
     "frames.shuffle",
     "frames.skip_bad_videos",
 )

@@ -30,6 +30,8 @@ PARAMS = (
     "lfb.train_boxes",
     "lfb.val_min_proposal_score",
     "lfb.dtype",
+    "lfb.amp",
+    "lfb.amp_dtype",
     "lfb.chunk_rows",
     "lfb.shard_rows",
     "baseline.data.test_short_side",

@@ -43,6 +43,7 @@ PARAMS = (
     "baseline.train.seed",
     "baseline.train.deterministic",
     "baseline.train.amp",
+    "baseline.train.amp_dtype",
     "baseline.train.base_batch_size",
     "baseline.train.precise_bn_batches",
     "baseline.data.short_side_range",

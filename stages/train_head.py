@@ -46,6 +46,7 @@ PARAMS = (
     "model.train.seed",
     "model.train.deterministic",
     "model.train.amp",
+    "model.train.amp_dtype",
     "model.train.base_batch_size",
     "model.train.precise_bn_batches",
     "lfb.window_seconds",
