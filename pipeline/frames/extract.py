@@ -97,14 +97,16 @@ def _own_clock(plan: VideoPlan, spec: FrameSpec) -> tuple[list[float] | None, fl
 
 
 def _spec_dict(spec: FrameSpec) -> dict:
-    """The spec as stored. The native timeline and no jitter are the absence of
-    ``timeline_fps`` and ``train_jitter``: a store written before either existed reads the
-    same, byte for byte."""
+    """The spec as stored. The native timeline, no jitter and zstd are the absence of
+    ``timeline_fps``, ``train_jitter`` and ``codec``: a store written before any of them existed
+    reads the same, byte for byte."""
     fields = dataclasses.asdict(spec)
     if spec.timeline_fps is None:
         del fields["timeline_fps"]
     if not spec.train_jitter:
         del fields["train_jitter"]
+    if spec.codec == "zstd":   # the codec before ``codec`` existed
+        del fields["codec"]
     return fields
 
 
