@@ -413,7 +413,8 @@ def test_infer_lfb_stage_passes_the_val_threshold(params_file, monkeypatch):
     seen = {}
     monkeypatch.setattr(stage, "infer_lfb", lambda **kwargs: seen.update(kwargs))
     monkeypatch.setattr(DatasetFiles, "from_dag", classmethod(lambda cls, **kwargs: None))
-    monkeypatch.setattr(stage, "setup_distributed", lambda device, key=None: None)
+    monkeypatch.setattr(stage, "setup_distributed", lambda device, key=None: DistContext(
+        rank=0, local_rank=0, world_size=1, device=torch.device("cpu")))
     threads = torch.get_num_threads()
     try:
         stage.main(["--dataset", "d", "--frames", "f", "--proposals", "p.parquet",

@@ -44,7 +44,7 @@ import zarr
 
 from pipeline.ava.annotations import read_annotations, write_annotations
 from pipeline.dataset import DatasetManifest, SplitFiles, write_manifest
-from pipeline.engine.checkpoint import checkpoint_files
+from pipeline.engine.checkpoint import FINISHED, checkpoint_files
 from pipeline.io import write_parquet
 from test_data_loading import TinyData, build_tiny_data
 
@@ -241,6 +241,13 @@ def evaluations(dag, banks, heads) -> dict[int, Path]:
     return out
 
 
+def finished_checkpoints(folder: Path) -> list[Path]:
+    """The checkpoints of the one finished run in ``folder`` (moved to ``finished/<run>/``)."""
+    runs = sorted((folder / FINISHED).iterdir())
+    assert len(runs) == 1, runs
+    return checkpoint_files(runs[0])
+
+
 def _weights(path: Path) -> dict[str, torch.Tensor]:
     return torch.load(path, weights_only=True)["state_dict"]
 
@@ -250,7 +257,7 @@ def test_two_nodes_train_the_baseline_bit_for_bit_as_one_node(baselines):
     a, b = _weights(one / "model.pt"), _weights(two / "model.pt")
     assert a.keys() == b.keys()
     assert all(torch.equal(a[k], b[k]) for k in a)
-    initial = torch.load(checkpoint_files(one.parent / "checkpoints")[-1], weights_only=False)
+    initial = torch.load(finished_checkpoints(one.parent / "checkpoints")[-1], weights_only=False)
     assert len(set(initial["replica_digests"])) == 1 and len(initial["rng"]) == 2
     pd.testing.assert_frame_equal(pd.read_parquet(one / "val_detections.parquet"),
                                   pd.read_parquet(two / "val_detections.parquet"))
@@ -283,7 +290,7 @@ def test_train_head_on_two_ranks_of_half_batch_equals_one_process(heads):
     assert any(not torch.equal(a[k], b[k]) for k in head_keys)    # two runs, not one copied
     for key in a:
         torch.testing.assert_close(b[key], a[key], rtol=1e-4, atol=1e-6, msg=key)
-    checkpoints = checkpoint_files(two.parent / "head_checkpoints")
+    checkpoints = finished_checkpoints(two.parent / "head_checkpoints")
     state = torch.load(checkpoints[-1], weights_only=False)
     assert len(state["replica_digests"]) == 2 and len(set(state["replica_digests"])) == 1
     metrics = [json.loads((d / "metrics.json").read_text()) for d in (one, two)]

@@ -235,7 +235,7 @@ def train_baseline(*, frames_dir: str | Path, keyframes_index: str | Path,
     result = last_val["result"]
     per_class_plot = out_dir / "per_class_ap.csv"
     write_csv(per_class_plot, per_class_table(result, label_map.groups))
-    top = headline(result, per_class_plot.as_posix())
+    top = headline(result, per_class_plot.name)   # beside metrics.json
     metrics = {"val_mAP": top["mAP"], "val_group_mAP": top["group_mAP"],
                "protocol": top["protocol"], "val_counts": top["counts"],
                "undefined": top["undefined"],

@@ -22,7 +22,7 @@ PER_CLASS_COLUMNS = ("class", "group", "AP", "gt_count", "n_detections", "undefi
 
 def headline(scored: Mapping[str, Any], per_class_plot: str) -> dict[str, Any]:
     """mAP, group means, protocol, counts and the reasons for undefined values; per-class
-    reasons are counted here and given in ``per_class_plot`` (a path, for the reader)."""
+    reasons are counted here and given in ``per_class_plot`` (a path relative to the metrics file, for the reader)."""
     undefined = dict(scored["undefined"])
     classes = undefined.pop("per_class", {})
     if classes:

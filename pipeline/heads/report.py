@@ -14,6 +14,8 @@ Writes (all atomically):
 
 from __future__ import annotations
 
+import os
+
 from pathlib import Path
 from typing import Any
 
@@ -126,7 +128,9 @@ def evaluate_head(*, files: DatasetFiles, checkpoint: str | Path, bank_dir: str 
                       protocol=protocol)
     scored = result.to_json()
     per_class_plot = plots_dir / "per_class_ap.csv"
-    metrics = {**headline(scored, per_class_plot.as_posix()),
+    # relative to the metrics file, so the file does not depend on where the run happened
+    metrics = {**headline(scored, Path(os.path.relpath(per_class_plot,
+                                                       Path(metrics_path).parent)).as_posix()),
                "not_in_frame_store": inputs.not_in_store("val")}
     write_json(metrics_path, metrics)
     write_csv(per_class_plot, per_class_table(scored, inputs.label_map.groups))

@@ -307,7 +307,7 @@ def train_head(*, files: DatasetFiles, baseline_checkpoint: str | Path,
     result = last["result"]
     per_class_plot = out_dir / "per_class_ap.csv"
     write_csv(per_class_plot, per_class_table(result, label_map.groups))
-    top = headline(result, per_class_plot.as_posix())
+    top = headline(result, per_class_plot.name)   # beside metrics.json
     metrics = {"val_mAP": top["mAP"], "val_group_mAP": top["group_mAP"],
                "val_counts": top["counts"], "undefined": top["undefined"], "train_loss": history.epochs[-1]["loss"], "epochs": len(history.epochs),
                "steps": len(history.steps), "head": model_config.head,
