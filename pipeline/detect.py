@@ -69,11 +69,13 @@ from pipeline.ava.clock import CONVENTIONS, clip_frame_indices, keyframe_frame_i
 from pipeline.ava.label_map import read_label_map
 from pipeline.ava.proposals import read_proposal_pickle
 from pipeline.ava.results import write_results_csv, write_results_parquet
-from pipeline.data.dataset import filter_proposals
+from pipeline.proposals.table import filter_proposals
 from pipeline.data.transforms import ClipSample, eval_transform
-from pipeline.detect_command import DEFAULT_SHORT_SIDE, MIN_ACTION_SCORE
+from pipeline.detect_command import DEFAULT_SHORT_SIDE
+from pipeline.evaluation.protocols import MIN_ACTION_SCORE
 from pipeline.engine.detection import detections_table
 from pipeline.engine.distributed import resolve_device
+from pipeline.boxes import BOX_COLUMNS
 from pipeline.errors import InputError
 from pipeline.frames.spec import decoded_size
 from pipeline.frames.video import VideoSource, open_video
@@ -94,7 +96,6 @@ MAX_PROPOSALS = 1000            # per keyframe, mmaction2's num_max_proposals
 ANNOTATED_MIN_SHORT_SIDE = 240
 BOX_COLOR = (255, 220, 0)
 DECODE_CHUNK = 32               # frames decoded at once
-BOX_COLUMNS = ["x1", "y1", "x2", "y2"]
 # mmaction2's bank rules, for a converted zoo head given --bank-baseline (its LFB configs)
 ZOO_BANK = {"dtype": "float16", "min_proposal_score": 0.9, "max_proposals": 1000}
 ZOO_WINDOW = (30, 5)

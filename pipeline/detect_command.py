@@ -11,9 +11,9 @@ import argparse
 from pathlib import Path
 
 from pipeline.ava.clock import CONVENTIONS
+from pipeline.evaluation.protocols import MIN_ACTION_SCORE
 from pipeline.proposals.architectures import ARCHITECTURES
 
-MIN_ACTION_SCORE = 0.002        # rows kept in the tables, as baseline.min_action_score
 DEFAULT_SHORT_SIDE = 256        # mmaction2's AVA test resize, when the checkpoint has none
 
 

@@ -187,8 +187,6 @@ class BaselineParams:
     train: TrainConfig
     data: DataConfig
     init_checkpoint: str            # "" = random initialisation
-    eval_protocol: Literal["mmaction2", "activitynet", "pyslowfast", "activitynet2020"]
-    min_action_score: float
     num_threads: int                # torch CPU threads; 0 = torch's default
 
     def __post_init__(self):

@@ -56,8 +56,6 @@ PARAMS = (
     "baseline.data.max_proposals",
     "baseline.data.temporal_jitter",
     "baseline.init_checkpoint",
-    "baseline.eval_protocol",
-    "baseline.min_action_score",
 )
 
 
@@ -83,8 +81,7 @@ def main(argv: list[str] | None = None) -> None:
         out_dir=args.out, checkpoint_dir=args.checkpoints,
         model_config=params.model_config(num_classes), train_config=params.train,
         data_config=params.data, init_checkpoint=params.init_checkpoint or None,
-        preset=params.preset, eval_protocol=params.eval_protocol,
-        min_action_score=params.min_action_score)
+        preset=params.preset)
 
 
 if __name__ == "__main__":

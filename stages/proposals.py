@@ -12,7 +12,6 @@ from pathlib import Path
 import pandas as pd
 
 from pipeline.ava.annotations import read_annotations
-from pipeline.ava.proposals import filter_proposals
 from pipeline.data.dataset import stored_annotations
 from pipeline.dataset import read_manifest
 from pipeline.errors import InputError
@@ -21,7 +20,7 @@ from pipeline.io import write_json
 from pipeline.params import load_params
 from pipeline.proposals import proposal_metrics, proposals_from_pickle, read_proposals
 from pipeline.proposals import write_proposals
-from pipeline.proposals.table import sort_proposals
+from pipeline.proposals.table import filter_proposals
 from pipeline.proposals.torchvision_detector import detect_persons
 
 from stages import run
@@ -67,7 +66,8 @@ def main(argv: list[str] | None = None) -> None:
         raw = detect_persons(store, weights_path=detector.weights,
                              arch=detector.arch, score_thr=detector.score_threshold,
                              batch_size=detector.batch_size, device=detector.device)
-    proposals = sort_proposals(filter_proposals(raw, params.score_threshold, params.max_per_frame))
+    proposals = filter_proposals(raw, min_score=params.score_threshold,
+                                 max_per_keyframe=params.max_per_frame)
     write_proposals(args.out, proposals)
     metrics = {split: proposal_metrics(_split(proposals, table), table)
                for split, table in gt.items()}

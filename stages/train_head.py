@@ -60,8 +60,6 @@ PARAMS = (
     "baseline.data.test_min_proposal_score",
     "baseline.data.max_proposals",
     "baseline.data.temporal_jitter",
-    "baseline.eval_protocol",
-    "baseline.min_action_score",
 )
 
 
@@ -86,9 +84,7 @@ def main(argv: list[str] | None = None) -> None:
             baseline_config, num_slots=num_slots(lfb.window_seconds, lfb.max_per_second),
             bank_dim=bank_dim),
         train_config=model.train, data_config=params.baseline.data, window=window,
-        finetune_backbone=model.finetune_backbone, bank_in_memory=lfb.in_memory,
-        eval_protocol=params.baseline.eval_protocol,
-        min_action_score=params.baseline.min_action_score)
+        finetune_backbone=model.finetune_backbone, bank_in_memory=lfb.in_memory)
 
 
 if __name__ == "__main__":

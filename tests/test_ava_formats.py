@@ -13,7 +13,8 @@ import pytest
 from pipeline.ava.annotations import merge_boxes, read_annotations, write_annotations
 from pipeline.ava.exclusions import read_exclusions, write_exclusions
 from pipeline.ava.label_map import LabelMap, read_label_map, write_label_map
-from pipeline.ava.proposals import filter_proposals, read_proposal_pickle, write_proposal_pickle
+from pipeline.ava.proposals import read_proposal_pickle, write_proposal_pickle
+from pipeline.proposals.table import filter_proposals
 from pipeline.ava.results import read_results, write_results_csv, write_results_parquet
 from pipeline.errors import InputError
 
@@ -216,11 +217,12 @@ def test_proposal_pickle_round_trip_and_filter(tmp_path):
     back = pickle.loads((tmp_path / "out.pkl").read_bytes())
     assert list(back) == list(data)
     np.testing.assert_array_equal(back["1j20qq1JyX4,0902"], data["1j20qq1JyX4,0902"])
-    kept = filter_proposals(df, score_thr=0.9, max_per_frame=None)
-    # 0904's best box (0.3) survives though it is below 0.9: thr = min(0.9, best score).
-    assert kept["score"].tolist() == [0.95, 0.91, 0.3, 1.0]
-    capped = filter_proposals(df, score_thr=0.0, max_per_frame=1)
-    assert capped["score"].tolist() == [0.95, 0.3, 1.0]
+    kept = filter_proposals(df, min_score=0.9)
+    # 0904's best box (0.3) survives though it is below 0.9: thr = min(0.9, best score);
+    # rows sorted by video, second, score descending.
+    assert kept["score"].tolist() == [0.3, 1.0, 0.95, 0.91]
+    capped = filter_proposals(df, min_score=0.0, max_per_keyframe=1)
+    assert capped["score"].tolist() == [0.3, 1.0, 0.95]
 
 
 @pytest.mark.parametrize("data, message", [

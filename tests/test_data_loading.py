@@ -13,7 +13,8 @@ import torch
 from pipeline.ava.annotations import merge_boxes, write_annotations
 from pipeline.ava.label_map import LabelMap, write_label_map
 from pipeline.data.collate import Batch, boxes_to_rois, collate_samples
-from pipeline.data.dataset import KeyframeDataset, clip_frame_subset, filter_proposals
+from pipeline.data.dataset import KeyframeDataset, clip_frame_subset
+from pipeline.proposals.table import filter_proposals
 from pipeline.data.loader import make_loader
 from pipeline.data.sampler import EpochBatchSampler
 from pipeline.data.transforms import (ClipSample, Flip, RandomCrop, eval_transform, normalize_clips,

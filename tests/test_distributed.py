@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from pipeline.ava.results import read_results
-from pipeline.data.dataset import filter_proposals
+from pipeline.proposals.table import filter_proposals
 from pipeline.engine.checkpoint import checkpoint_files, finished_runs
 from pipeline.engine.train import parameter_digest
 from pipeline.models.checkpoint import build_detector_from_checkpoint

@@ -14,7 +14,7 @@ from pipeline.errors import InputError
 from pipeline.frames import FrameSpec, FrameStore, extract_frames
 from pipeline.proposals import (PROPOSAL_SCHEMA, SimulatedDetector, proposal_metrics,
                                 proposals_from_pickle, read_proposals, write_proposals)
-from pipeline.proposals.metrics import box_iou_pairs
+from pipeline.boxes import paired_iou
 from pipeline.proposals.torchvision_detector import COCO_PERSON, detect_persons
 from video_utils import write_video
 
@@ -38,7 +38,7 @@ def _table(rows) -> pd.DataFrame:
 def test_iou_pairs_against_hand_computed_values():
     a = np.array([[0, 0, 2, 2], [0, 0, 1, 1], [0, 0, 1, 1]], dtype=float)
     b = np.array([[1, 1, 3, 3], [0, 0, 1, 1], [2, 2, 3, 3]], dtype=float)
-    np.testing.assert_allclose(box_iou_pairs(a, b), [1 / 7, 1.0, 0.0])
+    np.testing.assert_allclose(paired_iou(a, b), [1 / 7, 1.0, 0.0])
 
 
 def test_metrics_count_recall_and_boxes_per_keyframe():

@@ -26,9 +26,9 @@ import pandas as pd
 from pipeline.ava._csv import FLOAT, INT, STRING, check_integral, check_rows, count_columns
 from pipeline.ava._csv import read_table, write_csv
 from pipeline.ava.label_map import LabelMap
+from pipeline.boxes import BOX_COLUMNS
 from pipeline.errors import InputError
 
-BOX_COLUMNS = ["x1", "y1", "x2", "y2"]
 COLUMNS = ["video_id", "timestamp", *BOX_COLUMNS, "action_id", "person_id"]
 _FILE_COLUMNS = [("video_id", STRING), ("timestamp", INT), ("x1", FLOAT), ("y1", FLOAT),
                  ("x2", FLOAT), ("y2", FLOAT), ("action_id", INT), ("person_id", INT)]

@@ -106,22 +106,3 @@ def write_proposal_pickle(path: str | Path, df: pd.DataFrame) -> None:
     data = {f"{video_id},{int(timestamp):04d}": values[rows]
             for (video_id, timestamp), rows in groups.items()}
     write_bytes(path, pickle.dumps(data, protocol=pickle.HIGHEST_PROTOCOL))
-
-
-def filter_proposals(df: pd.DataFrame, score_thr: float,
-                     max_per_frame: int | None) -> pd.DataFrame:
-    """mmaction2's per-keyframe rule: keep ``score >= min(score_thr, best score)``.
-
-    Using the frame's best score as a floor means every keyframe keeps at least its best box.
-    Then at most ``max_per_frame`` boxes are kept, highest scores first (ties keep input
-    order). The result keeps input row order.
-    """
-    keys = [df["video_id"], df["timestamp"]]
-    best = df["score"].groupby(keys, sort=False).transform("max").to_numpy()
-    keep = df["score"].to_numpy() >= np.minimum(score_thr, best)
-    kept = df.loc[keep].reset_index(drop=True)
-    if max_per_frame is not None:
-        rank = (kept.sort_values("score", ascending=False, kind="stable")
-                .groupby(["video_id", "timestamp"], sort=False).cumcount())
-        kept = kept.loc[rank.sort_index().to_numpy() < max_per_frame].reset_index(drop=True)
-    return kept

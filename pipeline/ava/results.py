@@ -21,7 +21,8 @@ import pyarrow.parquet as pq
 
 from pipeline.ava._csv import FLOAT, INT, STRING, check_integral, check_rows, read_table
 from pipeline.ava._csv import write_csv
-from pipeline.ava.annotations import BOX_COLUMNS, INT16_MAX, INT32_MAX
+from pipeline.ava.annotations import INT16_MAX, INT32_MAX
+from pipeline.boxes import BOX_COLUMNS
 from pipeline.errors import InputError
 from pipeline.io import write_parquet
 

@@ -18,13 +18,14 @@ import torch
 
 from pipeline.ava.clock import jitter_bounds
 from pipeline.data.transforms import ClipSample
+from pipeline.boxes import BOX_COLUMNS
 from pipeline.errors import InputError
 from pipeline.frames.store import FrameStore
+from pipeline.proposals.table import filter_proposals
 
 log = logging.getLogger(__name__)
 
 KEY_COLUMNS = ["video_id", "timestamp"]
-BOX_COLUMNS = ["x1", "y1", "x2", "y2"]
 
 
 def clip_frame_subset(stored_len: int, frames_per_clip: int, frame_stride: int,
@@ -41,17 +42,6 @@ def clip_frame_subset(stored_len: int, frames_per_clip: int, frame_stride: int,
         raise ValueError(f"{frames_per_clip} frames with stride {frame_stride} do not fit in a stored "
                          f"clip of {stored_len} frames centred on the keyframe")
     return positions
-
-
-def filter_proposals(proposals: pd.DataFrame, *, min_score: float, max_per_keyframe: int) -> pd.DataFrame:
-    """mmaction2's proposal rule: keep scores >= min(min_score, best score of the keyframe), so the
-    best box always survives, highest scores first, at most ``max_per_keyframe`` per keyframe."""
-    if proposals.empty:
-        return proposals
-    best = proposals.groupby(KEY_COLUMNS, sort=False)["score"].transform("max")
-    kept = proposals[proposals["score"] >= np.minimum(best, min_score)]
-    kept = kept.sort_values(KEY_COLUMNS + ["score"], ascending=[True, True, False], kind="stable")
-    return kept.groupby(KEY_COLUMNS, sort=False).head(max_per_keyframe)
 
 
 def stored_annotations(annotations: pd.DataFrame, keyframes: pd.DataFrame, split: str

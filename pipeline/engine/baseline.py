@@ -33,6 +33,7 @@ from pipeline.engine.curves import write_curves
 from pipeline.engine.train import TrainHistory, seed_everything, train
 from pipeline.errors import InputError
 from pipeline.evaluation.evaluator import evaluate
+from pipeline.evaluation.protocols import MIN_ACTION_SCORE, TRAINING_PROTOCOL
 from pipeline.evaluation.summary import headline, per_class_table, write_csv
 from pipeline.frames.store import FrameStore
 from pipeline.io import content_digest, file_digest, write_json
@@ -108,7 +109,8 @@ def train_baseline(*, frames_dir: str | Path, keyframes_index: str | Path,
                    train_exclusions: str | Path | None = None,
                    val_exclusions: str | Path | None = None,
                    init_checkpoint: str | Path | None = None, preset: str | None = None,
-                   eval_protocol: str = "mmaction2", min_action_score: float = 0.002,
+                   eval_protocol: str = TRAINING_PROTOCOL,
+                   min_action_score: float = MIN_ACTION_SCORE,
                    ctx: DistContext | None = None) -> dict[str, Any]:
     """Train, then write into ``out_dir``: ``model.pt`` (stad-v1), ``steps.csv``,
     ``epochs.csv``, ``val_detections.parquet`` (one row per proposal box and

@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pipeline.ava.annotations import BOX_COLUMNS, read_annotations
+from pipeline.ava.annotations import read_annotations
+from pipeline.boxes import BOX_COLUMNS
 from pipeline.ava.exclusions import read_exclusions
 from pipeline.ava.label_map import LabelMap, read_label_map
 from pipeline.ava.results import read_results

@@ -12,26 +12,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from pipeline.boxes import paired_iou
+
 IOU_THRESHOLD = 0.5
 _PAIRS_PER_CHUNK = 1 << 21  # bounds the pair arrays to some tens of MB
-
-
-def pairwise_iou(det: np.ndarray, gt: np.ndarray) -> np.ndarray:
-    """IoU of row-aligned box pairs ``[K, 4]`` (x1, y1, x2, y2), with the references' rounding.
-
-    Side lengths and areas are computed in the boxes' dtype (float32 for mmaction2), the
-    clipped intersection sides and everything after in float64, as ``np_box_ops.iou`` does
-    when it takes ``np.maximum`` with float64 zeros. Normalised coordinates, no ``+1``.
-    """
-    height = np.maximum(np.minimum(det[:, 3], gt[:, 3]) - np.maximum(det[:, 1], gt[:, 1]),
-                        np.float64(0))
-    width = np.maximum(np.minimum(det[:, 2], gt[:, 2]) - np.maximum(det[:, 0], gt[:, 0]),
-                       np.float64(0))
-    intersection = height.astype(np.float64) * width.astype(np.float64)
-    det_area = (det[:, 3] - det[:, 1]) * (det[:, 2] - det[:, 0])
-    gt_area = (gt[:, 3] - gt[:, 1]) * (gt[:, 2] - gt[:, 0])
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return intersection / ((det_area + gt_area) - intersection)
 
 
 def match(det_group: np.ndarray, det_boxes: np.ndarray, gt_group: np.ndarray,
@@ -73,7 +57,7 @@ def _best_in_chunk(begin, end, start, count, cum, det_boxes, gt_boxes, best_gt, 
     offsets = np.concatenate([[0], np.cumsum(counts)[:-1]])
     pair_det = np.repeat(det_index, counts)
     pair_gt = np.repeat(start[det_index] - offsets, counts) + np.arange(counts.sum())
-    iou = pairwise_iou(det_boxes[pair_det], gt_boxes[pair_gt])
+    iou = paired_iou(det_boxes[pair_det], gt_boxes[pair_gt])
     # np.argmax semantics: the first maximum, and a NaN counts as the maximum.
     best = np.maximum.reduceat(iou, offsets)
     best_rep = np.repeat(best, counts)

@@ -24,7 +24,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from pipeline.ava._csv import check_rows, count_columns
-from pipeline.ava.annotations import BOX_COLUMNS
+from pipeline.boxes import BOX_COLUMNS
 from pipeline.ava.results import read_results
 from pipeline.errors import InputError
 

@@ -77,6 +77,17 @@ import numpy as np
 
 PROTOCOLS = ("mmaction2", "activitynet", "pyslowfast", "activitynet2020")
 
+# mmaction2's ``action_thr``: ``bbox2result`` writes a (box, class) row only when its score is
+# > 0.002. The one default of every detection writer here: the val results of
+# ``pretrain_baseline`` and ``train_head`` and ``stad detect``'s tables (``evaluate`` takes
+# params ``eval.score_threshold``).
+MIN_ACTION_SCORE = 0.002
+
+# The protocol of the val metrics the training stages write (``models/*/metrics.json``): the
+# zoo's, so they compare with mmaction2's training logs; ``evaluate`` scores the head under
+# params ``eval.protocol``, and ``stad eval`` re-scores any result file under any protocol.
+TRAINING_PROTOCOL = "mmaction2"
+
 
 @dataclass(frozen=True)
 class Protocol:

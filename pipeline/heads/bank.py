@@ -24,7 +24,7 @@ import torch
 
 from pipeline.ava.annotations import merge_boxes
 from pipeline.data.config import DataConfig
-from pipeline.data.dataset import filter_proposals
+from pipeline.proposals.table import filter_proposals
 from pipeline.engine.baseline import frame_stride
 from pipeline.engine.distributed import DistContext, fail_together, setup_distributed
 from pipeline.engine.precision import autocast

@@ -31,6 +31,7 @@ from pipeline.engine.detection import detections_table
 from pipeline.engine.distributed import DistContext, setup_distributed
 from pipeline.errors import InputError
 from pipeline.evaluation.evaluator import EvaluationResult, evaluate
+from pipeline.evaluation.protocols import MIN_ACTION_SCORE, TRAINING_PROTOCOL
 from pipeline.evaluation.summary import headline, per_class_table, write_csv
 from pipeline.heads.inputs import DatasetFiles, LoadedInputs
 from pipeline.heads.maps import predict_streaming
@@ -90,7 +91,8 @@ def render_keyframes(out_dir: Path, inputs: LoadedInputs, predictions: list[dict
 def evaluate_head(*, files: DatasetFiles, checkpoint: str | Path, bank_dir: str | Path | None,
                   results_dir: str | Path, metrics_path: str | Path, plots_dir: str | Path,
                   window: BankWindow | None = None, data_config: DataConfig = DataConfig(),
-                  protocol: str = "mmaction2", score_threshold: float = 0.002,
+                  protocol: str = TRAINING_PROTOCOL,
+                  score_threshold: float = MIN_ACTION_SCORE,
                   render_count: int = 6, batch_size: int = 16, num_workers: int = 1,
                   bank_in_memory: bool = True, ctx: DistContext | None = None,
                   amp_dtype: torch.dtype | None = None) -> dict[str, Any] | None:

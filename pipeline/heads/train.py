@@ -36,6 +36,7 @@ from pipeline.engine.precision import autocast_dtype
 from pipeline.engine.train import seed_everything, train
 from pipeline.errors import InputError
 from pipeline.evaluation.evaluator import evaluate
+from pipeline.evaluation.protocols import MIN_ACTION_SCORE, TRAINING_PROTOCOL
 from pipeline.evaluation.summary import headline, per_class_table, write_csv
 from pipeline.io import file_digest
 from pipeline.heads.inputs import DatasetFiles, LoadedInputs
@@ -170,7 +171,8 @@ def train_head(*, files: DatasetFiles, baseline_checkpoint: str | Path,
                model_config: ModelConfig, train_config: TrainConfig,
                data_config: DataConfig = DataConfig(), window: BankWindow | None = None,
                finetune_backbone: bool = False, bank_in_memory: bool = True,
-               eval_protocol: str = "mmaction2", min_action_score: float = 0.002,
+               eval_protocol: str = TRAINING_PROTOCOL,
+               min_action_score: float = MIN_ACTION_SCORE,
                ctx: DistContext | None = None) -> dict[str, Any]:
     """Train the head; write ``model.pt`` (the whole detector, stad-v1), ``steps.csv``,
     ``epochs.csv`` (with val mAP and group means every ``val_every`` epochs) and

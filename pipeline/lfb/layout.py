@@ -15,9 +15,10 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from pipeline.boxes import BOX_COLUMNS
 from pipeline.errors import InputError
 
-BOX_COLUMNS = ("video_id", "timestamp", "x1", "y1", "x2", "y2", "score", "split", "source")
+BANK_BOX_COLUMNS = ("video_id", "timestamp", *BOX_COLUMNS, "score", "split", "source")
 SOURCES = ("gt", "proposal")
 INDEX_SCHEMA = pa.schema([
     ("row", pa.int64()),
@@ -46,15 +47,15 @@ def bank_layout(boxes: pd.DataFrame) -> pd.DataFrame:
     Returns the index table (``INDEX_SCHEMA`` columns) sorted by (video_id, timestamp); the
     input order of boxes within a keyframe is kept as ``box_index``.
     """
-    missing = [column for column in BOX_COLUMNS if column not in boxes.columns]
+    missing = [column for column in BANK_BOX_COLUMNS if column not in boxes.columns]
     if missing:
         raise InputError(f"box table has no column(s) {missing} (columns: "
                          f"{list(boxes.columns)})", key=missing[0])
     if len(boxes) == 0:
         raise InputError("box table is empty: a feature bank needs at least one box",
                          key="video_id")
-    table = boxes.loc[:, list(BOX_COLUMNS)].reset_index(drop=True)
-    for column in BOX_COLUMNS:
+    table = boxes.loc[:, list(BANK_BOX_COLUMNS)].reset_index(drop=True)
+    for column in BANK_BOX_COLUMNS:
         if table[column].isna().any():
             raise InputError(f"box table row {_first_bad(table, table[column].isna())} has no "
                              f"{column}", key=column)

@@ -12,20 +12,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torchvision
 from torch import Tensor
 
-IOU_EPS = 1e-6
-
-
 def box_iou(boxes1: Tensor, boxes2: Tensor) -> Tensor:
-    """IoU matrix ``[N, M]`` of (x1, y1, x2, y2) boxes; zero-area pairs give 0, not NaN."""
-    lt = torch.maximum(boxes1[:, None, :2], boxes2[None, :, :2])
-    rb = torch.minimum(boxes1[:, None, 2:], boxes2[None, :, 2:])
-    inter = (rb - lt).clamp(min=0).prod(dim=2)
-    area1 = (boxes1[:, 2:] - boxes1[:, :2]).clamp(min=0).prod(dim=1)
-    area2 = (boxes2[:, 2:] - boxes2[:, :2]).clamp(min=0).prod(dim=1)
-    union = area1[:, None] + area2[None, :] - inter
-    return inter / union.clamp(min=IOU_EPS)
+    """IoU matrix ``[N, M]`` of (x1, y1, x2, y2) boxes (``torchvision.ops.box_iou``); pairs of
+    empty boxes give 0, not NaN, so they are never assigned."""
+    return torch.nan_to_num(torchvision.ops.box_iou(boxes1, boxes2), nan=0.0)
 
 
 @dataclass

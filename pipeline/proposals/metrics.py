@@ -10,20 +10,9 @@ import numpy as np
 import pandas as pd
 
 from pipeline.errors import InputError
-from pipeline.proposals.table import BOX_COLUMNS
+from pipeline.boxes import BOX_COLUMNS, paired_iou
 
 KEYS = ["video_id", "timestamp"]
-
-
-def box_iou_pairs(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU of row-aligned (N, 4) xyxy box pairs (continuous coordinates, no +1)."""
-    width = np.clip(np.minimum(a[:, 2], b[:, 2]) - np.maximum(a[:, 0], b[:, 0]), 0, None)
-    height = np.clip(np.minimum(a[:, 3], b[:, 3]) - np.maximum(a[:, 1], b[:, 1]), 0, None)
-    inter = width * height
-    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
-    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-    union = area_a + area_b - inter
-    return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
 
 
 def _keyed(table: pd.DataFrame, what: str) -> pd.DataFrame:
@@ -45,8 +34,8 @@ def proposal_metrics(proposals: pd.DataFrame, gt_boxes: pd.DataFrame, iou: float
     gt = _keyed(gt_boxes, "ground-truth").drop_duplicates().reset_index(drop=True)
     props = _keyed(proposals, "proposals")
     pairs = gt.reset_index(names="gt_row").merge(props, on=KEYS, suffixes=("", "_p"))
-    overlap = box_iou_pairs(pairs[list(BOX_COLUMNS)].to_numpy(),
-                            pairs[[f"{c}_p" for c in BOX_COLUMNS]].to_numpy())
+    overlap = paired_iou(pairs[list(BOX_COLUMNS)].to_numpy(),
+                         pairs[[f"{c}_p" for c in BOX_COLUMNS]].to_numpy())
     recalled = np.zeros(len(gt), dtype=bool)
     recalled[pairs["gt_row"].to_numpy()[overlap >= iou]] = True
 

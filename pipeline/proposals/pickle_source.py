@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from pipeline.ava.proposals import filter_proposals, read_proposal_pickle
-from pipeline.proposals.table import PROPOSAL_SCHEMA, check_proposals, make_proposals
+from pipeline.ava.proposals import read_proposal_pickle
+from pipeline.proposals.table import PROPOSAL_SCHEMA, check_proposals, filter_proposals
+from pipeline.proposals.table import make_proposals
 
 
 def proposals_from_pickle(path: str | Path, *, score_thr: float = 0.9,
@@ -18,7 +19,8 @@ def proposals_from_pickle(path: str | Path, *, score_thr: float = 0.9,
     boxes is left without one. Defaults are mmaction2's (``person_det_score_thr=0.9``,
     ``num_max_proposals=1000``).
     """
-    table = filter_proposals(read_proposal_pickle(path), score_thr, max_per_frame)
+    table = filter_proposals(read_proposal_pickle(path), min_score=score_thr,
+                             max_per_keyframe=max_per_frame)
     check_proposals(table, path=path)
     return make_proposals(table["video_id"].to_numpy(dtype=object),
                           table["timestamp"].to_numpy(),

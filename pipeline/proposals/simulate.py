@@ -25,7 +25,8 @@ import numpy as np
 import pandas as pd
 
 from pipeline.errors import InputError
-from pipeline.proposals.table import BOX_COLUMNS, make_proposals
+from pipeline.boxes import BOX_COLUMNS
+from pipeline.proposals.table import make_proposals
 
 MIN_BOX_SIZE = 1e-3        # normalised; boxes are widened to at least this after clipping
 FP_SIZE_RANGE = (0.05, 0.5)  # normalised width/height range of false-positive boxes

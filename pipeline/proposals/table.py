@@ -14,10 +14,10 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from pipeline.boxes import BOX_COLUMNS
 from pipeline.errors import InputError
 from pipeline.io import write_parquet
 
-BOX_COLUMNS = ("x1", "y1", "x2", "y2")
 PROPOSAL_SCHEMA = pa.schema([
     ("video_id", pa.string()),
     ("timestamp", pa.int32()),
@@ -47,6 +47,22 @@ def sort_proposals(table: pd.DataFrame) -> pd.DataFrame:
     table = table.sort_values(["video_id", "timestamp", "score"], ascending=[True, True, False],
                               kind="stable")
     return table.reset_index(drop=True)
+
+
+def filter_proposals(table: pd.DataFrame, *, min_score: float,
+                     max_per_keyframe: int | None = None) -> pd.DataFrame:
+    """mmaction2's per-keyframe proposal rule, the one used everywhere (proposals stage, data
+    loading, the bank, ``stad detect``): keep ``score >= min(min_score, the keyframe's best)``,
+    so every keyframe with boxes keeps its best one, then at most ``max_per_keyframe`` boxes,
+    highest first. Rows come back sorted as ``sort_proposals`` sorts them."""
+    if table.empty:
+        return table.reset_index(drop=True)
+    keys = ["video_id", "timestamp"]
+    best = table.groupby(keys, sort=False)["score"].transform("max")
+    kept = sort_proposals(table[table["score"] >= np.minimum(best, min_score)])
+    if max_per_keyframe is not None:
+        kept = kept.groupby(keys, sort=False).head(max_per_keyframe).reset_index(drop=True)
+    return kept
 
 
 def check_proposals(table: pd.DataFrame, *, path: str | Path | None = None) -> None:
