@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from pipeline.detect import detect_video  # noqa: E402
 from pipeline.frames.spec import decoded_size  # noqa: E402
 from pipeline.frames.video import open_video  # noqa: E402
-from pipeline.heads.maps import score_clips  # noqa: E402
+from pipeline.engine.maps import score_clips  # noqa: E402
 from pipeline.lfb.reader import num_slots  # noqa: E402
 from pipeline.models.checkpoint import BankRecipe, save_stad_checkpoint  # noqa: E402
 from pipeline.models.detector import Detector  # noqa: E402

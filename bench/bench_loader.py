@@ -40,7 +40,7 @@ from pipeline.data.loader import make_loader  # noqa: E402
 from pipeline.data.sampler import EpochBatchSampler  # noqa: E402
 from pipeline.data.transforms import train_transform  # noqa: E402
 from pipeline.engine.detection import detection_loss  # noqa: E402
-from pipeline.engine.distributed import resolve_device  # noqa: E402
+from pipeline.devices import resolve_device  # noqa: E402
 from pipeline.engine.train import build_optimizer  # noqa: E402
 from pipeline.engine.config import TrainConfig  # noqa: E402
 from pipeline.frames import FrameSpec, extract_frames  # noqa: E402

@@ -37,7 +37,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pipeline.data.transforms import normalize_clips  # noqa: E402
-from pipeline.engine.distributed import resolve_device  # noqa: E402
+from pipeline.devices import resolve_device  # noqa: E402
 from pipeline.engine.precision import AMP_DTYPES, autocast, needs_loss_scaling  # noqa: E402
 from pipeline.models.detector import Detector  # noqa: E402
 from pipeline.models.presets import get_preset  # noqa: E402

@@ -11,7 +11,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from pipeline.errors import InputError
+from pipeline.errors import InputError, exit_status
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -22,12 +22,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return args.func(args) or 0
-    except InputError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except FileNotFoundError as exc:
-        print(f"error: {exc.filename}: no such file", file=sys.stderr)
-        return 2
+    except Exception as exc:
+        status = exit_status(exc)
+        if status is None:
+            raise
+        return status
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -145,7 +144,7 @@ def _ground_truth_boxes(dataset_dir: Path, video: str, timestamp: int):
 
     from pipeline.ava.annotations import merge_boxes, read_annotations
     from pipeline.ava.label_map import read_label_map
-    from pipeline.dataset import read_manifest
+    from pipeline.sources.manifest import read_manifest
     from pipeline.viz import LabelledBox
 
     manifest = read_manifest(dataset_dir)

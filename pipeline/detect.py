@@ -9,7 +9,7 @@ convention (``pyslowfast``: second ``t`` is frame ``round(fps * (t - timestamp_s
 frames ``config.frame_interval`` apart, the keyframe at ``clip_len // 2``, indices clamped at
 the video's ends), rescaled to the test short side by the training code's own transform, and
 scores the person boxes given for it, keyframes batched, through the same function
-``evaluate`` runs (``pipeline.heads.maps.score_clips``). The frames are decoded once, in
+``evaluate`` runs (``pipeline.engine.maps.score_clips``). The frames are decoded once, in
 order, holding only a few clips (``VideoSource.iter_clips``): memory does not grow with the
 video. Checkpoints that record no clock or size (older files, converted zoo checkpoints) read
 the video's own frames at the source size, ``pyslowfast``.
@@ -17,7 +17,7 @@ the video's own frames at the source size, ``pyslowfast``.
 Feature-bank heads (``lfb_*``) first build the video's own bank, as ``infer_lfb`` builds a val
 video's rows: the baseline the head's checkpoint records (``BankRecipe``) runs over every
 second within the window's reach of the scored keyframes, its proposals filtered by the bank's
-own rule (``pipeline.heads.bank.proposal_rows``), features stored in the bank's dtype by the
+own rule (``pipeline.tasks.infer_lfb.proposal_rows``), features stored in the bank's dtype by the
 bank writer; the head then reads its windows from it as ``evaluate`` does. A converted zoo
 head records no baseline: ``bank_baseline`` names one (mmaction2's bank-inference model,
 converted), with mmaction2's bank rules.
@@ -74,13 +74,14 @@ from pipeline.data.transforms import ClipSample, eval_transform
 from pipeline.detect_command import DEFAULT_SHORT_SIDE
 from pipeline.evaluation.protocols import MIN_ACTION_SCORE
 from pipeline.engine.detection import detections_table
-from pipeline.engine.distributed import resolve_device
+from pipeline.devices import resolve_device
 from pipeline.boxes import BOX_COLUMNS
 from pipeline.errors import InputError
 from pipeline.frames.spec import decoded_size
 from pipeline.frames.video import VideoSource, open_video
-from pipeline.heads.bank import box_features, proposal_rows
-from pipeline.heads.maps import pooled_maps, score_clips
+from pipeline.engine.maps import box_features
+from pipeline.lfb.layout import proposal_rows
+from pipeline.engine.maps import pooled_maps, score_clips
 from pipeline.io import atomic_output
 from pipeline.lfb.reader import FeatureBank, num_slots
 from pipeline.lfb.window import BankWindow

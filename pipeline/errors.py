@@ -1,7 +1,9 @@
-"""One error type for bad input, so stages and commands can exit cleanly with a useful message."""
+"""One error type for bad input, so stages and commands can exit cleanly with a useful message,
+and the one mapping from failures to exit statuses (``exit_status``)."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 
@@ -38,3 +40,22 @@ class TrainingDiverged(RuntimeError):
 class PeerFailed(RuntimeError):
     """Another rank of a torchrun job failed: this rank stops too instead of waiting for it in
     a collective. The cause is in the failing rank's own message."""
+
+
+def exit_status(exc: BaseException) -> int | None:
+    """For a failure a user can act on, print its one line to stderr and return the exit
+    status every stage and command uses: 2 bad input (an InputError, a missing file), 3 a
+    diverged training run, 4 another torchrun rank failed. None for anything else (a bug:
+    let its traceback show)."""
+    if isinstance(exc, FileNotFoundError) and not isinstance(exc, InputError):
+        message, status = f"{exc.filename}: no such file", 2
+    elif isinstance(exc, InputError):
+        message, status = str(exc), 2
+    elif isinstance(exc, TrainingDiverged):
+        message, status = str(exc), 3
+    elif isinstance(exc, PeerFailed):
+        message, status = str(exc), 4
+    else:
+        return None
+    print(f"error: {message}", file=sys.stderr)
+    return status

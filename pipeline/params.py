@@ -27,13 +27,14 @@ import yaml
 from pipeline.errors import InputError
 from pipeline.io import write_text
 from pipeline.data.config import DataConfig
-from pipeline.engine.config import RUNTIME_FIELDS, TrainConfig, check_device
+from pipeline.devices import check_device
+from pipeline.engine.config import RUNTIME_FIELDS, TrainConfig
 from pipeline.frames import FrameSpec
 from pipeline.lfb.window import BankWindow
 from pipeline.models.config import ModelConfig
 from pipeline.models.presets import get_preset
 from pipeline.proposals import SimulatedDetector
-from pipeline.synthetic import SyntheticConfig
+from pipeline.sources.synthetic import SyntheticConfig
 
 PARAMS_FILE = "params.yaml"
 
@@ -43,7 +44,7 @@ PARAMS_FILE = "params.yaml"
 
 @dataclass(frozen=True)
 class AvaSourceParams:
-    """A real AVA download (``data.source: ava``), laid out as ``pipeline.dataset`` reads it."""
+    """A real AVA download (``data.source: ava``), laid out as ``pipeline.sources.manifest`` reads it."""
 
     root: str                  # folder with annotations/ and videos/
     version: Literal["2.1", "2.2"]
@@ -54,7 +55,7 @@ class AvaSourceParams:
 @dataclass(frozen=True)
 class CustomSourceParams:
     """A folder of your own videos and AVA-format CSVs (``data.source: custom``), laid out as
-    ``pipeline.ava.custom`` reads it."""
+    ``pipeline.sources.custom`` reads it."""
 
     root: str                  # folder with videos/, annotations/ (and optionally proposals/)
     skip_missing_videos: bool  # True: leave out missing, unreadable or short videos, listed in metrics
@@ -63,7 +64,7 @@ class CustomSourceParams:
 @dataclass(frozen=True)
 class KineticsSourceParams:
     """The Kinetics part of AVA-Kinetics (``data.source: ava_kinetics``; the AVA part is
-    ``data.ava``), laid out as ``pipeline.ava.kinetics`` reads it."""
+    ``data.ava``), laid out as ``pipeline.sources.ava_kinetics`` reads it."""
 
     root: str                  # folder with annotations/kinetics_{train,val}_v1.0.csv and videos/
     skip_missing_clips: bool   # True: leave out missing or corrupt clips, listed in metrics
@@ -389,6 +390,11 @@ RUNTIME_KEYS: tuple[str, ...] = (
 devices, inference batch sizes, validation and checkpoint frequency, holding the bank in RAM):
 no stage declares them in dvc.yaml, so changing one reruns nothing (tests/test_params.py and
 tests/test_params_dvc.py check it). Resume treats them alike (``RUNTIME_FIELDS``)."""
+
+
+Params = types.SimpleNamespace
+"""What ``load_params`` returns: one attribute per loaded group (``params.baseline``, ...),
+each its typed record; a task's ``run`` takes it."""
 
 
 GROUPS: dict[str, type] = {

@@ -1,20 +1,35 @@
-"""Thin DVC stage entry points: parse paths from dvc.yaml's cmd, load the declared params
-groups, call the library, and turn bad input into a clear message and a non-zero exit.
+"""Thin DVC stage entry points, one per stage of dvc.yaml: parse the paths of the stage's cmd,
+load params.yaml, call the stage's task (``pipeline.tasks.<stage>``: its ``PATHS``, ``PARAMS``
+and ``run``), and turn bad input into a clear message and a non-zero exit.
 
-Each module declares ``PARAMS``: the params keys (or whole sub-trees) whose values shape its
-outputs. tests/test_params.py checks that dvc.yaml declares exactly these for the stage and that
-every other key of params.yaml is a runtime-only key (``pipeline.params.RUNTIME_KEYS``), so DVC
+``PARAMS`` lists the params keys (or whole sub-trees) whose values shape the stage's outputs.
+tests/test_params.py checks that dvc.yaml declares exactly these for the stage and that every
+other key of params.yaml is a runtime-only key (``pipeline.params.RUNTIME_KEYS``), so DVC
 reruns a stage whenever a value that shapes it changes, and never for workers, threads, devices
 and the like.
 """
 
 from __future__ import annotations
 
+import argparse
 import logging
 import sys
 from collections.abc import Callable
+from pathlib import Path
+from types import ModuleType
 
-from pipeline.errors import InputError, PeerFailed, TrainingDiverged
+from pipeline.errors import exit_status
+from pipeline.params import load_params
+
+
+def run_task(task: ModuleType, argv: list[str] | None = None,
+             description: str | None = None) -> None:
+    """Parse ``--<name> PATH`` for each of the task's ``PATHS``, load the params and run it."""
+    parser = argparse.ArgumentParser(description=description)
+    for name in task.PATHS:
+        parser.add_argument(f"--{name}", type=Path, required=True)
+    args = parser.parse_args(argv)
+    task.run(load_params(groups=task.PARAMS), **vars(args))
 
 
 def run(main: Callable[[list[str] | None], None], argv: list[str] | None = None) -> None:
@@ -24,15 +39,8 @@ def run(main: Callable[[list[str] | None], None], argv: list[str] | None = None)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         main(argv)
-    except InputError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
-    except TrainingDiverged as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(3)
-    except PeerFailed as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(4)
-    except FileNotFoundError as exc:
-        print(f"error: {exc.filename}: no such file", file=sys.stderr)
-        sys.exit(2)
+    except Exception as exc:
+        status = exit_status(exc)
+        if status is None:
+            raise
+        sys.exit(status)

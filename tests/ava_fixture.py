@@ -26,7 +26,7 @@ import pandas as pd
 from pipeline.ava.annotations import write_annotations
 from pipeline.ava.exclusions import write_exclusions
 from pipeline.ava.label_map import LabelMap, ava_group_of, write_label_map
-from pipeline.dataset import AVA_FILES
+from pipeline.sources.manifest import AVA_FILES
 from video_utils import write_video
 
 FPS, VIDEO_START, FRAMES = 30, 900, 27030

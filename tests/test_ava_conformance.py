@@ -18,7 +18,7 @@ from ava_fixture import (ACTIONS, FPS, FPS_OF, FRAMES, LABELS, MISSING_ID, TRAIN
                          expected_keyframe_frame, make_ava_fixture)
 from pipeline.ava.annotations import read_annotations
 from pipeline.cli import main as stad
-from test_pipeline_dvc import _ran_stages, _sh, project_copy
+from test_pipeline_dvc import _ran_stages, _sh, project_copy, repro_from_scratch
 from video_utils import ffmpeg_rate_numbers, read_frame_number
 
 
@@ -87,10 +87,7 @@ def _check_clock(root: Path, fixture, convention: str, frame_interval: int) -> d
 
 def test_ava_download_runs_through_the_dag_with_ava_clock(ava_repo):
     fixture, root, env = ava_repo
-    result = _sh(["dvc", "repro"], root, env)
-    assert _ran_stages(result.stdout) == ["make_dataset", "extract_frames", "proposals",
-                                          "pretrain_baseline", "infer_lfb", "train_head",
-                                          "evaluate"], result.stdout
+    repro_from_scratch(root, env)
 
     dataset = json.loads((root / "metrics/dataset.json").read_text())
     assert dataset["source"] == "ava" and dataset["skipped_videos"] == {MISSING_ID: "missing"}

@@ -21,7 +21,7 @@ import pytest
 
 from ava_fixture import LABELS, TRAIN_IDS, VAL_IDS, make_ava_fixture
 from pipeline.ava.annotations import read_annotations
-from pipeline.ava.download import index_download
+from pipeline.sources.ava_download import index_download
 from pipeline.errors import InputError
 from video_utils import write_video
 

@@ -16,9 +16,9 @@ import zarr
 
 from ava_fixture import FPS, VAL_IDS, TRAIN_IDS, make_ava_fixture
 from kinetics_fixture import CLIPS, MISSING, make_kinetics_fixture
-from pipeline.ava.kinetics import index_ava_kinetics
+from pipeline.sources.ava_kinetics import index_ava_kinetics
 from pipeline.errors import InputError
-from test_pipeline_dvc import _ran_stages, _sh, project_copy
+from test_pipeline_dvc import project_copy, repro_from_scratch
 from video_utils import ffmpeg_rate_numbers, read_frame_number
 
 AVA_START = 1780   # short AVA videos: seconds 1780..1801, keyframes 1782..1798
@@ -80,10 +80,7 @@ lfb:
 def test_ava_kinetics_runs_through_the_dag_on_one_30fps_timeline(fixtures, ava_kinetics_repo):
     ava, kinetics = fixtures
     root, env = ava_kinetics_repo
-    result = _sh(["dvc", "repro"], root, env)
-    assert _ran_stages(result.stdout) == ["make_dataset", "extract_frames", "proposals",
-                                          "pretrain_baseline", "infer_lfb", "train_head",
-                                          "evaluate"], result.stdout
+    repro_from_scratch(root, env)
     dataset = json.loads((root / "metrics/dataset.json").read_text())
     assert dataset["source"] == "ava_kinetics"
     assert dataset["kinetics"]["num_skipped_keyframes"] == 1

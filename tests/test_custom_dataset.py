@@ -17,10 +17,10 @@ import zarr
 from custom_fixture import (EXCLUDED, FPS_OF, LABELS, TIMES, expected_keyframe_frame,
                             make_custom_fixture)
 from pipeline.ava.annotations import read_annotations
-from pipeline.ava.custom import index_custom
+from pipeline.sources.custom import index_custom
 from pipeline.ava.label_map import read_label_map
 from pipeline.errors import InputError
-from test_pipeline_dvc import _ran_stages, _sh, project_copy
+from test_pipeline_dvc import project_copy, repro_from_scratch
 from video_utils import read_frame_number, write_video
 
 
@@ -128,10 +128,7 @@ lfb:
 
 def test_custom_dataset_runs_through_the_dag_on_each_videos_clock(fixture, custom_repo):
     root, env = custom_repo
-    result = _sh(["dvc", "repro"], root, env)
-    assert _ran_stages(result.stdout) == ["make_dataset", "extract_frames", "proposals",
-                                          "pretrain_baseline", "infer_lfb", "train_head",
-                                          "evaluate"], result.stdout
+    repro_from_scratch(root, env)
     dataset = json.loads((root / "metrics/dataset.json").read_text())
     assert dataset["source"] == "custom" and dataset["num_skipped_videos"] == 0
 

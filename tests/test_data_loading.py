@@ -169,7 +169,7 @@ def test_temporal_jitter_moves_each_frame_on_its_own_as_mmaction2(jitter_data):
 def test_jitter_needs_a_store_holding_its_span(data, jitter_data):
     from dataclasses import replace
 
-    from pipeline.engine.baseline import frame_stride
+    from pipeline.data.dataset import frame_stride
     from pipeline.models.presets import get_preset
 
     model = replace(get_preset("tiny"), clip_len=4, frame_interval=4)

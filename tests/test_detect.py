@@ -20,7 +20,7 @@ from pipeline.ava.results import read_results
 from pipeline.cli import main
 from pipeline.data.config import DataConfig
 from pipeline.engine.config import TrainConfig
-from pipeline.engine.baseline import train_baseline
+from pipeline.tasks.pretrain_baseline import train_baseline
 from pipeline.errors import InputError
 from pipeline.frames.video import VideoSource
 from pipeline.models.config import ModelConfig
@@ -36,12 +36,7 @@ SECONDS = 6                  # 4 train keyframes (1..4): one batch of the smoke 
 BOXES = ["x1", "y1", "x2", "y2"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _merged(base: dict, overlay: dict) -> dict:

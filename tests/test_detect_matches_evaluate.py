@@ -21,12 +21,12 @@ from pipeline.ava.exclusions import read_exclusions
 from pipeline.ava.results import read_results
 from pipeline.cli import main
 from pipeline.data.config import DataConfig
-from pipeline.engine.baseline import train_baseline
+from pipeline.tasks.pretrain_baseline import train_baseline
 from pipeline.engine.config import TrainConfig
 from pipeline.engine.distributed import DistContext
-from pipeline.heads.bank import infer_lfb
-from pipeline.heads.report import evaluate_head
-from pipeline.heads.train import train_head
+from pipeline.tasks.infer_lfb import infer_lfb
+from pipeline.tasks.evaluate import evaluate_head
+from pipeline.tasks.train_head import train_head
 from pipeline.lfb.reader import FeatureBank
 from pipeline.lfb.window import BankWindow
 from pipeline.models.checkpoint import convert, read_stad_checkpoint
@@ -49,12 +49,7 @@ TRAIN = TrainConfig(epochs=1, batch_size=4, lr=0.01, grad_clip=5.0, warmup_epoch
                     device="cpu", val_every=1)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -36,7 +36,7 @@ def run(tmp_path_factory) -> Path:
     job["min_action_score"] = 0.0
     (root / "job.json").write_text(json.dumps(job))
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-               "--nproc_per_node=2", "-m", "pipeline.engine.launch", str(root / "job.json")]
+               "--nproc_per_node=2", "-m", "pipeline.tasks.baseline_job", str(root / "job.json")]
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "OMP_NUM_THREADS": "1"}
     done = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True,
                           timeout=300)

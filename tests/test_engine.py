@@ -27,7 +27,7 @@ from pipeline.engine.checkpoint import (RESUME_KEYS, ResumeRefused, check_resuma
                                         checkpoint_files, finished_runs, load_latest_checkpoint,
                                         rng_state, save_checkpoint, set_rng_state)
 from pipeline.engine.curves import write_curves
-from pipeline.engine.launch import run_job
+from pipeline.tasks.baseline_job import run_job
 from pipeline.errors import InputError
 from pipeline.models.checkpoint import build_detector_from_checkpoint, load_stad_checkpoint
 from test_data_loading import TinyData, build_tiny_data
@@ -244,7 +244,7 @@ def test_killed_run_resumes_to_the_same_weights(data, tmp_path):
     resumed = tmp_path / "resumed"
     job_path = tmp_path / "job.json"
     job_path.write_text(json.dumps(make_job(data, resumed, **train)))
-    command = [sys.executable, "-m", "pipeline.engine.launch", str(job_path)]
+    command = [sys.executable, "-m", "pipeline.tasks.baseline_job", str(job_path)]
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "OMP_NUM_THREADS": "1"}
     process = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL,
                                stderr=subprocess.PIPE)
@@ -301,7 +301,7 @@ def test_an_unfinished_run_of_another_config_is_refused_never_deleted(data, tmp_
     assert {p: p.read_bytes() for p in folder.rglob("*.pt")} == before
     stage = subprocess.run(  # the stage's exit: one message, status 2, no traceback
         [sys.executable, "-c", "import json, sys; from stages import run; "
-         "from pipeline.engine.launch import run_job; "
+         "from pipeline.tasks.baseline_job import run_job; "
          "run(lambda _: run_job(json.loads(sys.argv[1])))", json.dumps(changed)],
         cwd=REPO_ROOT, capture_output=True, text=True,
         env={**os.environ, "PYTHONPATH": str(REPO_ROOT), "OMP_NUM_THREADS": "1"})
@@ -362,7 +362,7 @@ def test_resume_on_another_world_size_follows_the_arithmetic(tmp_path):
 def test_model_clip_must_fit_the_stored_clips(data):
     from dataclasses import replace
 
-    from pipeline.engine.baseline import frame_stride
+    from pipeline.data.dataset import frame_stride
     from pipeline.frames import FrameStore
     from pipeline.models.presets import get_preset
 
@@ -376,7 +376,7 @@ def test_model_clip_must_fit_the_stored_clips(data):
 
 @pytest.mark.parametrize("form", ["stad", "mmaction2"])
 def test_initialise_from_a_project_or_mmaction2_checkpoint(tmp_path, form):
-    from pipeline.engine.baseline import initialise
+    from pipeline.models.checkpoint import initialise
     from pipeline.models.detector import Detector
     from pipeline.models.presets import get_preset
     from pipeline.models.checkpoint import save_stad_checkpoint

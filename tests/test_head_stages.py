@@ -24,12 +24,13 @@ from pipeline.data.transforms import normalize_clips
 from pipeline.engine.config import TrainConfig
 from pipeline.engine.distributed import DistContext
 from pipeline.data.config import DataConfig
-from pipeline.heads.bank import infer_lfb
-from pipeline.heads.inputs import DatasetFiles, LoadedInputs
-from pipeline.heads.maps import (as_features, compute_maps, pixel_rois, pooled_maps,
+from pipeline.tasks.infer_lfb import infer_lfb
+from pipeline.data.inputs import DatasetFiles, LoadedInputs
+from pipeline.data.collate import boxes_to_rois
+from pipeline.engine.maps import (as_features, compute_maps, pooled_maps,
                                  predict_on_maps, predict_streaming, roi_windows)
-from pipeline.heads.report import evaluate_head
-from pipeline.heads.train import train_head
+from pipeline.tasks.evaluate import evaluate_head
+from pipeline.tasks.train_head import train_head
 from pipeline.lfb.reader import FeatureBank, num_slots
 from pipeline.lfb.window import BankWindow
 from pipeline.models.detector import Detector
@@ -43,12 +44,7 @@ DATA = DataConfig(short_side_range=(32, 48), crop_size=32, test_short_side=32, t
 WINDOW = BankWindow(window_seconds=2, max_per_second=3)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
@@ -131,7 +127,7 @@ def test_killed_infer_lfb_resumes_from_written_shards(data, baseline, banks, tmp
         f"sys.path[:0] = [{str(REPO_ROOT)!r}, {str(REPO_ROOT / 'tests')!r}]\n"
         "from test_head_stages import files_of, DATA, CPU\n"
         "from test_data_loading import TinyData\n"
-        "from pipeline.heads.bank import infer_lfb\n"
+        "from pipeline.tasks.infer_lfb import infer_lfb\n"
         "from pipeline.ava.label_map import read_label_map\n"
         "from pathlib import Path\n"
         f"root = Path({str(data.root)!r})\n"
@@ -205,7 +201,7 @@ def test_head_on_cached_maps_equals_the_full_detector(data, baseline, banks):
                              min_proposal_score=0.9, max_proposals=100)
     samples = [dataset[i] for i in range(3)]
     clips = torch.stack([s["clip"] for s in samples])
-    rois = pixel_rois([s["proposals"] for s in samples])
+    rois = boxes_to_rois([s["proposals"] for s in samples])
     lt, mask, geometry = roi_windows(bank, WINDOW, [s["video_id"] for s in samples],
                                      np.array([s["timestamp"] for s in samples]), rois[:, 0],
                                      rng=None)
@@ -266,6 +262,7 @@ def test_train_head_then_evaluate_writes_every_output(data, baseline, banks, tmp
                          checkpoint_dir=tmp_path / "ck", model_config=config, train_config=train,
                          data_config=DATA, window=WINDOW, ctx=CPU)
     assert metrics["epochs"] == 2 and metrics["shared_head"] == head
+    assert metrics["head"] == head      # as params model.head names it, not the classifier
     assert metrics["val_counts"]["classes"] == len(pd.read_csv(tmp_path / "head/per_class_ap.csv"))
     epochs = pd.read_csv(tmp_path / "head/epochs.csv")
     assert list(epochs["epoch"]) == [1, 2] and "val_mAP" in epochs
@@ -307,7 +304,7 @@ def test_train_head_then_evaluate_writes_every_output(data, baseline, banks, tmp
 def test_keyframes_are_drawn_when_ground_truth_has_actions_outside_the_label_map(data, tmp_path):
     """AVA's val CSV holds all 80 actions: a box with only unscored ones is not drawn, a box
     with both is drawn with the scored names."""
-    from pipeline.heads.report import render_keyframes
+    from pipeline.tasks.evaluate import render_keyframes
 
     inputs = LoadedInputs(files_of(data))
     gt = inputs.gt("val")
@@ -327,7 +324,7 @@ def test_videos_the_store_skipped_are_neither_trained_nor_scored(tmp_path):
     runs on the rest, counts what it left out, and val is scored as if the skipped video had no
     annotations (mmaction2 would have no frames of it)."""
     from pipeline.ava.annotations import read_annotations, write_annotations
-    from pipeline.engine.baseline import train_baseline
+    from pipeline.tasks.pretrain_baseline import train_baseline
     from pipeline.evaluation.evaluator import evaluate_files
 
     data = build_tiny_data(tmp_path / "data", videos=4, val_videos=2, seconds=6, width=64,

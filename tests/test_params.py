@@ -10,7 +10,7 @@ import yaml
 
 from pipeline.errors import InputError
 from pipeline.params import GROUPS, RUNTIME_KEYS, UpscaledClipsWarning, apply_overlay, load_params
-from pipeline.synthetic import SyntheticConfig
+from pipeline.sources.synthetic import SyntheticConfig
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -212,7 +212,8 @@ def test_a_named_gpu_is_used_or_refused_never_replaced_by_the_cpu():
     setup_distributed), or fails naming the key; it never falls back to the CPU."""
     import torch
 
-    from pipeline.engine.distributed import resolve_device, setup_distributed
+    from pipeline.devices import resolve_device
+    from pipeline.engine.distributed import setup_distributed
 
     assert resolve_device("cpu", key="lfb.device") == torch.device("cpu")
     if torch.cuda.is_available():

@@ -61,12 +61,20 @@ def _ran_stages(output: str) -> list[str]:
     return [line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage")]
 
 
+ALL_STAGES = ["make_dataset", "extract_frames", "proposals", "pretrain_baseline", "infer_lfb",
+              "train_head", "evaluate"]
+
+
+def repro_from_scratch(root: Path, env: dict) -> str:
+    """``dvc repro`` in a project without outputs: every stage runs, in DAG order; stdout."""
+    result = _sh(["dvc", "repro"], root, env)
+    assert _ran_stages(result.stdout) == ALL_STAGES, result.stdout
+    return result.stdout
+
+
 def test_dvc_repro_builds_the_whole_dag(smoke_repo):
     root, env = smoke_repo
-    result = _sh(["dvc", "repro"], root, env)
-    ran = _ran_stages(result.stdout)
-    assert ran == ["make_dataset", "extract_frames", "proposals", "pretrain_baseline",
-                   "infer_lfb", "train_head", "evaluate"], result.stdout
+    repro_from_scratch(root, env)
 
     manifest = (root / "data/dataset/dataset.json")
     assert manifest.is_file()
@@ -89,8 +97,8 @@ def test_dvc_repro_builds_the_whole_dag(smoke_repo):
     assert 0.0 <= evaluation["mAP"] <= 1.0 and "mAP" not in evaluation["undefined"]
 
     # No spurious reruns: a second repro, even with byte code lying in the code deps.
-    (root / "pipeline/synthetic/__pycache__").mkdir(exist_ok=True)
-    (root / "pipeline/synthetic/__pycache__/x.cpython-311.pyc").write_bytes(b"junk")
+    (root / "pipeline/sources/synthetic/__pycache__").mkdir(exist_ok=True)
+    (root / "pipeline/sources/synthetic/__pycache__/x.cpython-311.pyc").write_bytes(b"junk")
     again = _sh(["dvc", "repro"], root, env)
     assert _ran_stages(again.stdout) == [], again.stdout
 

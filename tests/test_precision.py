@@ -11,7 +11,7 @@ import torch
 from pipeline.data.transforms import normalize_clips
 from pipeline.engine.precision import (autocast, autocast_dtype, configure_cudnn,
                                        needs_loss_scaling)
-from pipeline.heads.maps import pooled_maps
+from pipeline.engine.maps import pooled_maps
 from pipeline.models.config import ModelConfig
 from pipeline.models.detector import Detector
 from pipeline.models.presets import get_preset

@@ -25,7 +25,7 @@ from pipeline.engine.config import TrainConfig
 from pipeline.engine.distributed import DistContext
 from pipeline.engine.train import run_lr, train
 from pipeline.errors import InputError
-from pipeline.heads.bank import bank_boxes
+from pipeline.tasks.infer_lfb import bank_boxes
 from pipeline.lfb.reader import num_slots
 from pipeline.models.config import ModelConfig
 from pipeline.models.presets import PRESETS
@@ -404,16 +404,17 @@ def test_bank_val_rows_follow_their_own_threshold():
 
 def test_infer_lfb_stage_passes_the_val_threshold(params_file, monkeypatch):
     import stages.infer_lfb as stage
-    from pipeline.heads.inputs import DatasetFiles
+    from pipeline.tasks import infer_lfb as task
+    from pipeline.data.inputs import DatasetFiles
 
     raw = yaml.safe_load(params_file.read_text())
     raw["lfb"]["val_min_proposal_score"] = 0.85
     params_file.write_text(yaml.safe_dump(raw))
     monkeypatch.chdir(params_file.parent)
     seen = {}
-    monkeypatch.setattr(stage, "infer_lfb", lambda **kwargs: seen.update(kwargs))
+    monkeypatch.setattr(task, "infer_lfb", lambda **kwargs: seen.update(kwargs))
     monkeypatch.setattr(DatasetFiles, "from_dag", classmethod(lambda cls, **kwargs: None))
-    monkeypatch.setattr(stage, "setup_distributed", lambda device, key=None: DistContext(
+    monkeypatch.setattr(task, "setup_distributed", lambda device, key=None: DistContext(
         rank=0, local_rank=0, world_size=1, device=torch.device("cpu")))
     threads = torch.get_num_threads()
     try:

@@ -6,6 +6,11 @@ A stage's code is the static import closure of its module: every ``import``/``fr
 inside ``pipeline/`` and ``stages/``; importing ``a.b.c`` runs ``a/__init__.py`` and
 ``a/b/__init__.py`` too. Were a module of the closure undeclared, editing it would leave the
 stage's outputs "up to date" although they came from the old code.
+
+The code deps of dvc.yaml are generated from the same closure:
+``python tests/test_stage_deps.py`` rewrites them (whole folders where the stage imports every
+module of the folder). The same import graph shows that ``pipeline/`` has no import cycle,
+between modules or between its packages (the layers of README "Development").
 """
 
 from __future__ import annotations
@@ -120,3 +125,114 @@ def test_closure_follows_function_level_and_relative_imports():
     models = import_closure(REPO / "pipeline" / "models" / "presets.py")
     assert Path("pipeline/models/config.py") in models          # from .config import
     assert Path("pipeline/errors.py") in models                 # from ..errors import
+
+
+def import_graph(level: str) -> dict[str, set[str]]:
+    """Who imports whom inside ``pipeline/``: modules (``level="module"``) or top-level
+    packages and modules (``"package"``: ``pipeline/engine/maps.py`` counts as ``engine``).
+    A module's own parent packages are left out: importing them is how Python loads it."""
+    graph: dict[str, set[str]] = {}
+    for path in sorted((REPO / "pipeline").rglob("*.py")):
+        rel = path.relative_to(REPO)
+        name = rel.parts[1].removesuffix(".py") if level == "package" else str(rel)
+        for dep in map(module_file, imported_names(path)):
+            if dep is None or dep == path or (dep.name == "__init__.py"
+                                              and dep.parent in path.parents):
+                continue
+            target = dep.relative_to(REPO)
+            if target.parts[0] != "pipeline" or len(target.parts) < 2:
+                continue
+            other = target.parts[1].removesuffix(".py") if level == "package" else str(target)
+            if other != name:
+                graph.setdefault(name, set()).add(other)
+    return graph
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected parts of ``graph`` with more than one member."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    found: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        for other in sorted(graph.get(node, ())):
+            if other not in index:
+                visit(other)
+                low[node] = min(low[node], low[other])
+            elif other in stack:
+                low[node] = min(low[node], index[other])
+        if low[node] == index[node]:
+            part = []
+            while True:
+                member = stack.pop()
+                part.append(member)
+                if member == node:
+                    break
+            if len(part) > 1:
+                found.append(sorted(part))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return found
+
+
+@pytest.mark.parametrize("level", ["module", "package"])
+def test_pipeline_has_no_import_cycle(level):
+    assert cycles(import_graph(level)) == []
+
+
+def test_cycle_finder_finds_a_cycle():
+    assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+def declared_code_deps(stage: dict) -> list[str]:
+    """The code deps dvc.yaml should list for ``stage``: its module, then the closure, folders
+    whole where the stage imports all their modules."""
+    closure = import_closure(_stage_module(stage))
+
+    def modules_in(folder: Path) -> set[Path]:
+        return {p.relative_to(REPO) for p in (REPO / folder).rglob("*.py")
+                if "__pycache__" not in p.parts}
+
+    folders: list[Path] = []
+    for folder in sorted({p.parent for p in closure if len(p.parts) > 2},
+                         key=lambda d: (len(d.parts), str(d))):
+        if not any(f == folder or f in folder.parents for f in folders) \
+                and modules_in(folder) <= closure:
+            folders.append(folder)
+    files = sorted(p for p in closure if not any(f in p.parents for f in folders))
+    module = _stage_module(stage).relative_to(REPO)
+    return [str(module), *(str(p) for p in files if p != module), *map(str, folders)]
+
+
+def write_code_deps(path: Path = REPO / "dvc.yaml") -> None:
+    """Rewrite the code entries of every stage's ``deps:`` list in place (data deps stay)."""
+    stages = _stages()
+    lines, out, current, i = path.read_text().split("\n"), [], None, 0
+    while i < len(lines):
+        line = lines[i]
+        match = re.match(r"^  (\w+):$", line)
+        if match and match.group(1) in stages:
+            current = match.group(1)
+        if current and line == "    deps:":
+            out.append(line)
+            i += 1
+            data = []
+            while i < len(lines) and lines[i].startswith(("      - ", "      #")):
+                entry = lines[i][len("      - "):]
+                if lines[i].startswith("      - ") and Path(entry).parts[0] not in PACKAGES:
+                    data.append(lines[i])
+                i += 1
+            out += [f"      - {dep}" for dep in declared_code_deps(stages[current])] + data
+            continue
+        out.append(line)
+        i += 1
+    path.write_text("\n".join(out))
+
+
+if __name__ == "__main__":
+    write_code_deps()

@@ -18,13 +18,13 @@ import pytest
 from pipeline.ava.annotations import read_annotations
 from pipeline.ava.exclusions import read_exclusions
 from pipeline.ava.label_map import read_label_map
-from pipeline.synthetic import (ACTION_CLASSES, SyntheticConfig, annotation_path,
+from pipeline.sources.synthetic import (ACTION_CLASSES, SyntheticConfig, annotation_path,
                                 exclusions_path, generate_dataset, label_map_path, video_id)
-from pipeline.synthetic.render import draw_appearances
-from pipeline.synthetic.script import PROP_SIZE, RUN_SPEED, WALK_SPEED
-from pipeline.synthetic.scene import prop_position
-from pipeline.synthetic.sprites import JUMP_HEIGHT
-from pipeline.synthetic.video import scene_rows, simulate_video
+from pipeline.sources.synthetic.render import draw_appearances
+from pipeline.sources.synthetic.script import PROP_SIZE, RUN_SPEED, WALK_SPEED
+from pipeline.sources.synthetic.scene import prop_position
+from pipeline.sources.synthetic.sprites import JUMP_HEIGHT
+from pipeline.sources.synthetic.video import scene_rows, simulate_video
 
 TINY = SyntheticConfig(seed=7, n_train_videos=2, n_val_videos=1, duration_s=12,
                        excluded_fraction=0.05)

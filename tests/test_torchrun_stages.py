@@ -43,7 +43,7 @@ import yaml
 import zarr
 
 from pipeline.ava.annotations import read_annotations, write_annotations
-from pipeline.dataset import DatasetManifest, SplitFiles, write_manifest
+from pipeline.sources.manifest import DatasetManifest, SplitFiles, write_manifest
 from pipeline.engine.checkpoint import FINISHED, checkpoint_files
 from pipeline.io import write_parquet
 from test_data_loading import TinyData, build_tiny_data

@@ -17,6 +17,7 @@ import pyarrow.csv as pacsv
 from pipeline.errors import InputError
 from pipeline.io import atomic_output
 
+INT16_MAX, INT32_MAX = np.iinfo(np.int16).max, np.iinfo(np.int32).max
 INT, FLOAT, STRING = "int", "float", "string"
 _ARROW_TYPES = {INT: pa.int64(), FLOAT: pa.float64(), STRING: pa.dictionary(pa.int32(), pa.string())}
 
@@ -120,3 +121,13 @@ def write_csv(path: str | Path, df: pd.DataFrame, *, float_decimals: int) -> Non
     with atomic_output(path) as tmp:
         df.to_csv(tmp, header=False, index=False, float_format=f"%.{float_decimals}f",
                   lineterminator="\n")
+
+
+def check_timestamps(path: Path, timestamp: np.ndarray, *, fractional: bool) -> None:
+    """Keyframe seconds of a CSV: whole seconds in [0, INT32_MAX], or with ``fractional`` any
+    finite time in that range (custom data, AVA-Kinetics)."""
+    if fractional:
+        check_rows(path, ~(np.isfinite(timestamp) & (timestamp >= 0) & (timestamp <= INT32_MAX)),
+                   lambda row: f"timestamp={timestamp[row]} is not a time in [0, {INT32_MAX}] s")
+    else:
+        check_integral(path, "timestamp", timestamp, 0, INT32_MAX)

@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.ava._csv import FLOAT, INT, STRING, check_integral, check_rows, count_columns
-from pipeline.ava._csv import read_table, write_csv
+from pipeline.ava._csv import INT16_MAX, INT32_MAX, check_timestamps, read_table, write_csv
 from pipeline.ava.label_map import LabelMap
 from pipeline.boxes import BOX_COLUMNS
 from pipeline.errors import InputError
@@ -32,7 +32,6 @@ from pipeline.errors import InputError
 COLUMNS = ["video_id", "timestamp", *BOX_COLUMNS, "action_id", "person_id"]
 _FILE_COLUMNS = [("video_id", STRING), ("timestamp", INT), ("x1", FLOAT), ("y1", FLOAT),
                  ("x2", FLOAT), ("y2", FLOAT), ("action_id", INT), ("person_id", INT)]
-INT16_MAX, INT32_MAX = np.iinfo(np.int16).max, np.iinfo(np.int32).max
 AVA_ACTION_IDS = tuple(range(1, 81))   # every action of AVA's CSVs (the full action list)
 
 
@@ -79,11 +78,7 @@ def read_annotations(path: str | Path, label_map: LabelMap | None = None, *,
                    for name, kind in columns]
     table = read_table(path, columns)
     timestamp = table["timestamp"].to_numpy()
-    if fractional:
-        check_rows(path, ~(np.isfinite(timestamp) & (timestamp >= 0) & (timestamp <= INT32_MAX)),
-                   lambda row: f"timestamp={timestamp[row]} is not a time in [0, {INT32_MAX}] s")
-    else:
-        check_integral(path, "timestamp", timestamp, 0, INT32_MAX)
+    check_timestamps(path, timestamp, fractional=fractional)
     action_id = table["action_id"].to_numpy()
     check_integral(path, "action_id", action_id, 1, INT16_MAX)
     boxes = [table[name].to_numpy() for name in BOX_COLUMNS]

@@ -7,9 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pipeline.ava._csv import FLOAT, INT, STRING, check_integral, check_rows, read_table
-from pipeline.ava._csv import write_csv
-from pipeline.ava.annotations import INT32_MAX
+from pipeline.ava._csv import FLOAT, INT, STRING, check_timestamps, read_table, write_csv
 
 COLUMNS = ["video_id", "timestamp"]
 
@@ -20,11 +18,7 @@ def read_exclusions(path: str | Path, *, fractional: bool = False) -> pd.DataFra
     path = Path(path)
     table = read_table(path, [("video_id", STRING), ("timestamp", FLOAT if fractional else INT)])
     timestamp = table["timestamp"].to_numpy()
-    if fractional:
-        check_rows(path, ~(np.isfinite(timestamp) & (timestamp >= 0) & (timestamp <= INT32_MAX)),
-                   lambda row: f"timestamp={timestamp[row]} is not a time in [0, {INT32_MAX}] s")
-    else:
-        check_integral(path, "timestamp", timestamp, 0, INT32_MAX)
+    check_timestamps(path, timestamp, fractional=fractional)
     return pd.DataFrame({
         "video_id": table["video_id"].cast("string").to_pandas().astype("str"),
         "timestamp": timestamp.astype(np.float64 if fractional else np.int32),

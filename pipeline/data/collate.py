@@ -69,9 +69,10 @@ def collate_samples(samples: list[dict]) -> Batch:
 
 
 def boxes_to_rois(boxes: list[torch.Tensor]) -> torch.Tensor:
-    """Per-sample boxes [n_i, 4] -> rois [sum n_i, 5] = (batch index, x1, y1, x2, y2)."""
+    """Per-sample boxes [n_i, 4] -> float32 rois [sum n_i, 5] = (batch index, x1, y1, x2, y2):
+    what every RoI head here takes, in training, inference, the bank and ``stad detect``."""
     if not boxes:
         return torch.zeros((0, 5))
-    batch_index = torch.cat([torch.full((len(b), 1), i, dtype=b.dtype, device=b.device)
+    batch_index = torch.cat([torch.full((len(b), 1), float(i), device=b.device)
                              for i, b in enumerate(boxes)])
-    return torch.cat([batch_index, torch.cat(boxes)], dim=1)
+    return torch.cat([batch_index, torch.cat([b.float() for b in boxes])], dim=1)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 from pipeline.errors import InputError
 
@@ -35,3 +35,9 @@ class DataConfig:
                 raise InputError(f"must be a positive integer, got {getattr(self, name)!r}", key=name)
         if not 0.0 <= self.flip_p <= 1.0:
             raise InputError(f"must be in [0, 1], got {self.flip_p!r}", key="flip_p")
+
+
+def shaping_fields() -> tuple[str, ...]:
+    """DataConfig fields that shape results (all but the inference batch size), in
+    declaration order: what a stage that trains or scores declares under ``baseline.data``."""
+    return tuple(f.name for f in fields(DataConfig) if f.name != "test_batch_size")

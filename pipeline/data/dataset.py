@@ -11,17 +11,21 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 import torch
 
-from pipeline.ava.clock import jitter_bounds
+from pipeline.ava.clock import jitter_bounds, jitter_span
 from pipeline.data.transforms import ClipSample
 from pipeline.boxes import BOX_COLUMNS
 from pipeline.errors import InputError
 from pipeline.frames.store import FrameStore
 from pipeline.proposals.table import filter_proposals
+
+if TYPE_CHECKING:
+    from pipeline.models.config import ModelConfig
 
 log = logging.getLogger(__name__)
 
@@ -233,3 +237,33 @@ class KeyframeDataset(torch.utils.data.Dataset):
                 "proposals": sample.proposals, "proposal_scores": sample.proposal_scores,
                 "video_id": str(self.video_ids[index]), "timestamp": int(self.timestamps[index]),
                 "index": index}
+
+
+def frame_stride(store: FrameStore, model_config: ModelConfig,
+                 temporal_jitter: bool = False) -> int:
+    """Stored frames between two model frames (the model's raw-frame interval / the store's);
+    checks that the model's clip fits in the stored one, and with ``temporal_jitter`` that the
+    store holds every frame the jitter reaches, before any worker starts."""
+    stored = int(store.attrs["frame_interval"])
+    if model_config.frame_interval % stored:
+        raise InputError(f"the model reads every {model_config.frame_interval}th frame but the "
+                         f"store keeps every {stored}th; re-extract with a divisor of "
+                         f"{model_config.frame_interval}", path=store.path, key="frame_interval")
+    stride = model_config.frame_interval // stored
+    try:
+        clip_frame_subset(int(store.attrs["clip_len"]), model_config.clip_len, stride,
+                          store.keyframe_position)
+    except ValueError as e:
+        raise InputError(f"the model's {model_config.clip_len}x{model_config.frame_interval} clip "
+                         f"is not inside the stored clips: {e}", path=store.path, key="clip_len") from e
+    if temporal_jitter:
+        needed = jitter_span(model_config.clip_len, model_config.frame_interval)
+        held = np.asarray(store.attrs.get("jitter_offsets", []))
+        if not store.attrs.get("train_jitter") or not np.isin(needed, held).all():
+            raise InputError(f"temporal jitter of the model's {model_config.clip_len}x"
+                             f"{model_config.frame_interval} clip reaches frames "
+                             f"{needed[0]}..{needed[-1]} from the keyframe; the store's train "
+                             "clips do not hold them: extract with frames.train_jitter: true "
+                             "and the model's clip_len and frame_interval",
+                             path=store.path, key="train_jitter")
+    return stride

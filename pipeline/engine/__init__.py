@@ -1,7 +1,9 @@
-"""Training engine: optimiser and schedule, resumable loop, DDP helpers, batched inference.
+"""Training and inference machinery shared by the stages that run a model: the resumable loop
+(``train.py``), optimiser schedule, checkpoints and run fingerprints (``checkpoint.py``), DDP
+helpers (``distributed.py``), batched inference (``inference.py``), the detector's targets,
+loss and result rows (``detection.py``), the frozen backbone's cached maps and the head run on
+them (``maps.py``), precision, curves.
 
 Import from the modules; this package imports none of them, so that ``config.py`` (TrainConfig)
-loads without torch. The rest: ``train.py`` the loop, ``baseline.py`` the baseline stage,
-``schedule.py``, ``distributed.py``, ``inference.py``, ``detection.py``, ``checkpoint.py``,
-``curves.py``, ``launch.py``.
+loads without torch.
 """

@@ -21,6 +21,7 @@ import random
 import re
 import time
 from collections import OrderedDict
+from dataclasses import asdict
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,7 @@ import numpy as np
 import torch
 
 from pipeline.errors import InputError
-from pipeline.io import atomic_output, remove_path
+from pipeline.io import atomic_output, content_digest, remove_path
 
 log = logging.getLogger(__name__)
 
@@ -236,3 +237,16 @@ def set_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
     if state["cuda"] is not None and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def run_fingerprint(*, model: Any, data: Any, prefix: str,
+                    inputs: dict[str, str | Path | None], **more: Any) -> dict[str, Any]:
+    """What decides what a training run computes, besides its TrainConfig (``train`` adds
+    that): the model config (a ModelConfig), the data settings that reach training, the contents of the input
+    files (``input.<name>``: never their paths) and ``more``, as flat keys under ``prefix``
+    (e.g. ``baseline``) for a resume refusal to name."""
+    data_fields = {k: v for k, v in asdict(data).items() if k != "test_batch_size"}
+    return {**fingerprint_entries(f"{prefix}.model", asdict(model)),
+            **fingerprint_entries(f"{prefix}.data", data_fields),
+            **fingerprint_entries(prefix, more),
+            **{f"input.{name}": content_digest(path) for name, path in inputs.items()}}

@@ -2,22 +2,11 @@
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Literal
 
+from pipeline.devices import check_device
 from pipeline.errors import InputError
-
-
-DEVICE_PATTERN = re.compile(r"auto|cpu|cuda(:\d+)?")
-
-
-def check_device(value: object, key: str = "device") -> str:
-    """A device setting: ``auto`` (this process's GPU if any, else the CPU), ``cpu``, ``cuda``
-    (this process's GPU) or ``cuda:N`` (GPU N, one process only); InputError naming ``key``."""
-    if not isinstance(value, str) or not DEVICE_PATTERN.fullmatch(value):
-        raise InputError(f"must be auto, cpu, cuda or cuda:N, got {value!r}", key=key)
-    return value
 
 
 RUNTIME_FIELDS = ("num_workers", "prefetch_factor", "device", "val_every", "checkpoint_every_steps",
@@ -109,3 +98,9 @@ class TrainConfig:
         if self.checkpoint_every_steps is not None and self.checkpoint_every_steps < 1:
             raise InputError(f"must be a positive integer or null, got {self.checkpoint_every_steps!r}",
                              key="checkpoint_every_steps")
+
+
+def shaping_fields() -> tuple[str, ...]:
+    """TrainConfig fields that shape what a run computes (all but ``RUNTIME_FIELDS``), in
+    declaration order: what a training stage declares in dvc.yaml under ``<group>.train``."""
+    return tuple(f.name for f in fields(TrainConfig) if f.name not in RUNTIME_FIELDS)

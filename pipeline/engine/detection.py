@@ -18,6 +18,7 @@ from pipeline.ava.results import COLUMNS as RESULT_COLUMNS
 from pipeline.data.collate import Batch, boxes_to_rois
 from pipeline.data.transforms import normalize_clips
 from pipeline.models.assign import assign_targets, sample_rois
+from pipeline.models.config import ModelConfig
 from pipeline.models.detector import Detector
 
 
@@ -35,22 +36,51 @@ def detection_loss(model: nn.Module, batch: Batch, *, detector: Detector,
 
     ``model`` is what to call (maybe DDP-wrapped); ``detector`` the plain module behind it.
     """
-    config = detector.config
-    rois, targets = [], []
-    for proposals, gt_boxes, gt_labels in zip(batch.proposals, batch.gt_boxes, batch.gt_labels):
-        assigned = assign_targets(proposals, gt_boxes,
-                                  model_targets(gt_labels, columns, config.num_classes),
+    rois, targets = training_rois(batch.proposals, batch.gt_boxes, batch.gt_labels,
+                                  config=detector.config, columns=columns)
+    clips = normalize_clips(batch.clips.to(device, non_blocking=True))
+    return scored_loss(detector, model(clips, rois.to(device)), targets, columns)
+
+
+def training_rois(proposals: list[torch.Tensor], gt_boxes: list[torch.Tensor],
+                  gt_labels: list[torch.Tensor], *, config: ModelConfig,
+                  columns: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The RoIs ``[R, 5]`` a training step scores and their targets ``[R, num_classes]``: per
+    sample, GT boxes plus proposals assigned at ``config.assigner_iou_threshold``, at most
+    ``config.rois_per_image`` (positives first). The baseline and every head train on these."""
+    boxes, targets = [], []
+    for props, gt, labels in zip(proposals, gt_boxes, gt_labels):
+        assigned = assign_targets(props, gt, model_targets(labels, columns, config.num_classes),
                                   iou_threshold=config.assigner_iou_threshold)
         keep = sample_rois(assigned.is_positive, num=config.rois_per_image)
-        rois.append(assigned.boxes[keep])
+        boxes.append(assigned.boxes[keep])
         targets.append(assigned.labels[keep])
-    clips = normalize_clips(batch.clips.to(device, non_blocking=True))
-    logits = model(clips, boxes_to_rois(rois).to(device))
-    # Only the label map's columns (and the unused column 0, which the loss drops) are scored:
-    # an id-indexed head has columns no class uses, and averaging them in would shrink the
-    # gradient of the real classes by the ratio of unused to used columns.
-    scored = torch.cat([columns.new_zeros(1), columns]).to(device)
-    return detector.loss(logits.float()[:, scored], torch.cat(targets).to(device)[:, scored])
+    return boxes_to_rois(boxes), torch.cat(targets)
+
+
+def scored_loss(detector: Detector, logits: torch.Tensor, targets: torch.Tensor,
+                columns: torch.Tensor) -> torch.Tensor:
+    """The detector's loss over the label map's columns only (and the unused column 0, which
+    the loss drops): an id-indexed head has columns no class uses, and averaging them in would
+    shrink the gradient of the real classes by the ratio of unused to used columns."""
+    scored = torch.cat([columns.new_zeros(1), columns]).to(logits.device)
+    return detector.loss(logits.float()[:, scored], targets.to(logits.device)[:, scored])
+
+
+def split_predictions(indices: list[int], keys: list[tuple[str, int]],
+                      proposals: list[torch.Tensor], image_sizes: torch.Tensor,
+                      scores: np.ndarray) -> list[dict[str, Any]]:
+    """Scores ``[R, K]`` of the stacked pixel ``proposals`` back per sample, as the dicts
+    ``detections_table`` reads: index, video_id, timestamp, normalised boxes, scores."""
+    out, offset = [], 0
+    for index, key, boxes, size in zip(indices, keys, proposals, image_sizes):
+        height, width = size.tolist()
+        scale = torch.tensor([width, height, width, height], dtype=torch.float32)
+        out.append({"index": index, "video_id": key[0], "timestamp": int(key[1]),
+                    "boxes": (boxes.float() / scale).clamp(0, 1).numpy(),
+                    "scores": scores[offset:offset + len(boxes)]})
+        offset += len(boxes)
+    return out
 
 
 def predict_detections(model: nn.Module, batch: Batch, *, columns: torch.Tensor,
@@ -60,15 +90,8 @@ def predict_detections(model: nn.Module, batch: Batch, *, columns: torch.Tensor,
     clips = normalize_clips(batch.clips.to(device, non_blocking=True))
     logits = model(clips, boxes_to_rois(batch.proposals).to(device))
     scores = torch.sigmoid(logits.float())[:, columns.to(device)].cpu().numpy()
-    out, start = [], 0
-    for i, proposals in enumerate(batch.proposals):
-        height, width = batch.image_sizes[i].tolist()
-        boxes = (proposals / torch.tensor([width, height, width, height])).clamp(0, 1)
-        out.append({"index": batch.indices[i], "video_id": batch.keys[i][0],
-                    "timestamp": batch.keys[i][1], "boxes": boxes.numpy(),
-                    "scores": scores[start:start + len(proposals)]})
-        start += len(proposals)
-    return out
+    return split_predictions(batch.indices, batch.keys, batch.proposals, batch.image_sizes,
+                             scores)
 
 
 def detections_table(predictions: list[dict[str, Any]], action_ids: tuple[int, ...], *,

@@ -15,8 +15,8 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from pipeline.engine.config import check_device
-from pipeline.errors import InputError, PeerFailed
+from pipeline.devices import resolve_device
+from pipeline.errors import PeerFailed
 
 
 @dataclass(frozen=True)
@@ -34,31 +34,6 @@ class DistContext:
     @property
     def distributed(self) -> bool:
         return self.world_size > 1
-
-
-def resolve_device(device: str, local_rank: int = 0, *, world_size: int = 1,
-                   key: str = "device") -> torch.device:
-    """"auto" picks this process's GPU when there is one, else the CPU; "cuda" this
-    process's GPU (``local_rank``); "cuda:N" GPU N, which only one process can own. A GPU that
-    is not there is an InputError naming ``key``, never a silent fall back to the CPU."""
-    check_device(device, key)
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cpu":
-        return torch.device("cpu")
-    if not torch.cuda.is_available():
-        raise InputError(f"{device!r} requested but CUDA is not available", key=key)
-    if device == "cuda":
-        return torch.device("cuda", local_rank)
-    index = int(device.split(":")[1])
-    if world_size > 1:
-        raise InputError(f"{device!r} names one GPU, but {world_size} processes run: under "
-                         "torchrun each takes the GPU of its LOCAL_RANK, set 'cuda' or 'auto'",
-                         key=key)
-    if index >= torch.cuda.device_count():
-        raise InputError(f"{device!r} requested but this machine has "
-                         f"{torch.cuda.device_count()} GPU(s)", key=key)
-    return torch.device("cuda", index)
 
 
 def setup_distributed(device: str = "auto", key: str = "device") -> DistContext:

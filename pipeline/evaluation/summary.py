@@ -9,6 +9,7 @@ write them.
 from __future__ import annotations
 
 import io
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,8 @@ PER_CLASS_COLUMNS = ("class", "group", "AP", "gt_count", "n_detections", "undefi
 
 def headline(scored: Mapping[str, Any], per_class_plot: str) -> dict[str, Any]:
     """mAP, group means, protocol, counts and the reasons for undefined values; per-class
-    reasons are counted here and given in ``per_class_plot`` (a path relative to the metrics file, for the reader)."""
+    reasons are counted here and given in ``per_class_plot`` (a path relative to the metrics
+    file, for the reader)."""
     undefined = dict(scored["undefined"])
     classes = undefined.pop("per_class", {})
     if classes:
@@ -57,3 +59,13 @@ def write_csv(path: str | Path, table: pd.DataFrame) -> None:
     buffer = io.StringIO()
     table.to_csv(buffer, index=False, float_format="%.6g")
     write_text(path, buffer.getvalue())
+
+
+def write_scores(metrics_path: str | Path, plot_path: str | Path, scored: Mapping[str, Any],
+                 groups: Mapping[int, str]) -> dict[str, Any]:
+    """Write the per-class plot table to ``plot_path`` and return the headline for the
+    metrics file at ``metrics_path``, pointing at the plot by a path relative to it (so the
+    metrics do not depend on where the run happened). Every stage that scores val uses it."""
+    write_csv(plot_path, per_class_table(scored, groups))
+    pointer = Path(os.path.relpath(plot_path, Path(metrics_path).parent)).as_posix()
+    return headline(scored, pointer)

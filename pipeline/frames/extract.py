@@ -46,7 +46,7 @@ class VideoPlan:
 def plan_videos(videos: dict[str, Path], keyframes: pd.DataFrame) -> list[VideoPlan]:
     """Check the keyframe table and group it per video (sorted by video id, then timestamp).
 
-    Optional columns ``time`` and ``start`` (:func:`pipeline.dataset.keyframe_clock`) give each
+    Optional columns ``time`` and ``start`` (:func:`pipeline.sources.manifest.keyframe_clock`) give each
     keyframe's exact time and its video's clock; a video whose times are its keys and whose
     start is the spec's gets neither, so its array reads as before per-video clocks."""
     for column in KEYFRAME_COLUMNS:

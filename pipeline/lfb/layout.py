@@ -17,6 +17,7 @@ import pyarrow as pa
 
 from pipeline.boxes import BOX_COLUMNS
 from pipeline.errors import InputError
+from pipeline.proposals.table import filter_proposals
 
 BANK_BOX_COLUMNS = ("video_id", "timestamp", *BOX_COLUMNS, "score", "split", "source")
 SOURCES = ("gt", "proposal")
@@ -108,3 +109,12 @@ def layout_fingerprint(index: pd.DataFrame, settings: dict) -> str:
         digest.update(column.encode())
         digest.update(pd.util.hash_pandas_object(index[column], index=False).to_numpy().tobytes())
     return digest.hexdigest()
+
+
+def proposal_rows(proposals: pd.DataFrame, *, min_score: float,
+                  max_proposals: int) -> pd.DataFrame:
+    """Bank rows from proposals: scores >= min(``min_score``, the keyframe's best), at most
+    ``max_proposals`` per keyframe, best first (mmaction2's rule, ``filter_proposals``). The
+    one rule for the DAG's bank and for the bank ``stad detect`` builds for a new video."""
+    return filter_proposals(proposals, min_score=min_score,
+                            max_per_keyframe=max_proposals).assign(source="proposal")

@@ -27,6 +27,7 @@ the head checkpoint alone.
 
 from __future__ import annotations
 
+import logging
 import pickle
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -41,6 +42,8 @@ from ..io import atomic_output
 from .config import ModelConfig
 from .detector import Detector
 from .presets import get_preset
+
+log = logging.getLogger(__name__)
 
 FORMAT = "stad-v1"
 RECOGNIZER_HEAD = "cls_head."
@@ -302,3 +305,14 @@ def convert(checkpoint: str | Path, *, preset: str, out: str | Path) -> LoadRepo
                          frame_convention="mmaction2" if detector else None,
                          timeline_fps=AVA_FPS if detector else None)
     return report
+
+
+def initialise(model: Detector, path: str | Path) -> None:
+    """Load a project checkpoint or an mmaction2 detector/recognizer checkpoint into ``model``."""
+    obj = read_checkpoint(path)
+    if isinstance(obj, dict) and obj.get("format") == FORMAT:
+        _, state_dict, _ = load_stad_checkpoint(path)
+    else:
+        state_dict = load_mmaction2_checkpoint(path)
+    report = load_into(model, state_dict, path=path)
+    log.info("initialised from %s (%s, %d tensors)", path, report.kind, report.num_tensors)

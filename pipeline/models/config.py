@@ -198,6 +198,12 @@ class ModelConfig:
             fail("rois_per_image", "must be positive")
 
     @property
+    def head_name(self) -> str:
+        """The head as params ``model.head`` names it: the shared head (``acrn``, ``lfb_*``)
+        when there is one, else the classifier (``linear``, ``mlp``)."""
+        return self.shared_head if self.shared_head != "none" else self.head
+
+    @property
     def uses_bank(self) -> bool:
         """True when the detector needs long-term bank features (an ``lfb_*`` shared head)."""
         return self.shared_head in BANK_HEADS

@@ -17,7 +17,7 @@ from torch import nn
 from torchvision.models import detection
 from tqdm import tqdm
 
-from pipeline.engine.distributed import resolve_device
+from pipeline.devices import resolve_device
 from pipeline.errors import InputError
 from pipeline.proposals.architectures import ARCHITECTURES
 from pipeline.frames.store import FrameStore

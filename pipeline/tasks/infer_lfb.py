@@ -24,51 +24,54 @@ import torch
 
 from pipeline.ava.annotations import merge_boxes
 from pipeline.data.config import DataConfig
-from pipeline.proposals.table import filter_proposals
-from pipeline.engine.baseline import frame_stride
+from pipeline.data.dataset import frame_stride
+from pipeline.data.inputs import DatasetFiles, LoadedInputs
 from pipeline.engine.distributed import DistContext, fail_together, setup_distributed
-from pipeline.engine.precision import autocast
+from pipeline.engine.maps import box_features, compute_maps
+from pipeline.engine.precision import autocast, autocast_dtype
 from pipeline.errors import InputError
-from pipeline.heads.inputs import DatasetFiles, LoadedInputs
-from pipeline.heads.maps import as_features, compute_maps
 from pipeline.io import file_digest
+from pipeline.lfb.layout import proposal_rows
 from pipeline.lfb.writer import BankStorage, BankWriter, fill_bank
 from pipeline.models.checkpoint import build_detector_from_checkpoint
-from pipeline.models.detector import Detector
+from pipeline.params import Params
 
 log = logging.getLogger(__name__)
 
 KEYS = ["video_id", "timestamp"]
 
+# The params keys whose values shape this stage's outputs (see pretrain_baseline.PARAMS).
+PARAMS = (
+    "lfb.train_boxes",
+    "lfb.val_min_proposal_score",
+    "lfb.dtype",
+    "lfb.amp",
+    "lfb.amp_dtype",
+    "lfb.chunk_rows",
+    "lfb.shard_rows",
+    "baseline.data.test_short_side",
+    "baseline.data.train_min_proposal_score",
+    "baseline.data.max_proposals",
+)
+PATHS = ("dataset", "frames", "proposals", "baseline", "out")
 
-def proposal_rows(proposals: pd.DataFrame, *, min_score: float,
-                  max_proposals: int) -> pd.DataFrame:
-    """Bank rows from proposals: scores >= min(``min_score``, the keyframe's best), at most
-    ``max_proposals`` per keyframe, best first (mmaction2's rule, ``filter_proposals``). The
-    one rule for the DAG's bank and for the bank ``stad detect`` builds for a new video."""
-    return filter_proposals(proposals, min_score=min_score,
-                            max_per_keyframe=max_proposals).assign(source="proposal")
 
-
-def box_features(model: Detector, maps: torch.Tensor, image_sizes: torch.Tensor,
-                 keyframe: np.ndarray, boxes: np.ndarray, device: torch.device) -> np.ndarray:
-    """Bank features ``[N, D]`` float32 of normalised ``boxes`` ``[N, 4]``, box ``i`` on the
-    pooled map ``maps[keyframe[i]]`` (``[K, C, h, w]``, ``pipeline.heads.maps.pooled_maps``)
-    of a test-time clip of ``image_sizes[keyframe[i]]`` (h, w) pixels:
-    ``RoIHead.features``, 512 boxes at a time."""
-    height, width = image_sizes[keyframe].T.float()
-    normalised = torch.tensor(np.asarray(boxes, dtype=np.float32))
-    pixels = normalised * torch.stack([width, height, width, height], dim=1)
-    features = np.empty((len(boxes), model.feature_channels), dtype=np.float32)
-    order = np.argsort(keyframe, kind="stable")
-    for start in range(0, len(order), 512):
-        rows = order[start:start + 512]
-        used, local = np.unique(keyframe[rows], return_inverse=True)
-        rois = torch.cat([torch.as_tensor(local, dtype=torch.float32)[:, None],
-                          pixels[rows]], dim=1)
-        out = model.roi_head.features(as_features(maps[used].to(device)), rois.to(device))
-        features[rows] = out.float().cpu().numpy()
-    return features
+def run(params: Params, *, dataset: Path, frames: Path, proposals: Path, baseline: Path,
+        out: Path) -> None:
+    """The stage: the bank of both splits under ``out``, on ``lfb.device`` (every rank)."""
+    lfb = params.lfb
+    if lfb.num_threads:
+        torch.set_num_threads(lfb.num_threads)
+    ctx = setup_distributed(lfb.device, key="lfb.device")
+    summary = infer_lfb(
+        files=DatasetFiles.from_dag(dataset=dataset, frames=frames, proposals=proposals),
+        baseline_checkpoint=baseline, out_dir=out, storage_dtype=lfb.dtype,
+        chunk_rows=lfb.chunk_rows, shard_rows=lfb.shard_rows, train_boxes=lfb.train_boxes,
+        data_config=params.baseline.data, val_min_proposal_score=lfb.val_min_proposal_score,
+        batch_size=lfb.batch_size, num_workers=lfb.num_workers, ctx=ctx,
+        amp_dtype=autocast_dtype(ctx.device, lfb.amp, lfb.amp_dtype))
+    if summary is not None:
+        print(f"feature bank: {summary}")
 
 
 def bank_boxes(inputs: LoadedInputs, *, train_boxes: Literal["gt", "proposals"],

@@ -35,7 +35,7 @@ from pipeline.ava.annotations import check_action_ids, read_annotations
 from pipeline.ava.clock import keyframe_frame_index
 from pipeline.ava.label_map import LabelMap, read_label_map
 from pipeline.ava.proposals import read_proposal_pickle
-from pipeline.dataset import AVA_FILES, SPLITS, VIDEO_SUFFIXES, DatasetManifest, SplitFiles
+from pipeline.sources.manifest import SPLITS, DatasetManifest, SplitFiles, ava_layout
 from pipeline.errors import InputError
 
 FIRST_KEYFRAME, LAST_KEYFRAME = 902, 1798   # AVA's annotated seconds of each movie
@@ -136,30 +136,27 @@ def index_download(root: str | Path, out: str | Path, *, version: str, video_sta
     root, out = Path(root), Path(out)
     if not root.is_dir():
         raise InputError("AVA root folder not found", path=root, key="data.ava.root")
-    if version not in AVA_FILES:
-        raise InputError(f"unknown AVA version {version!r}; expected one of {sorted(AVA_FILES)}",
-                         key="data.ava.version")
-    names = AVA_FILES[version]
-    ann = root / annotations_dir
-    label_map_path = ann / names["label_map"]
+    layout = ava_layout(root, version, key="data.ava.version", annotations_dir=annotations_dir,
+                        videos_dir=videos_dir)
+    label_map_path = root / layout.name("label_map")
     label_map = read_label_map(label_map_path)
     if max(label_map.ids) > MAX_ACTION_ID:
         raise InputError(f"label map id {max(label_map.ids)} is outside AVA's 1..80",
                          path=label_map_path)
 
-    action_list = _read_action_list(ann / names["action_list"], label_map, label_map_path)
+    action_list = _read_action_list(root / layout.name("action_list"), label_map,
+                                    label_map_path)
 
     tables, split_of = {}, {}
     for split in SPLITS:
-        path = ann / names["annotations"].format(split=split)
+        path = root / layout.name("annotations", split)
         tables[split] = _read_split(path, label_map, action_list)
         for video_id in tables[split]["video_id"].unique():
             if split_of.setdefault(video_id, split) != split:
                 raise InputError(f"video {video_id} is annotated in both train and val",
                                  path=path, key=video_id)
 
-    files = {p.stem: p for p in sorted((root / videos_dir).glob("*"))
-             if p.suffix.lower() in VIDEO_SUFFIXES}
+    files = layout.video_files()
     problems: dict[str, str] = {}
     probes: dict[str, tuple[int, float]] = {}
     last_keyframe = pd.concat(tables.values()).groupby("video_id")["timestamp"].max()
@@ -193,7 +190,7 @@ def index_download(root: str | Path, out: str | Path, *, version: str, video_sta
 
     proposals: dict[str, dict] = {}
     for split in SPLITS:
-        path = ann / PROPOSAL_PICKLE.format(split=split)
+        path = root / annotations_dir / PROPOSAL_PICKLE.format(split=split)
         if not path.exists():
             continue
         keys = read_proposal_pickle(path)[["video_id", "timestamp"]].drop_duplicates()
@@ -207,18 +204,16 @@ def index_download(root: str | Path, out: str | Path, *, version: str, video_sta
                              key=f"{first['video_id']},{int(first['timestamp']):04d}")
         proposals[split] = _fingerprint(path)
 
-    out_ann = out / annotations_dir
     skipped = set(problems)
     splits, report = {}, DownloadReport(skipped_videos=dict(problems))
     for split in SPLITS:
-        csv = names["annotations"].format(split=split)
-        _copy_without(ann / csv, out_ann / csv, skipped)
-        exclusions = names["exclusions"].format(split=split)
-        has_exclusions = (ann / exclusions).exists()
+        csv = layout.name("annotations", split)
+        _copy_without(root / csv, out / csv, skipped)
+        exclusions = layout.name("exclusions", split)
+        has_exclusions = (root / exclusions).exists()
         if has_exclusions:
-            _copy_without(ann / exclusions, out_ann / exclusions, skipped)
-        splits[split] = SplitFiles(f"{annotations_dir}/{csv}",
-                                   f"{annotations_dir}/{exclusions}" if has_exclusions else None)
+            _copy_without(root / exclusions, out / exclusions, skipped)
+        splits[split] = SplitFiles(csv, exclusions if has_exclusions else None)
         left_out = tables[split]["video_id"].isin(skipped)
         table = tables[split][~left_out]
         report.videos[split] = int(table["video_id"].nunique())
@@ -228,12 +223,12 @@ def index_download(root: str | Path, out: str | Path, *, version: str, video_sta
             (~table["action_id"].isin(label_map.ids)).sum())
         report.skipped_keyframes[split] = _count_keyframes(tables[split][left_out])
         report.skipped_rows[split] = int(left_out.sum())
-    shutil.copyfile(label_map_path, out_ann / names["label_map"])
+    shutil.copyfile(label_map_path, out / layout.name("label_map"))
 
     videos = {vid: str(files[vid].resolve()) for vid in sorted(kept)}
     manifest = DatasetManifest(
         source="ava", timestamp_start=video_start,
-        label_map=f"{annotations_dir}/{names['label_map']}", splits=splits, videos=videos,
+        label_map=layout.name("label_map"), splits=splits, videos=videos,
         video_splits={vid: split_of[vid] for vid in sorted(kept)},
         proposals={split: info["path"] for split, info in proposals.items()},
         fingerprints={

@@ -14,7 +14,7 @@ The episodes are chosen so that every class has look-alike negatives:
 - ``fetch``: walk to a prop, carry it, put it down and leave (later "have put down");
 - ``watch``: stand facing an actor who is moving; conversations: two actors face each other.
 
-Labels are not decided here: :mod:`pipeline.synthetic.labels` reads them off the resulting
+Labels are not decided here: :mod:`pipeline.sources.synthetic.labels` reads them off the resulting
 geometry, so a label is true exactly when its evidence is on screen.
 """
 

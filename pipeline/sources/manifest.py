@@ -122,6 +122,38 @@ AVA_FILES = {
 VIDEO_SUFFIXES = (".mp4", ".mkv", ".webm", ".avi", ".mov")
 
 
+@dataclass(frozen=True)
+class AvaLayout:
+    """Where a folder laid out as AVA's download keeps its files: the official names of one
+    version under ``annotations_dir``, one file per video id under ``videos_dir``. The one
+    reader of that layout, for the synthetic dataset and for a real download."""
+
+    root: Path
+    version: str
+    annotations_dir: str = "annotations"
+    videos_dir: str = "videos"
+
+    def name(self, kind: str, split: str = "") -> str:
+        """Path of file ``kind`` (label_map, action_list, annotations, exclusions) relative
+        to ``root``."""
+        return f"{self.annotations_dir}/{AVA_FILES[self.version][kind].format(split=split)}"
+
+    def video_files(self) -> dict[str, Path]:
+        """Video id (the file's stem) -> file, for every container decord reads."""
+        return {p.stem: p for p in sorted((self.root / self.videos_dir).glob("*"))
+                if p.suffix.lower() in VIDEO_SUFFIXES}
+
+
+def ava_layout(root: str | Path, version: str, *, key: str, annotations_dir: str = "annotations",
+               videos_dir: str = "videos") -> AvaLayout:
+    """The layout of ``root`` for AVA ``version``; an unknown version is an error naming
+    ``key``."""
+    if version not in AVA_FILES:
+        raise InputError(f"unknown AVA version {version!r}; expected one of {sorted(AVA_FILES)}",
+                         key=key)
+    return AvaLayout(Path(root), version, annotations_dir, videos_dir)
+
+
 def index_ava_layout(root: str | Path, *, source: str, version: str, timestamp_start: int,
                      annotations_dir: str = "annotations", videos_dir: str = "videos"
                      ) -> DatasetManifest:
@@ -133,22 +165,19 @@ def index_ava_layout(root: str | Path, *, source: str, version: str, timestamp_s
     """
     from pipeline.ava.annotations import read_annotations
 
-    root = Path(root)
-    if version not in AVA_FILES:
-        raise InputError(f"unknown AVA version {version!r}; expected one of {sorted(AVA_FILES)}",
-                         key="data.version")
-    names = AVA_FILES[version]
-    label_map = f"{annotations_dir}/{names['label_map']}"
+    layout = ava_layout(root, version, key="data.version", annotations_dir=annotations_dir,
+                        videos_dir=videos_dir)
+    root = layout.root
+    label_map = layout.name("label_map")
     if not (root / label_map).exists():
         raise InputError("label map not found", path=root / label_map)
-    files = {p.stem: p for p in sorted((root / videos_dir).glob("*"))
-             if p.suffix.lower() in VIDEO_SUFFIXES}
+    files = layout.video_files()
     splits, video_splits = {}, {}
     for split in SPLITS:
-        annotations = f"{annotations_dir}/{names['annotations'].format(split=split)}"
+        annotations = layout.name("annotations", split)
         if not (root / annotations).exists():
             raise InputError("annotation file not found", path=root / annotations)
-        exclusions = f"{annotations_dir}/{names['exclusions'].format(split=split)}"
+        exclusions = layout.name("exclusions", split)
         splits[split] = SplitFiles(annotations,
                                    exclusions if (root / exclusions).exists() else None)
         for video_id in sorted(read_annotations(root / annotations)["video_id"].unique()):

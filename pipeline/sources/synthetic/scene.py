@@ -20,9 +20,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from pipeline.synthetic.script import (HAND_HEIGHT, MOVING_POSES, PROP_SIZE, REACH,
+from pipeline.sources.synthetic.script import (HAND_HEIGHT, MOVING_POSES, PROP_SIZE, REACH,
                                        WATCH_DISTANCE, Segment, VideoScript)
-from pipeline.synthetic.sprites import (JUMP_HEIGHT, JUMP_PERIOD_S, PHASES, RUN_PERIOD_S,
+from pipeline.sources.synthetic.sprites import (JUMP_HEIGHT, JUMP_PERIOD_S, PHASES, RUN_PERIOD_S,
                                         WALK_PERIOD_S, SpriteBank)
 
 TALK_DISTANCE = (20.0, 36.0)

@@ -14,8 +14,6 @@ Writes (all atomically):
 
 from __future__ import annotations
 
-import os
-
 from pathlib import Path
 from typing import Any
 
@@ -26,20 +24,37 @@ import torch
 from pipeline.ava.annotations import merge_boxes
 from pipeline.ava.results import write_results_csv, write_results_parquet
 from pipeline.data.config import DataConfig
-from pipeline.engine.baseline import frame_stride
+from pipeline.data.dataset import frame_stride
+from pipeline.data.inputs import DatasetFiles, LoadedInputs
 from pipeline.engine.detection import detections_table
 from pipeline.engine.distributed import DistContext, setup_distributed
+from pipeline.engine.maps import predict_streaming
+from pipeline.engine.precision import autocast_dtype
 from pipeline.errors import InputError
-from pipeline.evaluation.evaluator import EvaluationResult, evaluate
+from pipeline.evaluation.evaluator import EvaluationResult, describe, evaluate
 from pipeline.evaluation.protocols import MIN_ACTION_SCORE, TRAINING_PROTOCOL
-from pipeline.evaluation.summary import headline, per_class_table, write_csv
-from pipeline.heads.inputs import DatasetFiles, LoadedInputs
-from pipeline.heads.maps import predict_streaming
+from pipeline.evaluation.summary import write_csv, write_scores
 from pipeline.io import atomic_output, write_json
 from pipeline.lfb.reader import FeatureBank
 from pipeline.lfb.window import BankWindow
 from pipeline.models.checkpoint import build_detector_from_checkpoint
+from pipeline.params import Params
 from pipeline.viz import LabelledBox, render_clip
+
+# The params keys whose values shape this stage's outputs (see pretrain_baseline.PARAMS).
+PARAMS = (
+    "eval.protocol",
+    "eval.score_threshold",
+    "eval.amp",
+    "eval.amp_dtype",
+    "eval.render_keyframes",
+    "lfb.window_seconds",
+    "lfb.max_per_second",
+    "baseline.data.test_short_side",
+    "baseline.data.test_min_proposal_score",
+    "baseline.data.max_proposals",
+)
+PATHS = ("dataset", "frames", "proposals", "model", "bank", "results", "metrics", "plots")
 
 GT_COLOR = (255, 220, 0)
 PRED_COLOR = (0, 230, 255)
@@ -129,13 +144,29 @@ def evaluate_head(*, files: DatasetFiles, checkpoint: str | Path, bank_dir: str 
     result = evaluate(gt, detections, inputs.label_map, exclusions=inputs.exclusions("val"),
                       protocol=protocol)
     scored = result.to_json()
-    per_class_plot = plots_dir / "per_class_ap.csv"
-    # relative to the metrics file, so the file does not depend on where the run happened
-    metrics = {**headline(scored, Path(os.path.relpath(per_class_plot,
-                                                       Path(metrics_path).parent)).as_posix()),
+    metrics = {**write_scores(metrics_path, plots_dir / "per_class_ap.csv", scored,
+                              inputs.label_map.groups),
                "not_in_frame_store": inputs.not_in_store("val")}
     write_json(metrics_path, metrics)
-    write_csv(per_class_plot, per_class_table(scored, inputs.label_map.groups))
     write_csv(plots_dir / "pr_curves.csv", pr_table(result))
     render_keyframes(results_dir / "keyframes", inputs, predictions, gt, count=render_count)
     return metrics
+
+
+def run(params: Params, *, dataset: Path, frames: Path, proposals: Path, model: Path,
+        bank: Path, results: Path, metrics: Path, plots: Path) -> None:
+    """The stage: the head's val results, metrics, plots and drawn keyframes."""
+    ev, lfb = params.eval, params.lfb
+    if ev.num_threads:
+        torch.set_num_threads(ev.num_threads)
+    ctx = setup_distributed(ev.device, key="eval.device")
+    summary = evaluate_head(
+        files=DatasetFiles.from_dag(dataset=dataset, frames=frames, proposals=proposals),
+        checkpoint=model, bank_dir=bank, results_dir=results, metrics_path=metrics,
+        plots_dir=plots, window=lfb.window(), data_config=params.baseline.data,
+        protocol=ev.protocol, score_threshold=ev.score_threshold,
+        render_count=ev.render_keyframes, batch_size=ev.batch_size,
+        num_workers=ev.num_workers, bank_in_memory=lfb.in_memory, ctx=ctx,
+        amp_dtype=autocast_dtype(ctx.device, ev.amp, ev.amp_dtype))
+    if summary is not None:
+        print(f"val {describe(summary)}")

@@ -33,9 +33,9 @@ from pipeline.ava.annotations import write_annotations
 from pipeline.ava.exclusions import write_exclusions
 from pipeline.ava.label_map import write_label_map
 from pipeline.io import atomic_output, write_parquet
-from pipeline.synthetic.classes import ACTION_CLASSES, synthetic_label_map
-from pipeline.synthetic.config import SyntheticConfig
-from pipeline.synthetic.video import SPLITS, make_video
+from pipeline.sources.synthetic.classes import ACTION_CLASSES, synthetic_label_map
+from pipeline.sources.synthetic.config import SyntheticConfig
+from pipeline.sources.synthetic.video import SPLITS, make_video
 
 logger = logging.getLogger(__name__)
 

@@ -8,12 +8,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pipeline.synthetic.config import SyntheticConfig
-from pipeline.synthetic.render import (Appearance, FrameRenderer, draw_appearances,
+from pipeline.sources.synthetic.config import SyntheticConfig
+from pipeline.sources.synthetic.render import (Appearance, FrameRenderer, draw_appearances,
                                        draw_background, encode_mp4)
-from pipeline.synthetic.scene import Track, actor_tracks, keyframe_states
-from pipeline.synthetic.script import VideoScript, plan_video
-from pipeline.synthetic.sprites import SpriteBank
+from pipeline.sources.synthetic.scene import Track, actor_tracks, keyframe_states
+from pipeline.sources.synthetic.script import VideoScript, plan_video
+from pipeline.sources.synthetic.sprites import SpriteBank
 
 SPLITS = ("train", "val")
 

@@ -31,12 +31,12 @@ import pandas as pd
 
 from pipeline.ava.annotations import read_annotations, write_annotations
 from pipeline.ava.clock import keyframe_frame_index, whole_second_key
-from pipeline.ava.download import probe_video
+from pipeline.sources.ava_download import probe_video
 from pipeline.ava.exclusions import read_exclusions, write_exclusions
 from pipeline.ava.label_map import LabelMap, read_label_map, write_label_map
 from pipeline.ava.proposals import read_proposal_pickle
-from pipeline.dataset import KEYFRAME_TIMES_COLUMNS, SPLITS, VIDEO_SUFFIXES, DatasetManifest
-from pipeline.dataset import SplitFiles
+from pipeline.sources.manifest import KEYFRAME_TIMES_COLUMNS, SPLITS, VIDEO_SUFFIXES, DatasetManifest
+from pipeline.sources.manifest import SplitFiles
 from pipeline.errors import InputError
 from pipeline.io import write_parquet
 

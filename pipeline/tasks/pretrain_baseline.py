@@ -1,103 +1,87 @@
-"""Train the baseline detector (SlowOnly by default) on the train split and score the val split.
+"""Stage ``pretrain_baseline``: train the baseline detector (SlowOnly by default) on the train
+split and score the val split.
 
-One function does the whole stage so the DVC stage stays a thin wrapper and a test can call it
-directly; it runs unchanged as one process or under ``torchrun`` (see ``launch.py``).
+``run`` is the stage (params and DAG paths in, files out); ``train_baseline`` the same work on
+explicit files and configs, for tests, ``baseline_job`` and other datasets. It runs unchanged
+as one process or under ``torchrun``.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import torch
 
 from pipeline.ava.annotations import merge_boxes, read_annotations
-from pipeline.ava.clock import jitter_span
 from pipeline.ava.exclusions import read_exclusions
 from pipeline.ava.label_map import read_label_map
 from pipeline.ava.results import write_results_parquet
 from pipeline.data.config import DataConfig
-from pipeline.data.dataset import KeyframeDataset, clip_frame_subset, stored_annotations
+from pipeline.data.config import shaping_fields as data_shaping_fields
+from pipeline.data.dataset import KeyframeDataset, frame_stride, stored_annotations
 from pipeline.data.transforms import eval_transform, train_transform
-from pipeline.engine.checkpoint import fingerprint_entries
+from pipeline.engine.checkpoint import run_fingerprint
 from pipeline.engine.config import TrainConfig
+from pipeline.engine.config import shaping_fields as train_shaping_fields
+from pipeline.engine.curves import write_curves
 from pipeline.engine.detection import detection_loss, detections_table, predict_detections
 from pipeline.engine.distributed import DistContext, setup_distributed
 from pipeline.engine.inference import run_inference
 from pipeline.engine.precision import autocast_dtype
-from pipeline.engine.curves import write_curves
 from pipeline.engine.train import TrainHistory, seed_everything, train
 from pipeline.errors import InputError
 from pipeline.evaluation.evaluator import evaluate
 from pipeline.evaluation.protocols import MIN_ACTION_SCORE, TRAINING_PROTOCOL
-from pipeline.evaluation.summary import headline, per_class_table, write_csv
+from pipeline.evaluation.summary import write_scores
 from pipeline.frames.store import FrameStore
-from pipeline.io import content_digest, file_digest, write_json
+from pipeline.io import file_digest, write_json
+from pipeline.models.checkpoint import initialise, save_stad_checkpoint
 from pipeline.models.config import ModelConfig
 from pipeline.models.detector import Detector
-from pipeline.models.checkpoint import (FORMAT, load_into, load_mmaction2_checkpoint,
-                                        load_stad_checkpoint, read_checkpoint,
-                                        save_stad_checkpoint)
+from pipeline.params import Params
 from pipeline.proposals.table import read_proposals
+from pipeline.sources.manifest import read_manifest
 
 log = logging.getLogger(__name__)
 
-def frame_stride(store: FrameStore, model_config: ModelConfig,
-                 temporal_jitter: bool = False) -> int:
-    """Stored frames between two model frames (the model's raw-frame interval / the store's);
-    checks that the model's clip fits in the stored one, and with ``temporal_jitter`` that the
-    store holds every frame the jitter reaches, before any worker starts."""
-    stored = int(store.attrs["frame_interval"])
-    if model_config.frame_interval % stored:
-        raise InputError(f"the model reads every {model_config.frame_interval}th frame but the "
-                         f"store keeps every {stored}th; re-extract with a divisor of "
-                         f"{model_config.frame_interval}", path=store.path, key="frame_interval")
-    stride = model_config.frame_interval // stored
-    try:
-        clip_frame_subset(int(store.attrs["clip_len"]), model_config.clip_len, stride,
-                          store.keyframe_position)
-    except ValueError as e:
-        raise InputError(f"the model's {model_config.clip_len}x{model_config.frame_interval} clip "
-                         f"is not inside the stored clips: {e}", path=store.path, key="clip_len") from e
-    if temporal_jitter:
-        needed = jitter_span(model_config.clip_len, model_config.frame_interval)
-        held = np.asarray(store.attrs.get("jitter_offsets", []))
-        if not store.attrs.get("train_jitter") or not np.isin(needed, held).all():
-            raise InputError(f"temporal jitter of the model's {model_config.clip_len}x"
-                             f"{model_config.frame_interval} clip reaches frames "
-                             f"{needed[0]}..{needed[-1]} from the keyframe; the store's train "
-                             "clips do not hold them: extract with frames.train_jitter: true "
-                             "and the model's clip_len and frame_interval",
-                             path=store.path, key="train_jitter")
-    return stride
+# The params keys whose values shape this stage's outputs, as dvc.yaml declares them
+# (tests/test_params.py checks both); runtime-only keys (pipeline.params.RUNTIME_KEYS) are
+# read from the same groups but tracked by no stage.
+PARAMS = (
+    "baseline.preset",
+    "baseline.backbone",
+    "baseline.model",
+    *(f"baseline.train.{key}" for key in train_shaping_fields()),
+    *(f"baseline.data.{key}" for key in data_shaping_fields()),
+    "baseline.init_checkpoint",
+)
+PATHS = ("dataset", "frames", "proposals", "out", "checkpoints")
 
 
-def initialise(model: Detector, path: str | Path) -> None:
-    """Load a project checkpoint or an mmaction2 detector/recognizer checkpoint into ``model``."""
-    obj = read_checkpoint(path)
-    if isinstance(obj, dict) and obj.get("format") == FORMAT:
-        _, state_dict, _ = load_stad_checkpoint(path)
-    else:
-        state_dict = load_mmaction2_checkpoint(path)
-    report = load_into(model, state_dict, path=path)
-    log.info("initialised from %s (%s, %d tensors)", path, report.kind, report.num_tensors)
-
-
-def run_fingerprint(*, model: ModelConfig, data: DataConfig, prefix: str,
-                    inputs: dict[str, str | Path | None], **more: Any) -> dict[str, Any]:
-    """What decides what a training run computes, besides its TrainConfig (``train`` adds
-    that): the model config, the data settings that reach training, the contents of the input
-    files (``input.<name>``: never their paths) and ``more``, as flat keys under ``prefix``
-    (e.g. ``baseline``) for a resume refusal to name."""
-    data_fields = {k: v for k, v in asdict(data).items() if k != "test_batch_size"}
-    return {**fingerprint_entries(f"{prefix}.model", asdict(model)),
-            **fingerprint_entries(f"{prefix}.data", data_fields),
-            **fingerprint_entries(prefix, more),
-            **{f"input.{name}": content_digest(path) for name, path in inputs.items()}}
+def run(params: Params, *, dataset: Path, frames: Path, proposals: Path, out: Path,
+        checkpoints: Path) -> None:
+    """The stage: the manifest's files of both splits, the baseline params."""
+    baseline = params.baseline
+    if baseline.num_threads:
+        torch.set_num_threads(baseline.num_threads)
+    manifest = read_manifest(dataset)
+    label_map_path = manifest.path(dataset, manifest.label_map)
+    num_classes = max(read_label_map(label_map_path).ids) + 1
+    train, val = manifest.splits["train"], manifest.splits["val"]
+    train_baseline(
+        frames_dir=frames / "frames.zarr", keyframes_index=frames / "keyframes.parquet",
+        train_annotations=manifest.path(dataset, train.annotations),
+        val_annotations=manifest.path(dataset, val.annotations),
+        train_exclusions=manifest.path(dataset, train.exclusions),
+        val_exclusions=manifest.path(dataset, val.exclusions),
+        label_map_path=label_map_path, proposals_path=proposals,
+        out_dir=out, checkpoint_dir=checkpoints,
+        model_config=baseline.model_config(num_classes), train_config=baseline.train,
+        data_config=baseline.data, init_checkpoint=baseline.init_checkpoint or None,
+        preset=baseline.preset)
 
 
 def train_baseline(*, frames_dir: str | Path, keyframes_index: str | Path,
@@ -234,10 +218,8 @@ def train_baseline(*, frames_dir: str | Path, keyframes_index: str | Path,
                          frame_convention=store.convention, timeline_fps=store.timeline_fps,
                          frame_short_side=store.attrs.get("short_side"))
     write_results_parquet(out_dir / "val_detections.parquet", last_val["detections"])
-    result = last_val["result"]
-    per_class_plot = out_dir / "per_class_ap.csv"
-    write_csv(per_class_plot, per_class_table(result, label_map.groups))
-    top = headline(result, per_class_plot.name)   # beside metrics.json
+    top = write_scores(out_dir / "metrics.json", out_dir / "per_class_ap.csv",
+                       last_val["result"], label_map.groups)
     metrics = {"val_mAP": top["mAP"], "val_group_mAP": top["group_mAP"],
                "protocol": top["protocol"], "val_counts": top["counts"],
                "undefined": top["undefined"],

@@ -18,9 +18,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from pipeline.data.collate import Batch
+from pipeline.data.collate import Batch, boxes_to_rois
 from pipeline.data.dataset import KeyframeDataset
 from pipeline.data.transforms import normalize_clips
+from pipeline.engine.detection import split_predictions
 from pipeline.engine.distributed import DistContext
 from pipeline.engine.inference import run_inference
 from pipeline.engine.precision import autocast
@@ -111,28 +112,6 @@ def roi_windows(bank: FeatureBank | None, window: BankWindow | None, video_ids: 
             torch.from_numpy(geometry[index]))
 
 
-def pixel_rois(boxes: list[Tensor]) -> Tensor:
-    """Per-keyframe pixel boxes -> ``[R, 5]`` rois (batch index first)."""
-    if not boxes:
-        return torch.zeros((0, 5))
-    return torch.cat([torch.cat([torch.full((len(b), 1), float(i)), b.float()], dim=1)
-                      for i, b in enumerate(boxes)])
-
-
-def _keyframe_predictions(index: list[int], keys: list[tuple[str, int]], proposals: list[Tensor],
-                          image_sizes: Tensor, scores: np.ndarray) -> list[dict[str, Any]]:
-    """Split ``scores`` of the stacked proposals back per keyframe, boxes normalised."""
-    out, offset = [], 0
-    for i, key, boxes, size in zip(index, keys, proposals, image_sizes):
-        height, width = size.tolist()
-        scale = torch.tensor([width, height, width, height], dtype=torch.float32)
-        out.append({"index": i, "video_id": key[0], "timestamp": int(key[1]),
-                    "boxes": (boxes.float() / scale).clamp(0, 1).numpy(),
-                    "scores": scores[offset:offset + len(boxes)]})
-        offset += len(boxes)
-    return out
-
-
 @torch.inference_mode()
 def score_clips(model: Detector, clips_uint8: Tensor, proposals: list[Tensor],
                 keys: list[tuple[str, int]], *, columns: Tensor, bank: FeatureBank | None,
@@ -140,7 +119,7 @@ def score_clips(model: Detector, clips_uint8: Tensor, proposals: list[Tensor],
     """Scores ``[R, len(columns)]`` of the stacked pixel ``proposals`` of a batch of test-time
     clips (uint8 ``[B, T, H, W, 3]``) of keyframes ``keys``, with their bank windows (the
     deterministic test-time choice): what ``evaluate`` and ``stad detect`` both run."""
-    rois = pixel_rois(proposals)
+    rois = boxes_to_rois(proposals)
     lt, mask, geometry = roi_windows(bank, window, [k[0] for k in keys],
                                      np.array([k[1] for k in keys]), rois[:, 0], rng=None)
     maps = pooled_maps(model, clips_uint8.to(device))
@@ -161,8 +140,8 @@ def predict_streaming(model: Detector, dataset: KeyframeDataset, *, columns: Ten
     def predict(_model: nn.Module, batch: Batch) -> list[dict[str, Any]]:
         scores = score_clips(model, batch.clips, batch.proposals, batch.keys, columns=columns,
                              bank=bank, window=window, device=device)
-        return _keyframe_predictions(batch.indices, batch.keys, batch.proposals,
-                                     batch.image_sizes, scores)
+        return split_predictions(batch.indices, batch.keys, batch.proposals,
+                                 batch.image_sizes, scores)
 
     model.to(device)
     return run_inference(model, dataset, predict_batch=predict, batch_size=batch_size,
@@ -184,14 +163,35 @@ def predict_on_maps(roi_head: RoIHead, maps: KeyframeMaps, *, columns: Tensor,
     for start in range(0, len(maps), batch_size):
         keys = range(start, min(start + batch_size, len(maps)))
         proposals = [maps.proposals[i] for i in keys]
-        rois = pixel_rois(proposals)
+        rois = boxes_to_rois(proposals)
         lt, mask, geometry = roi_windows(bank, window, [maps.video_ids[i] for i in keys],
                                          maps.timestamps[list(keys)], rois[:, 0], rng=None)
         with autocast(device, amp_dtype):
             logits = roi_head(as_features(maps.maps[list(keys)].to(device)), rois.to(device),
                               *(None if x is None else x.to(device) for x in (lt, mask, geometry)))
         scores = torch.sigmoid(logits.float())[:, columns.to(device)].cpu().numpy()
-        out += _keyframe_predictions(list(keys),
-                                     [(maps.video_ids[i], maps.timestamps[i]) for i in keys],
-                                     proposals, maps.image_sizes[list(keys)], scores)
+        out += split_predictions(list(keys),
+                                 [(maps.video_ids[i], maps.timestamps[i]) for i in keys],
+                                 proposals, maps.image_sizes[list(keys)], scores)
     return out
+
+
+def box_features(model: Detector, maps: torch.Tensor, image_sizes: torch.Tensor,
+                 keyframe: np.ndarray, boxes: np.ndarray, device: torch.device) -> np.ndarray:
+    """Bank features ``[N, D]`` float32 of normalised ``boxes`` ``[N, 4]``, box ``i`` on the
+    pooled map ``maps[keyframe[i]]`` (``[K, C, h, w]``, ``pooled_maps``)
+    of a test-time clip of ``image_sizes[keyframe[i]]`` (h, w) pixels:
+    ``RoIHead.features``, 512 boxes at a time."""
+    height, width = image_sizes[keyframe].T.float()
+    normalised = torch.tensor(np.asarray(boxes, dtype=np.float32))
+    pixels = normalised * torch.stack([width, height, width, height], dim=1)
+    features = np.empty((len(boxes), model.feature_channels), dtype=np.float32)
+    order = np.argsort(keyframe, kind="stable")
+    for start in range(0, len(order), 512):
+        rows = order[start:start + 512]
+        used, local = np.unique(keyframe[rows], return_inverse=True)
+        rois = torch.cat([torch.as_tensor(local, dtype=torch.float32)[:, None],
+                          pixels[rows]], dim=1)
+        out = model.roi_head.features(as_features(maps[used].to(device)), rois.to(device))
+        features[rows] = out.float().cpu().numpy()
+    return features

@@ -15,9 +15,9 @@ import av
 import numpy as np
 from PIL import Image
 
-from pipeline.synthetic.scene import POSES, Track, prop_position
-from pipeline.synthetic.script import FIXTURE_SIZE, PROP_SIZE, VideoScript
-from pipeline.synthetic.sprites import (BAG, DARK, HAIR, N_PARTS, PATTERN, PATTERNS, SHIRT, SHOES,
+from pipeline.sources.synthetic.scene import POSES, Track, prop_position
+from pipeline.sources.synthetic.script import FIXTURE_SIZE, PROP_SIZE, VideoScript
+from pipeline.sources.synthetic.sprites import (BAG, DARK, HAIR, N_PARTS, PATTERN, PATTERNS, SHIRT, SHOES,
                                         SKIN, TROUSERS, SpriteBank)
 
 SHIRT_COLOURS = [(205, 35, 35), (35, 75, 210), (35, 165, 55), (245, 140, 20), (145, 45, 175),

@@ -1,7 +1,7 @@
 """Command-line entry for ``train_baseline``, the same code path with or without torchrun.
 
-    python -m pipeline.engine.launch job.json
-    torchrun --nproc_per_node=2 -m pipeline.engine.launch job.json
+    python -m pipeline.tasks.baseline_job job.json
+    torchrun --nproc_per_node=2 -m pipeline.tasks.baseline_job job.json
 
 ``job.json`` holds ``train_baseline``'s path arguments plus ``preset`` (a model preset name),
 ``model`` (ModelConfig field overrides), ``train`` (TrainConfig fields) and ``data``
@@ -18,10 +18,10 @@ from dataclasses import asdict
 from pathlib import Path
 
 from pipeline.data.config import DataConfig
-from pipeline.engine.baseline import train_baseline
+from pipeline.tasks.pretrain_baseline import train_baseline
 from pipeline.engine.config import TrainConfig
 from pipeline.engine.distributed import setup_distributed, teardown_distributed
-from pipeline.errors import InputError, PeerFailed
+from pipeline.errors import exit_status
 from pipeline.models.config import ModelConfig
 from pipeline.models.presets import get_preset
 
@@ -56,15 +56,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         job = json.loads(args.job.read_text())
         run_job(job)
-    except InputError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except PeerFailed as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 4
     except json.JSONDecodeError as e:
         print(f"error: {args.job}:{e.lineno}: {e.msg}", file=sys.stderr)
         return 2
+    except Exception as exc:
+        status = exit_status(exc)
+        if status is None:
+            raise
+        return status
     return 0
 
 

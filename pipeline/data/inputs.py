@@ -15,7 +15,7 @@ from pipeline.ava.annotations import merge_boxes, read_annotations
 from pipeline.ava.exclusions import read_exclusions
 from pipeline.ava.label_map import LabelMap, read_label_map
 from pipeline.data.dataset import KeyframeDataset, stored_annotations
-from pipeline.dataset import read_manifest
+from pipeline.sources.manifest import read_manifest
 from pipeline.data.transforms import eval_transform
 from pipeline.errors import InputError
 from pipeline.frames.store import FrameStore

@@ -31,7 +31,7 @@ import pandas as pd
 
 from pipeline.ava._csv import check_integral
 from pipeline.ava.annotations import COLUMNS, read_annotations
-from pipeline.ava.custom import keyed, listing, probe_videos, video_files
+from pipeline.sources.custom import keyed, listing, probe_videos, video_files
 from pipeline.errors import InputError
 
 CSV = "kinetics_{split}_v1.0.csv"
@@ -155,15 +155,15 @@ def _kinetics_proposals(path: Path, table: pd.DataFrame) -> pd.DataFrame:
 def index_ava_kinetics(ava_root: str | Path, kinetics_root: str | Path, out: str | Path, *,
                        video_start: float, skip_missing_videos: bool, skip_missing_clips: bool,
                        use_val: bool, progress: bool = True):
-    """AVA v2.2 (:func:`pipeline.ava.download.index_download`) plus the Kinetics part, merged:
+    """AVA v2.2 (:func:`pipeline.sources.ava_download.index_download`) plus the Kinetics part, merged:
     train = AVA train + Kinetics train; val = AVA v2.2 val, or with ``use_val`` AVA-Kinetics
     val (+ Kinetics val). Returns the manifest and the metrics report (a dict)."""
     from dataclasses import replace
 
     from pipeline.ava._csv import write_csv
-    from pipeline.ava.custom import fingerprint, write_keyframe_times
-    from pipeline.ava.download import index_download
-    from pipeline.dataset import SplitFiles
+    from pipeline.sources.custom import fingerprint, write_keyframe_times
+    from pipeline.sources.ava_download import index_download
+    from pipeline.sources.manifest import SplitFiles
     from pipeline.proposals.table import make_proposals, write_proposals
 
     out = Path(out)

@@ -26,32 +26,66 @@ from torch import Tensor, nn
 from pipeline.ava.annotations import merge_boxes
 from pipeline.data.collate import Batch
 from pipeline.data.config import DataConfig
-from pipeline.data.dataset import KeyframeDataset
+from pipeline.data.config import shaping_fields as data_shaping_fields
+from pipeline.data.dataset import KeyframeDataset, frame_stride
+from pipeline.data.inputs import DatasetFiles, LoadedInputs
 from pipeline.data.transforms import normalize_clips, train_transform
-from pipeline.engine.baseline import frame_stride, run_fingerprint
+from pipeline.engine.checkpoint import run_fingerprint
 from pipeline.engine.config import TrainConfig
-from pipeline.engine.detection import detections_table, model_targets
+from pipeline.engine.config import shaping_fields as train_shaping_fields
+from pipeline.engine.detection import detections_table, scored_loss, training_rois
 from pipeline.engine.distributed import DistContext, all_gather_objects, setup_distributed
+from pipeline.engine.maps import (KeyframeMaps, as_features, compute_maps, predict_on_maps,
+                                  predict_streaming, roi_windows)
 from pipeline.engine.precision import autocast_dtype
 from pipeline.engine.train import seed_everything, train
 from pipeline.errors import InputError
 from pipeline.evaluation.evaluator import evaluate
 from pipeline.evaluation.protocols import MIN_ACTION_SCORE, TRAINING_PROTOCOL
-from pipeline.evaluation.summary import headline, per_class_table, write_csv
-from pipeline.io import file_digest
-from pipeline.heads.inputs import DatasetFiles, LoadedInputs
-from pipeline.heads.maps import (KeyframeMaps, as_features, compute_maps, pixel_rois,
-                                 predict_on_maps, predict_streaming, roi_windows)
-from pipeline.io import write_json
+from pipeline.evaluation.summary import write_scores
+from pipeline.io import file_digest, write_json
 from pipeline.lfb.reader import FeatureBank, num_slots
 from pipeline.lfb.window import BankWindow
-from pipeline.models.assign import assign_targets, sample_rois
+from pipeline.models.checkpoint import (BankRecipe, build_detector_from_checkpoint,
+                                        load_stad_checkpoint, read_stad_checkpoint,
+                                        save_stad_checkpoint)
 from pipeline.models.config import ModelConfig
 from pipeline.models.detector import Detector
-from pipeline.models.checkpoint import (BankRecipe, build_detector_from_checkpoint,
-                                        read_stad_checkpoint, save_stad_checkpoint)
+from pipeline.params import Params
 
 log = logging.getLogger(__name__)
+
+# The params keys whose values shape this stage's outputs (see pretrain_baseline.PARAMS).
+PARAMS = (
+    "model.head",
+    "model.finetune_backbone",
+    "model.with_context",
+    "model.dropout",
+    "model.lfb",
+    "model.acrn",
+    *(f"model.train.{key}" for key in train_shaping_fields()),
+    "lfb.window_seconds",
+    "lfb.max_per_second",
+    *(f"baseline.data.{key}" for key in data_shaping_fields()),
+)
+PATHS = ("dataset", "frames", "proposals", "baseline", "bank", "out", "checkpoints")
+
+
+def run(params: Params, *, dataset: Path, frames: Path, proposals: Path, baseline: Path,
+        bank: Path, out: Path, checkpoints: Path) -> None:
+    """The stage: the head ``model.head`` on the baseline's backbone and the bank."""
+    model, lfb = params.model, params.lfb
+    if model.num_threads:
+        torch.set_num_threads(model.num_threads)
+    baseline_config, _, _ = load_stad_checkpoint(baseline)
+    train_head(
+        files=DatasetFiles.from_dag(dataset=dataset, frames=frames, proposals=proposals),
+        baseline_checkpoint=baseline, bank_dir=bank, out_dir=out, checkpoint_dir=checkpoints,
+        model_config=model.model_config(
+            baseline_config, num_slots=num_slots(lfb.window_seconds, lfb.max_per_second),
+            bank_dim=FeatureBank(bank).dim),
+        train_config=model.train, data_config=params.baseline.data, window=lfb.window(),
+        finetune_backbone=model.finetune_backbone, bank_in_memory=lfb.in_memory)
 
 
 @dataclass
@@ -87,20 +121,6 @@ def window_rng() -> np.random.Generator:
     return np.random.default_rng(int(torch.randint(0, 2**62, (1,)).item()))
 
 
-def assigned_rois(proposals: list[Tensor], gt_boxes: list[Tensor], gt_labels: list[Tensor], *,
-                  config: ModelConfig, columns: Tensor) -> tuple[Tensor, Tensor]:
-    """GT boxes + proposals assigned to them, ``rois_per_image`` per keyframe (positives
-    first): the baseline's training RoIs (``engine.detection.detection_loss``)."""
-    boxes, targets = [], []
-    for props, gt, labels in zip(proposals, gt_boxes, gt_labels):
-        assigned = assign_targets(props, gt, model_targets(labels, columns, config.num_classes),
-                                  iou_threshold=config.assigner_iou_threshold)
-        keep = sample_rois(assigned.is_positive, num=config.rois_per_image)
-        boxes.append(assigned.boxes[keep])
-        targets.append(assigned.labels[keep])
-    return pixel_rois(boxes), torch.cat(targets)
-
-
 class CachedBatches:
     """Collate for cached maps: keys ``(index, epoch_seed)`` -> ``HeadBatch``."""
 
@@ -112,7 +132,7 @@ class CachedBatches:
     def __call__(self, keys: list[tuple[int, int]]) -> HeadBatch:
         index = [i for i, _ in keys]
         m = self.maps
-        rois, targets = assigned_rois([m.proposals[i] for i in index],
+        rois, targets = training_rois([m.proposals[i] for i in index],
                                       [m.gt_boxes[i] for i in index],
                                       [m.gt_labels[i] for i in index],
                                       config=self.config, columns=self.columns)
@@ -121,13 +141,6 @@ class CachedBatches:
                                          rois[:, 0], rng=window_rng())
         return HeadBatch(maps=m.maps[index], rois=rois, targets=targets, lt_features=lt,
                          lt_mask=mask, lt_geometry=geometry)
-
-
-def scored_loss(model: Detector, logits: Tensor, targets: Tensor, columns: Tensor) -> Tensor:
-    """The loss over the label map's columns only (and column 0, which the loss drops): the
-    columns no class uses would otherwise dilute the gradient, as in the baseline's loss."""
-    scored = torch.cat([columns.new_zeros(1), columns]).to(logits.device)
-    return model.loss(logits.float()[:, scored], targets.to(logits.device)[:, scored])
 
 
 def _to(tensor: Tensor | None, device: torch.device) -> Tensor | None:
@@ -306,14 +319,14 @@ def train_head(*, files: DatasetFiles, baseline_checkpoint: str | Path,
                          frame_short_side=inputs.store.attrs.get("short_side"),
                          bank=None if bank is None else bank_recipe(
                              model, baseline_checkpoint, bank, window, data_config))
-    result = last["result"]
-    per_class_plot = out_dir / "per_class_ap.csv"
-    write_csv(per_class_plot, per_class_table(result, label_map.groups))
-    top = headline(result, per_class_plot.name)   # beside metrics.json
+    top = write_scores(out_dir / "metrics.json", out_dir / "per_class_ap.csv", last["result"],
+                       label_map.groups)
     metrics = {"val_mAP": top["mAP"], "val_group_mAP": top["group_mAP"],
-               "val_counts": top["counts"], "undefined": top["undefined"], "train_loss": history.epochs[-1]["loss"], "epochs": len(history.epochs),
-               "steps": len(history.steps), "head": model_config.head,
-               "shared_head": model_config.shared_head, "finetune_backbone": finetune_backbone,
+               "val_counts": top["counts"], "undefined": top["undefined"],
+               "train_loss": history.epochs[-1]["loss"], "epochs": len(history.epochs),
+               "steps": len(history.steps), "head": model_config.head_name,
+               "classifier": model_config.head, "shared_head": model_config.shared_head,
+               "finetune_backbone": finetune_backbone,
                "not_in_frame_store": {split: inputs.not_in_store(split)
                                       for split in ("train", "val")}}
     write_json(out_dir / "metrics.json", metrics)
@@ -339,7 +352,7 @@ def _train_full(model: Detector, inputs: LoadedInputs, *, files: DatasetFiles, s
     device = ctx.device
 
     def loss_fn(wrapped: nn.Module, batch: Batch) -> Tensor:
-        rois, targets = assigned_rois(batch.proposals, batch.gt_boxes, batch.gt_labels,
+        rois, targets = training_rois(batch.proposals, batch.gt_boxes, batch.gt_labels,
                                       config=model.config, columns=columns)
         lt, mask, geometry = roi_windows(bank, window, [k[0] for k in batch.keys],
                                          np.array([k[1] for k in batch.keys]), rois[:, 0],
