@@ -206,7 +206,7 @@ def run_one(evaluator: str, directory: Path, protocol: str) -> dict:
     exclusions = None if protocol == "activitynet2020" else paths["excl.csv"]
     start = time.perf_counter()
     if evaluator == "ours":
-        from pipeline.evaluation import evaluate_files
+        from pipeline.evaluation.evaluator import evaluate_files
         result = evaluate_files(paths["gt.csv"], paths["det.csv"], paths["labels.pbtxt"],
                                 exclusions_path=exclusions, protocol=protocol)
         value = result.map

@@ -32,7 +32,9 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pipeline.ava.clock import clip_frame_indices  # noqa: E402
-from pipeline.frames import FrameSpec, FrameStore, extract_frames  # noqa: E402
+from pipeline.frames.extract import extract_frames  # noqa: E402
+from pipeline.frames.spec import FrameSpec  # noqa: E402
+from pipeline.frames.store import FrameStore  # noqa: E402
 from pipeline.frames.spec import CODECS, SHUFFLES  # noqa: E402
 
 

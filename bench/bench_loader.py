@@ -43,7 +43,8 @@ from pipeline.engine.detection import detection_loss  # noqa: E402
 from pipeline.devices import resolve_device  # noqa: E402
 from pipeline.engine.train import build_optimizer  # noqa: E402
 from pipeline.engine.config import TrainConfig  # noqa: E402
-from pipeline.frames import FrameSpec, extract_frames  # noqa: E402
+from pipeline.frames.extract import extract_frames  # noqa: E402
+from pipeline.frames.spec import FrameSpec  # noqa: E402
 from pipeline.models.detector import Detector  # noqa: E402
 from pipeline.models.presets import get_preset  # noqa: E402
 

@@ -98,7 +98,7 @@ def _params_apply(args) -> int:
 
 
 def _keyframes(args) -> int:
-    from pipeline.frames import FrameStore
+    from pipeline.frames.store import FrameStore
 
     index = FrameStore(_store_path(args.frames)).index
     if args.split:
@@ -112,7 +112,7 @@ def _keyframes(args) -> int:
 def _show(args) -> int:
     import pandas as pd
 
-    from pipeline.frames import FrameStore
+    from pipeline.frames.store import FrameStore
     from pipeline.viz import LabelledBox, render_clip
 
     store = FrameStore(_store_path(args.frames))

@@ -14,11 +14,11 @@ import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
+if TYPE_CHECKING:   # imported by write_parquet: every command loads this module
+    import pandas as pd
+    import pyarrow as pa
 
 PARTIAL_SUFFIX = ".partial"
 
@@ -85,6 +85,10 @@ def write_json(path: str | Path, obj: Any) -> None:
 def write_parquet(path: str | Path, table: pa.Table | pd.DataFrame, *,
                   schema: pa.Schema | None = None, row_group_size: int = 1 << 20) -> None:
     """Write one Parquet file (zstd) atomically; byte-identical for identical input."""
+    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     if isinstance(table, pd.DataFrame):
         table = pa.Table.from_pandas(table, schema=schema, preserve_index=False)
     elif schema is not None:

@@ -29,11 +29,11 @@ from pipeline.io import write_text
 from pipeline.data.config import DataConfig
 from pipeline.devices import check_device
 from pipeline.engine.config import RUNTIME_FIELDS, TrainConfig
-from pipeline.frames import FrameSpec
+from pipeline.frames.spec import FrameSpec
 from pipeline.lfb.window import BankWindow
 from pipeline.models.config import ModelConfig
 from pipeline.models.presets import get_preset
-from pipeline.proposals import SimulatedDetector
+from pipeline.proposals.simulate import SimulatedDetector
 from pipeline.sources.synthetic import SyntheticConfig
 
 PARAMS_FILE = "params.yaml"

@@ -21,7 +21,9 @@ from pipeline.data.transforms import (ClipSample, Flip, RandomCrop, eval_transfo
                                       train_transform)
 from pipeline.data.collate import PAD_VALUE
 from pipeline.errors import InputError
-from pipeline.frames import FrameSpec, FrameStore, extract_frames
+from pipeline.frames.extract import extract_frames
+from pipeline.frames.spec import FrameSpec
+from pipeline.frames.store import FrameStore
 from pipeline.io import write_parquet
 from video_utils import read_frame_number, write_video
 

@@ -363,7 +363,7 @@ def test_model_clip_must_fit_the_stored_clips(data):
     from dataclasses import replace
 
     from pipeline.data.dataset import frame_stride
-    from pipeline.frames import FrameStore
+    from pipeline.frames.store import FrameStore
     from pipeline.models.presets import get_preset
 
     store = FrameStore(data.frames_dir)                              # 8 frames, 8 apart

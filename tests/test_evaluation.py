@@ -14,7 +14,7 @@ from pipeline.ava.annotations import write_annotations
 from pipeline.ava.exclusions import write_exclusions
 from pipeline.ava.label_map import LabelMap, write_label_map
 from pipeline.ava.results import write_results_csv, write_results_parquet
-from pipeline.evaluation import evaluate, evaluate_files
+from pipeline.evaluation.evaluator import evaluate, evaluate_files
 from pipeline.evaluation.command import main as eval_main
 from pipeline.evaluation.evaluator import describe
 from pipeline.evaluation.top_k import cap_per_frame

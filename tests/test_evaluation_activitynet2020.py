@@ -14,7 +14,7 @@ import pytest
 from ava_fixture import ACTIONS, LABELS
 from pipeline.ava.label_map import LabelMap, write_label_map
 from pipeline.errors import InputError
-from pipeline.evaluation import evaluate, evaluate_files
+from pipeline.evaluation.evaluator import evaluate, evaluate_files
 from pipeline.evaluation.command import main as eval_main
 from pipeline.evaluation.official_csv import read_official_detections, read_official_ground_truth
 from pipeline.evaluation.top_k import reference_list_rank

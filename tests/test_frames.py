@@ -15,7 +15,9 @@ import zarr
 
 from pipeline.ava.clock import clip_frame_indices, timeline_source_frames
 from pipeline.errors import InputError
-from pipeline.frames import INDEX_SCHEMA, FrameSpec, FrameStore, extract_frames
+from pipeline.frames.extract import extract_frames
+from pipeline.frames.spec import FrameSpec
+from pipeline.frames.store import INDEX_SCHEMA, FrameStore
 from pipeline.io import partial_path
 from video_utils import (COLOR_ROW, ffmpeg_rate_numbers, read_frame_number, render_frame,
                          write_video)

@@ -11,9 +11,13 @@ from torchvision.models import detection
 
 from pipeline.ava.proposals import write_proposal_pickle
 from pipeline.errors import InputError
-from pipeline.frames import FrameSpec, FrameStore, extract_frames
-from pipeline.proposals import (PROPOSAL_SCHEMA, SimulatedDetector, proposal_metrics,
-                                proposals_from_pickle, read_proposals, write_proposals)
+from pipeline.frames.extract import extract_frames
+from pipeline.frames.spec import FrameSpec
+from pipeline.frames.store import FrameStore
+from pipeline.proposals.metrics import proposal_metrics
+from pipeline.proposals.pickle_source import proposals_from_pickle
+from pipeline.proposals.simulate import SimulatedDetector
+from pipeline.proposals.table import PROPOSAL_SCHEMA, read_proposals, write_proposals
 from pipeline.boxes import paired_iou
 from pipeline.proposals.torchvision_detector import COCO_PERSON, detect_persons
 from video_utils import write_video

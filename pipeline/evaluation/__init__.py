@@ -1,7 +1,8 @@
-"""AVA frame-level mAP, agreeing with the reference evaluators and much faster."""
+"""AVA frame-level mAP, agreeing with the reference evaluators and much faster:
+``evaluator.py`` (``evaluate``, ``evaluate_files``), ``protocols.py`` (the four protocols and
+their rules), ``matching.py``, ``average_precision.py``, ``top_k.py``, ``official_csv.py``,
+``summary.py`` (metrics files and plots), ``command.py`` (``stad eval``).
 
-from pipeline.evaluation.evaluator import (ClassResult, EvaluationResult, evaluate,
-                                           evaluate_files)
-from pipeline.evaluation.protocols import PROTOCOLS
-
-__all__ = ["PROTOCOLS", "ClassResult", "EvaluationResult", "evaluate", "evaluate_files"]
+Import from the modules; this package imports none of them, so that ``stad --help`` and
+``protocols.py``'s constants load without pandas.
+"""

@@ -5,11 +5,14 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+from typing import TYPE_CHECKING
 
 from pipeline.errors import InputError
-from pipeline.evaluation.evaluator import EvaluationResult, evaluate_files
 from pipeline.evaluation.protocols import PROTOCOLS, get_protocol
 from pipeline.io import write_json
+
+if TYPE_CHECKING:
+    from pipeline.evaluation.evaluator import EvaluationResult
 
 
 def add_eval_command(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -60,6 +63,8 @@ def run_eval(args: argparse.Namespace) -> int:
               "--exclusions", file=sys.stderr)
         return 2
     try:
+        from pipeline.evaluation.evaluator import evaluate_files   # pandas: only when it runs
+
         result = evaluate_files(args.gt, args.detections, args.label_map,
                                 exclusions_path=args.exclusions, protocol=args.protocol,
                                 score_threshold=args.score_threshold)

@@ -1,7 +1,6 @@
-"""Keyframe clips decoded from video into a sharded Zarr store, and the reader for it."""
+"""Keyframe clips decoded from video into a sharded Zarr store (``extract.py``, ``video.py``),
+its layout and settings (``spec.py``) and the reader for it (``store.py``).
 
-from pipeline.frames.extract import extract_frames
-from pipeline.frames.spec import FrameSpec
-from pipeline.frames.store import INDEX_SCHEMA, FrameStore
-
-__all__ = ["FrameSpec", "FrameStore", "INDEX_SCHEMA", "extract_frames"]
+Import from the modules; this package imports none of them, so that ``spec.py`` (read by the
+params code) loads without zarr, pandas or the decoder.
+"""

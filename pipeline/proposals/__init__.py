@@ -1,9 +1,7 @@
-"""Person proposals per keyframe: from a pickle, a simulation, or a torchvision detector."""
+"""Person proposals per keyframe: the proposals table and its one filter (``table.py``), from a
+pickle (``pickle_source.py``), a simulation (``simulate.py``) or a torchvision detector
+(``torchvision_detector.py``, ``architectures.py``), and their recall (``metrics.py``).
 
-from pipeline.proposals.metrics import proposal_metrics
-from pipeline.proposals.pickle_source import proposals_from_pickle
-from pipeline.proposals.simulate import SimulatedDetector
-from pipeline.proposals.table import PROPOSAL_SCHEMA, read_proposals, write_proposals
-
-__all__ = ["PROPOSAL_SCHEMA", "SimulatedDetector", "proposal_metrics", "proposals_from_pickle",
-           "read_proposals", "write_proposals"]
+Import from the modules; this package imports none of them, so that ``stad --help`` (which
+lists the detector architectures) loads without pandas or torch.
+"""

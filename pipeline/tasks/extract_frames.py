@@ -9,7 +9,7 @@ import pandas as pd
 from pipeline.ava.annotations import read_annotations
 from pipeline.ava.clock import AVA_FPS
 from pipeline.errors import InputError
-from pipeline.frames import extract_frames
+from pipeline.frames.extract import extract_frames
 from pipeline.io import write_json
 from pipeline.params import Params
 from pipeline.sources.manifest import keyframe_clock, read_manifest

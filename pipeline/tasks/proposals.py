@@ -10,12 +10,12 @@ import pandas as pd
 from pipeline.ava.annotations import read_annotations
 from pipeline.data.dataset import stored_annotations
 from pipeline.errors import InputError
-from pipeline.frames import FrameStore
+from pipeline.frames.store import FrameStore
 from pipeline.io import write_json
 from pipeline.params import Params
-from pipeline.proposals import proposal_metrics, proposals_from_pickle, read_proposals
-from pipeline.proposals import write_proposals
-from pipeline.proposals.table import filter_proposals
+from pipeline.proposals.metrics import proposal_metrics
+from pipeline.proposals.pickle_source import proposals_from_pickle
+from pipeline.proposals.table import filter_proposals, read_proposals, write_proposals
 from pipeline.proposals.torchvision_detector import detect_persons
 from pipeline.sources.manifest import read_manifest
 
