@@ -9,7 +9,6 @@ test_ava_conformance.py.
 
 from __future__ import annotations
 
-import json
 import pickle
 import shutil
 import subprocess

@@ -101,7 +101,7 @@ def test_annotation_errors_name_file_and_line(tmp_path, row, message):
     path.write_text("\n".join(good[:3] + [row] + good[3:]) + "\n")
     with pytest.raises(InputError, match=message) as error:
         read_annotations(path, labels)
-    assert f"bad.csv:4" in str(error.value)
+    assert "bad.csv:4" in str(error.value)
 
 
 def test_ids_outside_the_label_map_are_kept_but_neither_trained_nor_scored(tmp_path):

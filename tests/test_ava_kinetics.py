@@ -100,7 +100,7 @@ def test_ava_kinetics_runs_through_the_dag_on_one_30fps_timeline(fixtures, ava_k
             assert array.attrs["timestamp_start"] == start and array.attrs["times"] == list(times)
             centers = {int(t): round(FPS * (t - start)) for t in times}
         else:                   # an AVA video: AVA's clock, as before
-            split, rate = ("train" if video_id in TRAIN_IDS else "val"), None
+            split = "train" if video_id in TRAIN_IDS else "val"
             path = ava.root / "videos" / f"{video_id}.mp4"
             assert "times" not in array.attrs and "timestamp_start" not in array.attrs
             centers = {int(t): FPS * (int(t) - AVA_START) for t in rows["timestamp"]}

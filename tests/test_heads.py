@@ -7,9 +7,7 @@ References below are written from the mmaction2 formulas in the facts file (5D c
 from __future__ import annotations
 
 import argparse
-from collections import OrderedDict
 from dataclasses import asdict, replace
-from pathlib import Path
 
 import pytest
 import torch

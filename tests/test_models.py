@@ -4,7 +4,6 @@ losses and target assignment."""
 from __future__ import annotations
 
 from dataclasses import asdict, replace
-from pathlib import Path
 
 import pytest
 import torch
