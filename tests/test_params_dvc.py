@@ -55,6 +55,16 @@ def _changed_params(status: dict) -> dict[str, set[str]]:
     return changed
 
 
+def _changed_under(root: Path, env: dict, params: dict, pristine: str) -> dict[str, set[str]]:
+    """The params entries ``dvc status`` reports changed, per stage, with ``params`` written
+    to params.yaml; the pristine file is put back whatever happens."""
+    try:
+        (root / "params.yaml").write_text(yaml.safe_dump(params))
+        return _changed_params(_status(root, env))
+    finally:
+        (root / "params.yaml").write_text(pristine)
+
+
 def _other(value):
     """A different value of the same kind (DVC compares values, it does not validate them)."""
     if isinstance(value, bool):
@@ -89,11 +99,7 @@ def test_every_key_makes_exactly_its_stages_stale(locked_repo):
     keys = leaf_keys(params)
     for key in keys:
         _set(params, key, _other(_get(params, key)))
-    try:
-        (root / "params.yaml").write_text(yaml.safe_dump(params))
-        changed = _changed_params(_status(root, env))
-    finally:
-        (root / "params.yaml").write_text(pristine)
+    changed = _changed_under(root, env, params, pristine)
     for key in keys:
         expected = {name for name, stage in stages.items()
                     if any(covered(entry, key) for entry in stage.get("params", ()))}
@@ -121,9 +127,5 @@ def test_one_key_in_turn(locked_repo, key, stages):
     root, env, _, pristine = locked_repo
     params = yaml.safe_load(pristine)
     _set(params, key, _other(_get(params, key)))
-    try:
-        (root / "params.yaml").write_text(yaml.safe_dump(params))
-        changed = _changed_params(_status(root, env))
-    finally:
-        (root / "params.yaml").write_text(pristine)
+    changed = _changed_under(root, env, params, pristine)
     assert set(changed) == stages, changed
