@@ -75,6 +75,36 @@ def probe_video(path: Path) -> tuple[int, float]:
         raise InputError(f"video cannot be decoded: {error}", path=path) from None
 
 
+def probe_videos(needs: dict[str, tuple[Path | None, float, float]], *, progress: bool
+                 ) -> tuple[dict[str, tuple[int, float]], dict[str, str]]:
+    """Probe each video: ``needs`` maps id -> (file or None, its clock's start, its last
+    keyframe's time; an int for AVA's whole seconds). Returns (frames, fps) of the usable ones
+    and the reason of each other: missing, unreadable, or too short for its last keyframe
+    under both frame conventions. The one probe of every dataset source."""
+    from tqdm import tqdm
+
+    probes, problems = {}, {}
+    for video_id in tqdm(sorted(needs), desc="probe videos", unit="video", disable=not progress):
+        path, start, last = needs[video_id]
+        if path is None:
+            problems[video_id] = "missing"
+            continue
+        try:
+            frames, fps = probe_video(path)
+        except InputError as error:
+            problems[video_id] = f"unreadable ({error.reason})"
+            continue
+        needed = keyframe_frame_index(last, fps=fps, timestamp_start=start,
+                                      convention="mmaction2") + 1
+        if frames < needed:
+            shown = f"{last:.6f}" if isinstance(last, float) else f"{last}"
+            problems[video_id] = (f"too short: {frames} frames at {fps:g} fps, but the "
+                                  f"keyframe at {shown} s needs {needed}")
+            continue
+        probes[video_id] = (frames, fps)
+    return probes, problems
+
+
 def _fingerprint(path: Path) -> dict:
     stat = path.stat()
     return {"path": str(path.resolve()), "bytes": stat.st_size, "mtime_ns": stat.st_mtime_ns}
@@ -131,8 +161,6 @@ def index_download(root: str | Path, out: str | Path, *, version: str, video_sta
     both frame conventions (the later one, mmaction2 1.x's, reads one frame further).
     Returns the manifest (to write into ``out``) and the report (for the stage's metrics).
     """
-    from tqdm import tqdm
-
     root, out = Path(root), Path(out)
     if not root.is_dir():
         raise InputError("AVA root folder not found", path=root, key="data.ava.root")
@@ -157,26 +185,10 @@ def index_download(root: str | Path, out: str | Path, *, version: str, video_sta
                                  path=path, key=video_id)
 
     files = layout.video_files()
-    problems: dict[str, str] = {}
-    probes: dict[str, tuple[int, float]] = {}
     last_keyframe = pd.concat(tables.values()).groupby("video_id")["timestamp"].max()
-    for video_id in tqdm(sorted(split_of), desc="probe videos", unit="video",
-                         disable=not progress):
-        if video_id not in files:
-            problems[video_id] = "missing"
-            continue
-        try:
-            frames, fps = probe_video(files[video_id])
-        except InputError as error:
-            problems[video_id] = f"unreadable ({error.reason})"
-            continue
-        needed = keyframe_frame_index(int(last_keyframe[video_id]), fps=fps,
-                                      timestamp_start=video_start, convention="mmaction2") + 1
-        if frames < needed:
-            problems[video_id] = (f"too short: {frames} frames at {fps:g} fps, but the "
-                                  f"keyframe at {int(last_keyframe[video_id])} s needs {needed}")
-            continue
-        probes[video_id] = (frames, fps)
+    probes, problems = probe_videos(
+        {vid: (files.get(vid), video_start, int(last_keyframe[vid])) for vid in split_of},
+        progress=progress)
     if problems and not skip_missing_videos:
         listed = "\n  ".join(f"{vid} ({split_of[vid]}): {why}"
                              for vid, why in sorted(problems.items()))

@@ -31,7 +31,9 @@ import pandas as pd
 
 from pipeline.ava._csv import check_integral
 from pipeline.ava.annotations import COLUMNS, read_annotations
-from pipeline.sources.custom import keyed, listing, probe_videos, video_files
+from pipeline.sources.ava_download import probe_videos
+from pipeline.sources.custom import keyed, listing
+from pipeline.sources.manifest import video_files
 from pipeline.errors import InputError
 
 CSV = "kinetics_{split}_v1.0.csv"

@@ -30,13 +30,13 @@ import numpy as np
 import pandas as pd
 
 from pipeline.ava.annotations import read_annotations, write_annotations
-from pipeline.ava.clock import keyframe_frame_index, whole_second_key
-from pipeline.sources.ava_download import probe_video
+from pipeline.ava.clock import whole_second_key
+from pipeline.sources.ava_download import probe_videos
 from pipeline.ava.exclusions import read_exclusions, write_exclusions
 from pipeline.ava.label_map import LabelMap, read_label_map, write_label_map
 from pipeline.ava.proposals import read_proposal_pickle
-from pipeline.sources.manifest import KEYFRAME_TIMES_COLUMNS, SPLITS, VIDEO_SUFFIXES, DatasetManifest
-from pipeline.sources.manifest import SplitFiles
+from pipeline.sources.manifest import KEYFRAME_TIMES_COLUMNS, SPLITS, DatasetManifest, SplitFiles
+from pipeline.sources.manifest import video_files
 from pipeline.errors import InputError
 from pipeline.io import write_parquet
 
@@ -134,39 +134,6 @@ def keyed(table: pd.DataFrame, path: Path) -> pd.DataFrame:
                          f"video (a keyframe is keyed by its whole second in results and "
                          f"proposals: at most one per second):{listing(problems)}", path=path)
     return table
-
-
-def video_files(folder: Path) -> dict[str, Path]:
-    """video id (file stem) -> file, for every file with a video suffix."""
-    return {p.stem: p for p in sorted(folder.glob("*")) if p.suffix.lower() in VIDEO_SUFFIXES}
-
-
-def probe_videos(needs: dict[str, tuple[Path | None, float, float]], *, progress: bool
-                 ) -> tuple[dict[str, tuple[int, float]], dict[str, str]]:
-    """Probe each video: ``needs`` maps id -> (file or None, its clock's start, its last
-    keyframe's time). Returns (frames, fps) of the usable ones and the reason of each other:
-    missing, unreadable, or too short for its last keyframe under both frame conventions."""
-    from tqdm import tqdm
-
-    probes, problems = {}, {}
-    for video_id in tqdm(sorted(needs), desc="probe videos", unit="video", disable=not progress):
-        path, start, last = needs[video_id]
-        if path is None:
-            problems[video_id] = "missing"
-            continue
-        try:
-            frames, fps = probe_video(path)
-        except InputError as error:
-            problems[video_id] = f"unreadable ({error.reason})"
-            continue
-        needed = keyframe_frame_index(last, fps=fps, timestamp_start=start,
-                                      convention="mmaction2") + 1
-        if frames < needed:
-            problems[video_id] = (f"too short: {frames} frames at {fps:g} fps, but the "
-                                  f"keyframe at {last:.6f} s needs {needed}")
-            continue
-        probes[video_id] = (frames, fps)
-    return probes, problems
 
 
 def read_proposal_file(path: Path) -> pd.DataFrame:

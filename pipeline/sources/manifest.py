@@ -122,6 +122,11 @@ AVA_FILES = {
 VIDEO_SUFFIXES = (".mp4", ".mkv", ".webm", ".avi", ".mov")
 
 
+def video_files(folder: Path) -> dict[str, Path]:
+    """video id (file stem) -> file, for every file with a video suffix."""
+    return {p.stem: p for p in sorted(folder.glob("*")) if p.suffix.lower() in VIDEO_SUFFIXES}
+
+
 @dataclass(frozen=True)
 class AvaLayout:
     """Where a folder laid out as AVA's download keeps its files: the official names of one
@@ -140,8 +145,7 @@ class AvaLayout:
 
     def video_files(self) -> dict[str, Path]:
         """Video id (the file's stem) -> file, for every container decord reads."""
-        return {p.stem: p for p in sorted((self.root / self.videos_dir).glob("*"))
-                if p.suffix.lower() in VIDEO_SUFFIXES}
+        return video_files(self.root / self.videos_dir)
 
 
 def ava_layout(root: str | Path, version: str, *, key: str, annotations_dir: str = "annotations",
