@@ -26,6 +26,7 @@ import yaml
 
 from pipeline.errors import InputError
 from pipeline.io import write_text
+from pipeline.data.config import RUNTIME_FIELDS as DATA_RUNTIME_FIELDS
 from pipeline.data.config import DataConfig
 from pipeline.devices import check_device
 from pipeline.engine.config import RUNTIME_FIELDS, TrainConfig
@@ -382,7 +383,8 @@ RUNTIME_KEYS: tuple[str, ...] = (
     "frames.workers",
     "proposals.detector.batch_size", "proposals.detector.device",
     *(f"{group}.train.{name}" for group in ("baseline", "model") for name in RUNTIME_FIELDS),
-    "baseline.data.test_batch_size", "baseline.num_threads", "model.num_threads",
+    *(f"baseline.data.{name}" for name in DATA_RUNTIME_FIELDS),
+    "baseline.num_threads", "model.num_threads",
     "lfb.in_memory", "lfb.batch_size", "lfb.num_workers", "lfb.device", "lfb.num_threads",
     "eval.batch_size", "eval.num_workers", "eval.device", "eval.num_threads",
 )

@@ -7,6 +7,11 @@ from dataclasses import dataclass, fields
 from pipeline.errors import InputError
 
 
+RUNTIME_FIELDS = ("test_batch_size",)
+"""DataConfig fields that change how fast inference runs, not what it computes: tracked by no
+stage and left out of run fingerprints."""
+
+
 @dataclass(frozen=True)
 class DataConfig:
     """Defaults are mmaction2's AVA settings (train: rescale 256-320, crop 256, flip; test:
@@ -38,6 +43,6 @@ class DataConfig:
 
 
 def shaping_fields() -> tuple[str, ...]:
-    """DataConfig fields that shape results (all but the inference batch size), in
-    declaration order: what a stage that trains or scores declares under ``baseline.data``."""
-    return tuple(f.name for f in fields(DataConfig) if f.name != "test_batch_size")
+    """DataConfig fields that shape results (all but ``RUNTIME_FIELDS``), in declaration
+    order: what a stage that trains or scores declares under ``baseline.data``."""
+    return tuple(f.name for f in fields(DataConfig) if f.name not in RUNTIME_FIELDS)

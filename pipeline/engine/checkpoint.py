@@ -21,14 +21,15 @@ import random
 import re
 import time
 from collections import OrderedDict
-from dataclasses import asdict
 from collections.abc import Mapping
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from pipeline.data.config import shaping_fields as data_shaping_fields
 from pipeline.errors import InputError
 from pipeline.io import atomic_output, content_digest, remove_path
 
@@ -242,10 +243,12 @@ def set_rng_state(state: dict[str, Any]) -> None:
 def run_fingerprint(*, model: Any, data: Any, prefix: str,
                     inputs: dict[str, str | Path | None], **more: Any) -> dict[str, Any]:
     """What decides what a training run computes, besides its TrainConfig (``train`` adds
-    that): the model config (a ModelConfig), the data settings that reach training, the contents of the input
-    files (``input.<name>``: never their paths) and ``more``, as flat keys under ``prefix``
-    (e.g. ``baseline``) for a resume refusal to name."""
-    data_fields = {k: v for k, v in asdict(data).items() if k != "test_batch_size"}
+    that): the model config (a ModelConfig), the data settings that shape results (a
+    DataConfig's ``shaping_fields``), the contents of the input files (``input.<name>``:
+    never their paths) and ``more``, as flat keys under ``prefix`` (e.g. ``baseline``) for a
+    resume refusal to name."""
+    values = asdict(data)
+    data_fields = {k: values[k] for k in data_shaping_fields()}
     return {**fingerprint_entries(f"{prefix}.model", asdict(model)),
             **fingerprint_entries(f"{prefix}.data", data_fields),
             **fingerprint_entries(prefix, more),
