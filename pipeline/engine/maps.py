@@ -112,20 +112,30 @@ def roi_windows(bank: FeatureBank | None, window: BankWindow | None, video_ids: 
             torch.from_numpy(geometry[index]))
 
 
+def head_scores(roi_head: RoIHead, maps: Tensor, proposals: list[Tensor], video_ids: list[str],
+                timestamps: np.ndarray, *, columns: Tensor, bank: FeatureBank | None,
+                window: BankWindow | None, device: torch.device) -> np.ndarray:
+    """Scores ``[R, len(columns)]`` of the stacked pixel ``proposals`` of keyframes whose pooled
+    maps are ``maps`` (``[B, C, h, w]``, on ``device``), with their bank windows (the
+    deterministic test-time choice): the test-time head of every path, on cached maps or on
+    maps just computed."""
+    rois = boxes_to_rois(proposals)
+    lt, mask, geometry = roi_windows(bank, window, video_ids, timestamps, rois[:, 0], rng=None)
+    logits = roi_head(as_features(maps), rois.to(device),
+                      *(None if x is None else x.to(device) for x in (lt, mask, geometry)))
+    return torch.sigmoid(logits.float())[:, columns.to(device)].cpu().numpy()
+
+
 @torch.inference_mode()
 def score_clips(model: Detector, clips_uint8: Tensor, proposals: list[Tensor],
                 keys: list[tuple[str, int]], *, columns: Tensor, bank: FeatureBank | None,
                 window: BankWindow | None, device: torch.device) -> np.ndarray:
     """Scores ``[R, len(columns)]`` of the stacked pixel ``proposals`` of a batch of test-time
-    clips (uint8 ``[B, T, H, W, 3]``) of keyframes ``keys``, with their bank windows (the
-    deterministic test-time choice): what ``evaluate`` and ``stad detect`` both run."""
-    rois = boxes_to_rois(proposals)
-    lt, mask, geometry = roi_windows(bank, window, [k[0] for k in keys],
-                                     np.array([k[1] for k in keys]), rois[:, 0], rng=None)
-    maps = pooled_maps(model, clips_uint8.to(device))
-    logits = model.roi_head(as_features(maps), rois.to(device),
-                            *(None if x is None else x.to(device) for x in (lt, mask, geometry)))
-    return torch.sigmoid(logits.float())[:, columns.to(device)].cpu().numpy()
+    clips (uint8 ``[B, T, H, W, 3]``) of keyframes ``keys``: what ``evaluate`` and
+    ``stad detect`` both run."""
+    return head_scores(model.roi_head, pooled_maps(model, clips_uint8.to(device)), proposals,
+                       [k[0] for k in keys], np.array([k[1] for k in keys]), columns=columns,
+                       bank=bank, window=window, device=device)
 
 
 def predict_streaming(model: Detector, dataset: KeyframeDataset, *, columns: Tensor,
@@ -163,13 +173,10 @@ def predict_on_maps(roi_head: RoIHead, maps: KeyframeMaps, *, columns: Tensor,
     for start in range(0, len(maps), batch_size):
         keys = range(start, min(start + batch_size, len(maps)))
         proposals = [maps.proposals[i] for i in keys]
-        rois = boxes_to_rois(proposals)
-        lt, mask, geometry = roi_windows(bank, window, [maps.video_ids[i] for i in keys],
-                                         maps.timestamps[list(keys)], rois[:, 0], rng=None)
         with autocast(device, amp_dtype):
-            logits = roi_head(as_features(maps.maps[list(keys)].to(device)), rois.to(device),
-                              *(None if x is None else x.to(device) for x in (lt, mask, geometry)))
-        scores = torch.sigmoid(logits.float())[:, columns.to(device)].cpu().numpy()
+            scores = head_scores(roi_head, maps.maps[list(keys)].to(device), proposals,
+                                 [maps.video_ids[i] for i in keys], maps.timestamps[list(keys)],
+                                 columns=columns, bank=bank, window=window, device=device)
         out += split_predictions(list(keys),
                                  [(maps.video_ids[i], maps.timestamps[i]) for i in keys],
                                  proposals, maps.image_sizes[list(keys)], scores)
