@@ -17,7 +17,7 @@ the video's own frames at the source size, ``pyslowfast``.
 Feature-bank heads (``lfb_*``) first build the video's own bank, as ``infer_lfb`` builds a val
 video's rows: the baseline the head's checkpoint records (``BankRecipe``) runs over every
 second within the window's reach of the scored keyframes, its proposals filtered by the bank's
-own rule (``pipeline.tasks.infer_lfb.proposal_rows``), features stored in the bank's dtype by the
+own rule (``pipeline.lfb.layout.proposal_rows``), features stored in the bank's dtype by the
 bank writer; the head then reads its windows from it as ``evaluate`` does. A converted zoo
 head records no baseline: ``bank_baseline`` names one (mmaction2's bank-inference model,
 converted), with mmaction2's bank rules.
@@ -79,9 +79,8 @@ from pipeline.boxes import BOX_COLUMNS
 from pipeline.errors import InputError
 from pipeline.frames.spec import decoded_size
 from pipeline.frames.video import VideoSource, open_video
-from pipeline.engine.maps import box_features
 from pipeline.lfb.layout import proposal_rows
-from pipeline.engine.maps import pooled_maps, score_clips
+from pipeline.engine.maps import box_features, pooled_maps, score_clips
 from pipeline.io import atomic_output
 from pipeline.lfb.reader import FeatureBank, num_slots
 from pipeline.lfb.window import BankWindow

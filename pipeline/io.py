@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING:   # imported by write_parquet: every command loads this module
+if TYPE_CHECKING:   # every command imports this module: pandas/pyarrow load in write_parquet
     import pandas as pd
     import pyarrow as pa
 

@@ -18,8 +18,8 @@ import pandas as pd
 import torch
 
 from pipeline.ava.clock import jitter_bounds, jitter_span
-from pipeline.data.transforms import ClipSample
 from pipeline.boxes import BOX_COLUMNS
+from pipeline.data.transforms import ClipSample
 from pipeline.errors import InputError
 from pipeline.frames.store import FrameStore
 from pipeline.proposals.table import filter_proposals

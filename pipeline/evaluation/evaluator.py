@@ -15,10 +15,10 @@ import numpy as np
 import pandas as pd
 
 from pipeline.ava.annotations import read_annotations
-from pipeline.boxes import BOX_COLUMNS
 from pipeline.ava.exclusions import read_exclusions
 from pipeline.ava.label_map import LabelMap, read_label_map
 from pipeline.ava.results import read_results
+from pipeline.boxes import BOX_COLUMNS
 from pipeline.evaluation.average_precision import average_precision, rank_detections
 from pipeline.evaluation.matching import match
 from pipeline.evaluation.official_csv import (read_official_detections,

@@ -7,8 +7,8 @@ from pathlib import Path
 import pandas as pd
 
 from pipeline.ava.proposals import read_proposal_pickle
-from pipeline.proposals.table import PROPOSAL_SCHEMA, check_proposals, filter_proposals
-from pipeline.proposals.table import make_proposals
+from pipeline.proposals.table import (PROPOSAL_SCHEMA, check_proposals, filter_proposals,
+                                      make_proposals)
 
 
 def proposals_from_pickle(path: str | Path, *, score_thr: float = 0.9,
