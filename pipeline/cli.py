@@ -11,7 +11,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from pipeline.errors import InputError, exit_status
+from pipeline.errors import InputError, run_reporting
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -20,13 +20,7 @@ def main(argv: list[str] | None = None) -> int:
     if not hasattr(args, "func"):
         parser.print_help()
         return 2
-    try:
-        return args.func(args) or 0
-    except Exception as exc:
-        status = exit_status(exc)
-        if status is None:
-            raise
-        return status
+    return run_reporting(lambda: args.func(args))
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,9 +1,10 @@
 """One error type for bad input, so stages and commands can exit cleanly with a useful message,
-and the one mapping from failures to exit statuses (``exit_status``)."""
+and the one mapping from failures to exit statuses (``run_reporting``)."""
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 
@@ -40,6 +41,19 @@ class TrainingDiverged(RuntimeError):
 class PeerFailed(RuntimeError):
     """Another rank of a torchrun job failed: this rank stops too instead of waiting for it in
     a collective. The cause is in the failing rank's own message."""
+
+
+def run_reporting(call: Callable[[], int | None]) -> int:
+    """Run ``call`` and return its exit status (None counts as 0); a failure a user can act on
+    becomes one line on stderr and its status (``exit_status``), anything else propagates.
+    What every stage, ``stad`` and the baseline job launcher run their work through."""
+    try:
+        return call() or 0
+    except Exception as exc:
+        status = exit_status(exc)
+        if status is None:
+            raise
+        return status
 
 
 def exit_status(exc: BaseException) -> int | None:

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 
-from pipeline.errors import exit_status
+from pipeline.errors import run_reporting
 from pipeline.params import load_params
 
 
@@ -37,10 +37,6 @@ def run(main: Callable[[list[str] | None], None], argv: list[str] | None = None)
     and exit with status 2; on a diverged training run, one line naming the params, status 3;
     under torchrun, when another rank failed, one line saying so, status 4."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        main(argv)
-    except Exception as exc:
-        status = exit_status(exc)
-        if status is None:
-            raise
+    status = run_reporting(lambda: main(argv))
+    if status:
         sys.exit(status)

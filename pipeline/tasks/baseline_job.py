@@ -21,7 +21,7 @@ from pipeline.data.config import DataConfig
 from pipeline.tasks.pretrain_baseline import train_baseline
 from pipeline.engine.config import TrainConfig
 from pipeline.engine.distributed import setup_distributed, teardown_distributed
-from pipeline.errors import exit_status
+from pipeline.errors import run_reporting
 from pipeline.models.config import ModelConfig
 from pipeline.models.presets import get_preset
 
@@ -53,18 +53,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("job", type=Path, help="JSON file with train_baseline's arguments")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        job = json.loads(args.job.read_text())
+
+    def load_and_run() -> int | None:
+        try:
+            job = json.loads(args.job.read_text())
+        except json.JSONDecodeError as e:
+            print(f"error: {args.job}:{e.lineno}: {e.msg}", file=sys.stderr)
+            return 2
         run_job(job)
-    except json.JSONDecodeError as e:
-        print(f"error: {args.job}:{e.lineno}: {e.msg}", file=sys.stderr)
-        return 2
-    except Exception as exc:
-        status = exit_status(exc)
-        if status is None:
-            raise
-        return status
-    return 0
+        return None
+
+    return run_reporting(load_and_run)
 
 
 if __name__ == "__main__":
