@@ -48,3 +48,12 @@ def resolve_device(device: str, local_rank: int = 0, *, world_size: int = 1,
         raise InputError(f"{device!r} requested but this machine has "
                          f"{torch.cuda.device_count()} GPU(s)", key=key)
     return torch.device("cuda", index)
+
+
+def set_cpu_threads(num_threads: int) -> None:
+    """Torch's CPU compute threads for this process (params ``*.num_threads``); 0 keeps torch's
+    default (one per core)."""
+    if num_threads:
+        import torch
+
+        torch.set_num_threads(num_threads)

@@ -26,6 +26,7 @@ from pipeline.ava.results import write_results_csv, write_results_parquet
 from pipeline.data.config import DataConfig
 from pipeline.data.dataset import frame_stride
 from pipeline.data.inputs import DatasetFiles, LoadedInputs
+from pipeline.devices import set_cpu_threads
 from pipeline.engine.detection import detections_table
 from pipeline.engine.distributed import DistContext, setup_distributed
 from pipeline.engine.maps import predict_streaming
@@ -157,8 +158,7 @@ def run(params: Params, *, dataset: Path, frames: Path, proposals: Path, model: 
         bank: Path, results: Path, metrics: Path, plots: Path) -> None:
     """The stage: the head's val results, metrics, plots and drawn keyframes."""
     ev, lfb = params.eval, params.lfb
-    if ev.num_threads:
-        torch.set_num_threads(ev.num_threads)
+    set_cpu_threads(ev.num_threads)
     ctx = setup_distributed(ev.device, key="eval.device")
     summary = evaluate_head(
         files=DatasetFiles.from_dag(dataset=dataset, frames=frames, proposals=proposals),

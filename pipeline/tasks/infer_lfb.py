@@ -26,6 +26,7 @@ from pipeline.ava.annotations import merge_boxes
 from pipeline.data.config import DataConfig
 from pipeline.data.dataset import frame_stride
 from pipeline.data.inputs import DatasetFiles, LoadedInputs
+from pipeline.devices import set_cpu_threads
 from pipeline.engine.distributed import DistContext, fail_together, setup_distributed
 from pipeline.engine.maps import box_features, compute_maps
 from pipeline.engine.precision import autocast, autocast_dtype
@@ -60,8 +61,7 @@ def run(params: Params, *, dataset: Path, frames: Path, proposals: Path, baselin
         out: Path) -> None:
     """The stage: the bank of both splits under ``out``, on ``lfb.device`` (every rank)."""
     lfb = params.lfb
-    if lfb.num_threads:
-        torch.set_num_threads(lfb.num_threads)
+    set_cpu_threads(lfb.num_threads)
     ctx = setup_distributed(lfb.device, key="lfb.device")
     summary = infer_lfb(
         files=DatasetFiles.from_dag(dataset=dataset, frames=frames, proposals=proposals),

@@ -23,6 +23,7 @@ from pipeline.data.config import DataConfig
 from pipeline.data.config import shaping_fields as data_shaping_fields
 from pipeline.data.dataset import KeyframeDataset, frame_stride, stored_annotations
 from pipeline.data.transforms import eval_transform, train_transform
+from pipeline.devices import set_cpu_threads
 from pipeline.engine.checkpoint import run_fingerprint
 from pipeline.engine.config import TrainConfig
 from pipeline.engine.config import shaping_fields as train_shaping_fields
@@ -65,8 +66,7 @@ def run(params: Params, *, dataset: Path, frames: Path, proposals: Path, out: Pa
         checkpoints: Path) -> None:
     """The stage: the manifest's files of both splits, the baseline params."""
     baseline = params.baseline
-    if baseline.num_threads:
-        torch.set_num_threads(baseline.num_threads)
+    set_cpu_threads(baseline.num_threads)
     manifest = read_manifest(dataset)
     label_map_path = manifest.path(dataset, manifest.label_map)
     num_classes = max(read_label_map(label_map_path).ids) + 1

@@ -30,6 +30,7 @@ from pipeline.data.config import shaping_fields as data_shaping_fields
 from pipeline.data.dataset import KeyframeDataset, frame_stride
 from pipeline.data.inputs import DatasetFiles, LoadedInputs
 from pipeline.data.transforms import normalize_clips, train_transform
+from pipeline.devices import set_cpu_threads
 from pipeline.engine.checkpoint import run_fingerprint
 from pipeline.engine.config import TrainConfig
 from pipeline.engine.config import shaping_fields as train_shaping_fields
@@ -75,8 +76,7 @@ def run(params: Params, *, dataset: Path, frames: Path, proposals: Path, baselin
         bank: Path, out: Path, checkpoints: Path) -> None:
     """The stage: the head ``model.head`` on the baseline's backbone and the bank."""
     model, lfb = params.model, params.lfb
-    if model.num_threads:
-        torch.set_num_threads(model.num_threads)
+    set_cpu_threads(model.num_threads)
     baseline_config, _, _ = load_stad_checkpoint(baseline)
     train_head(
         files=DatasetFiles.from_dag(dataset=dataset, frames=frames, proposals=proposals),
