@@ -54,6 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, help="PNG file to write")
     p.add_argument("--dataset", type=Path, help="dataset folder: draw its ground-truth boxes")
     p.add_argument("--proposals", type=Path, help="proposals Parquet: draw its boxes")
+    p.add_argument("--clip-len", type=int, default=8, help="frames in the strip (default 8)")
+    p.add_argument("--frame-interval", type=int, default=4,
+                   help="timeline frames between them (default 4)")
     p.set_defaults(func=_show)
 
     p = sub.add_parser("summary", help="summarise a Zarr store or a Parquet table")
@@ -115,7 +118,8 @@ def _show(args) -> int:
     if hit.empty:
         raise InputError(f"no keyframe {args.video},{args.timestamp} in the store",
                          path=args.frames)
-    clip = store.clip(args.video, int(hit["row"].iloc[0]))
+    clip = store.clip(args.video, args.timestamp, clip_len=args.clip_len,
+                      frame_interval=args.frame_interval)
     boxes: list[LabelledBox] = []
     if args.dataset is not None:
         boxes += _ground_truth_boxes(args.dataset, args.video, args.timestamp)
@@ -173,7 +177,9 @@ def _summary(args) -> int:
     files = [p for p in path.rglob("*") if p.is_file()]
     size = sum(p.stat().st_size for p in files)
     print(f"{path}: {len(files)} files, {size / 2**20:.1f} MiB on disk")
-    arrays = [("", node)] if isinstance(node, zarr.Array) else sorted(node.arrays())
+    arrays = [("", node)] if isinstance(node, zarr.Array) else sorted(
+        (name, member) for name, member in node.members(max_depth=None)
+        if isinstance(member, zarr.Array))
     for name, array in arrays:
         print(f"  {name or '.'}: shape={array.shape} dtype={array.dtype} "
               f"chunks={array.chunks} shards={array.shards}")

@@ -30,7 +30,7 @@ from pipeline.data.config import RUNTIME_FIELDS as DATA_RUNTIME_FIELDS
 from pipeline.data.config import DataConfig
 from pipeline.devices import check_device
 from pipeline.engine.config import RUNTIME_FIELDS, TrainConfig
-from pipeline.frames.spec import FrameSpec
+from pipeline.frames.spec import FrameSpec, clip_reach
 from pipeline.lfb.window import BankWindow
 from pipeline.models.config import ModelConfig
 from pipeline.models.presets import get_preset
@@ -103,18 +103,16 @@ class DataParams:
 
 @dataclass(frozen=True)
 class FramesParams:
-    """Clip frames stored per keyframe (``extract_frames``); see pipeline.frames.FrameSpec."""
+    """The frame store (``extract_frames``): which frames, what size, which codec; see
+    pipeline.frames.FrameSpec. The model's sampling is not here: it is chosen at read time."""
 
-    clip_len: int
-    frame_interval: int
     short_side: int | None
     convention: Literal["pyslowfast", "mmaction2"]
     timeline_fps: int | None
-    train_jitter: bool
-    shard_clips: int
-    clevel: int
-    shuffle: Literal["noshuffle", "shuffle", "bitshuffle"]
-    codec: Literal["zstd", "lz4"]
+    codec: Literal["zstd", "lz4", "jpeg", "h264"]
+    quality: int
+    reach: tuple[int, int]
+    shard_frames: int
     skip_bad_videos: bool
     workers: int
 
@@ -123,11 +121,10 @@ class FramesParams:
         self.spec(timestamp_start=0)  # FrameSpec checks the rest and names the bad key
 
     def spec(self, timestamp_start: float) -> FrameSpec:
-        return FrameSpec(clip_len=self.clip_len, frame_interval=self.frame_interval,
-                         short_side=self.short_side, timestamp_start=timestamp_start,
-                         convention=self.convention, shard_clips=self.shard_clips,
-                         clevel=self.clevel, shuffle=self.shuffle, codec=self.codec,
-                         timeline_fps=self.timeline_fps, train_jitter=self.train_jitter)
+        return FrameSpec(short_side=self.short_side, timestamp_start=timestamp_start,
+                         convention=self.convention, timeline_fps=self.timeline_fps,
+                         codec=self.codec, quality=self.quality, reach=tuple(self.reach),
+                         shard_frames=self.shard_frames)
 
 
 @dataclass(frozen=True)
@@ -468,14 +465,14 @@ def check_across_groups(loaded: Mapping[str, Any], *, path: Path | None = None) 
                  f"{data.test_short_side} is above the stored frames.short_side "
                  f"{frames.short_side}: test clips would be upscaled")
     model = baseline.model_config(num_classes=81)
-    if model.frame_interval % frames.frame_interval:
-        fail("baseline.model.frame_interval",
-             f"the model reads every {model.frame_interval}th frame, not a multiple of "
-             f"frames.frame_interval {frames.frame_interval} (the frames stored)")
-    if data.temporal_jitter and not frames.train_jitter:
-        fail("baseline.data.temporal_jitter",
-             "is true but frames.train_jitter is false: the store would not hold the frames "
-             "the jitter reaches")
+    needed = clip_reach(model.clip_len, model.frame_interval, data.temporal_jitter)
+    if needed[0] > frames.reach[0] or needed[1] > frames.reach[1]:
+        fail("frames.reach",
+             f"{list(frames.reach)} frames (before, after each keyframe) are stored, but the "
+             f"baseline's {model.clip_len}x{model.frame_interval} clip (baseline.model.clip_len, "
+             "baseline.model.frame_interval"
+             + (", with baseline.data.temporal_jitter" if data.temporal_jitter else "")
+             + f") reads {list(needed)}: raise frames.reach or shorten the clip")
 
 
 def read_yaml(path: Path) -> dict:

@@ -80,9 +80,9 @@ def test_dvc_repro_builds_the_whole_dag(smoke_repo):
     assert manifest.is_file()
     index = pd.read_parquet(root / "data/frames/keyframes.parquet")
     store = zarr.open_group(root / "data/frames/frames.zarr", mode="r")
-    assert sorted(store.array_keys()) == sorted(index["video_id"].unique())
-    first = store[index["video_id"].iloc[0]]
-    assert first.dtype == "uint8" and first.shape[1:] == (4, 48, 64, 3)
+    assert sorted(store.group_keys()) == sorted(index["video_id"].unique())
+    first = store[index["video_id"].iloc[0]]["frames"]
+    assert first.dtype == "uint8" and first.shape[1:] == (48, 64, 3)
     proposals = pd.read_parquet(root / "data/proposals/proposals.parquet")
     assert {"video_id", "timestamp", "x1", "y1", "x2", "y2", "score"} <= set(proposals.columns)
     assert (root / "metrics/proposals.json").is_file()

@@ -16,8 +16,8 @@ stage and left out of run fingerprints."""
 class DataConfig:
     """Defaults are mmaction2's AVA settings (train: rescale 256-320, crop 256, flip; test:
     short side 256; proposals with score >= 0.9, best one always kept), except the temporal
-    jitter mmaction2 trains with: it is off by default because it needs a frame store that
-    holds its span (``frames.train_jitter``); the AVA presets turn both on."""
+    jitter mmaction2 trains with: it is off by default (the embedded default's small clips),
+    and on in the AVA presets; the frame store's ``frames.reach`` must cover it."""
 
     short_side_range: tuple[int, int] = (256, 320)
     crop_size: int = 256
@@ -28,7 +28,7 @@ class DataConfig:
     test_min_proposal_score: float = 0.9
     max_proposals: int = 1000
     test_batch_size: int = 8           # clips per inference batch (mmaction2 is fixed at 1)
-    temporal_jitter: bool = False      # train: mmaction2's per-frame jitter (frames.train_jitter)
+    temporal_jitter: bool = False      # train: mmaction2's per-frame jitter (within frames.reach)
 
     def __post_init__(self) -> None:
         low, high = self.short_side_range

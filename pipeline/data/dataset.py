@@ -1,6 +1,7 @@
 """Training and test samples: one per keyframe, clip from the Zarr frame store, boxes from Parquet.
 
-No video is decoded here: the frames stage already stored one uint8 clip per keyframe. Boxes
+No video is decoded here: the frames stage stored every frame a clip can reach, and a sample
+reads just the frames its clip uses (:class:`pipeline.frames.store.FrameStore`). Boxes
 on disk are normalised xyxy; the dataset turns them into pixels of the stored clip and lets the
 transform move them. Box tables are packed into flat arrays with per-sample offsets (CSR) so
 forked workers share them without copying millions of small Python objects.
@@ -17,10 +18,11 @@ import numpy as np
 import pandas as pd
 import torch
 
-from pipeline.ava.clock import jitter_bounds, jitter_span
+from pipeline.ava.clock import jitter_bounds
 from pipeline.boxes import BOX_COLUMNS
 from pipeline.data.transforms import ClipSample
 from pipeline.errors import InputError
+from pipeline.frames.spec import clip_offsets, clip_reach
 from pipeline.frames.store import FrameStore
 from pipeline.proposals.table import filter_proposals
 
@@ -30,22 +32,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 KEY_COLUMNS = ["video_id", "timestamp"]
-
-
-def clip_frame_subset(stored_len: int, frames_per_clip: int, frame_stride: int,
-                      keyframe_position: int | None = None) -> np.ndarray:
-    """Positions, inside a stored clip, of the frames a model reads.
-
-    A store of 16 frames spaced 2 serves SlowOnly 8x4 with stride 2 (every 2nd stored frame);
-    the keyframe (stored at ``keyframe_position``, default ``stored_len // 2``) stays at
-    position ``frames_per_clip // 2`` of the result.
-    """
-    center = stored_len // 2 if keyframe_position is None else keyframe_position
-    positions = center + (np.arange(frames_per_clip) - frames_per_clip // 2) * frame_stride
-    if frames_per_clip < 1 or frame_stride < 1 or positions[0] < 0 or positions[-1] >= stored_len:
-        raise ValueError(f"{frames_per_clip} frames with stride {frame_stride} do not fit in a stored "
-                         f"clip of {stored_len} frames centred on the keyframe")
-    return positions
 
 
 def stored_annotations(annotations: pd.DataFrame, keyframes: pd.DataFrame, split: str
@@ -109,10 +95,11 @@ class KeyframeDataset(torch.utils.data.Dataset):
             ``filter_proposals``; a keyframe without any gets the whole frame (mmaction2).
         exclusions: (video_id, timestamp) keyframes to drop.
         split: keep index rows of this split (None: all).
-        frames_per_clip, frame_stride: the subset of the stored clip the model reads.
+        frames_per_clip, frame_interval: the model's clip, ``frames_per_clip`` timeline frames
+            ``frame_interval`` apart around the keyframe.
         temporal_jitter: move each frame by its own random offset, as mmaction2's train-time
-            ``SampleAVAFrames`` (``pipeline.ava.clock.jitter_bounds`` of the model's raw frame
-            interval); the store must hold the jitter span (``frames.train_jitter``).
+            ``SampleAVAFrames`` (``pipeline.ava.clock.jitter_bounds`` of the frame interval);
+            the store's ``frames.reach`` must cover it (:func:`check_clip_reach`).
         transform: called as ``transform(ClipSample, rng)``.
         num_classes: width of the label rows (needed when ``labels`` is None).
     """
@@ -120,13 +107,13 @@ class KeyframeDataset(torch.utils.data.Dataset):
     def __init__(self, frames_dir: str | Path, keyframes: pd.DataFrame, *,
                  boxes: pd.DataFrame | None, labels: np.ndarray | None,
                  proposals: pd.DataFrame | None, exclusions: pd.DataFrame | None = None,
-                 split: str | None, frames_per_clip: int, frame_stride: int,
+                 split: str | None, frames_per_clip: int, frame_interval: int,
                  transform: Callable[[ClipSample, np.random.Generator], ClipSample],
                  num_classes: int, min_proposal_score: float = 0.9,
                  max_proposals: int = 1000, temporal_jitter: bool = False):
         self.frames_dir = Path(frames_dir)
         self.frames_per_clip = frames_per_clip
-        self.frame_stride = frame_stride
+        self.frame_interval = frame_interval
         self.temporal_jitter = temporal_jitter
         self.transform = transform
         self.num_classes = num_classes
@@ -134,7 +121,7 @@ class KeyframeDataset(torch.utils.data.Dataset):
 
         keyframes = _normalise_keys(keyframes)
         index = keyframes if split is None else keyframes[keyframes["split"] == split]
-        index = index[KEY_COLUMNS + ["row"]].drop_duplicates(KEY_COLUMNS)
+        index = index[KEY_COLUMNS + ["frame"]].drop_duplicates(KEY_COLUMNS)
         if boxes is not None:
             if labels is None or len(labels) != len(boxes):
                 raise ValueError("labels must be given with boxes, one row per box")
@@ -143,7 +130,7 @@ class KeyframeDataset(torch.utils.data.Dataset):
             boxes = _normalise_keys(boxes)
             wanted = boxes[KEY_COLUMNS].drop_duplicates()
             keys = wanted.merge(index, on=KEY_COLUMNS, how="left")
-            missing = keys[keys["row"].isna()]
+            missing = keys[keys["frame"].isna()]
             if len(missing):
                 first = missing.iloc[0]
                 raise InputError(f"{len(missing)} annotated keyframes are not in the frame store, "
@@ -160,7 +147,7 @@ class KeyframeDataset(torch.utils.data.Dataset):
         keys = keys.sort_values(KEY_COLUMNS, kind="stable").reset_index(drop=True)
         self.video_ids = keys["video_id"].astype(str).to_numpy(dtype=object)
         self.timestamps = keys["timestamp"].to_numpy(np.int64)
-        self.rows = keys["row"].to_numpy(np.int64)
+        self.keyframe_frames = keys["frame"].to_numpy(np.int64)
 
         if boxes is not None:
             order, self._gt_offsets = _pack(boxes, keys[KEY_COLUMNS])
@@ -179,7 +166,7 @@ class KeyframeDataset(torch.utils.data.Dataset):
         self._prop_scores = proposals["score"].to_numpy(np.float32)[order]
 
     def __len__(self) -> int:
-        return len(self.rows)
+        return len(self.keyframe_frames)
 
     def frame_store(self) -> FrameStore:
         if self._frame_store is None:
@@ -193,22 +180,12 @@ class KeyframeDataset(torch.utils.data.Dataset):
 
     def read_clip(self, index: int, jitter: np.ndarray | None = None) -> np.ndarray:
         """The model's frames of sample ``index``: uint8 [frames_per_clip, H, W, 3]; ``jitter``:
-        each frame's offset in raw frames, read from the store's jitter span."""
-        store = self.frame_store()
-        video_id = str(self.video_ids[index])
-        stored = store.clip(video_id, int(self.rows[index]))
-        if jitter is None and "offsets" not in store.array(video_id).attrs:
-            positions = clip_frame_subset(stored.shape[0], self.frames_per_clip,
-                                          self.frame_stride, store.keyframe_position)
-        else:
-            nominal = (np.arange(self.frames_per_clip) - self.frames_per_clip // 2) * self.interval
-            positions = store.positions(video_id, nominal + (0 if jitter is None else jitter))
-        return stored[positions]
-
-    @property
-    def interval(self) -> int:
-        """Raw frames between two of the model's frames."""
-        return self.frame_stride * int(self.frame_store().attrs["frame_interval"])
+        each frame's offset in timeline frames."""
+        offsets = clip_offsets(self.frames_per_clip, self.frame_interval)
+        if jitter is not None:
+            offsets = offsets + jitter
+        video = self.frame_store().video(str(self.video_ids[index]))
+        return video.clip(int(self.keyframe_frames[index]), offsets)
 
     def __getitem__(self, key: int | tuple[int, int]) -> dict:
         """``key`` is an index, or (index, epoch_seed) from ``EpochBatchSampler``: the
@@ -217,7 +194,7 @@ class KeyframeDataset(torch.utils.data.Dataset):
         rng = np.random.default_rng([epoch_seed, index])
         jitter = None
         if self.temporal_jitter:
-            jitter = rng.integers(*jitter_bounds(self.interval), size=self.frames_per_clip)
+            jitter = rng.integers(*jitter_bounds(self.frame_interval), size=self.frames_per_clip)
         clip = torch.from_numpy(np.ascontiguousarray(self.read_clip(index, jitter)))
         height, width = clip.shape[1], clip.shape[2]
         scale = torch.tensor([width, height, width, height], dtype=torch.float32)
@@ -239,31 +216,14 @@ class KeyframeDataset(torch.utils.data.Dataset):
                 "index": index}
 
 
-def frame_stride(store: FrameStore, model_config: ModelConfig,
-                 temporal_jitter: bool = False) -> int:
-    """Stored frames between two model frames (the model's raw-frame interval / the store's);
-    checks that the model's clip fits in the stored one, and with ``temporal_jitter`` that the
-    store holds every frame the jitter reaches, before any worker starts."""
-    stored = int(store.attrs["frame_interval"])
-    if model_config.frame_interval % stored:
-        raise InputError(f"the model reads every {model_config.frame_interval}th frame but the "
-                         f"store keeps every {stored}th; re-extract with a divisor of "
-                         f"{model_config.frame_interval}", path=store.path, key="frame_interval")
-    stride = model_config.frame_interval // stored
-    try:
-        clip_frame_subset(int(store.attrs["clip_len"]), model_config.clip_len, stride,
-                          store.keyframe_position)
-    except ValueError as e:
-        raise InputError(f"the model's {model_config.clip_len}x{model_config.frame_interval} clip "
-                         f"is not inside the stored clips: {e}", path=store.path, key="clip_len") from e
-    if temporal_jitter:
-        needed = jitter_span(model_config.clip_len, model_config.frame_interval)
-        held = np.asarray(store.attrs.get("jitter_offsets", []))
-        if not store.attrs.get("train_jitter") or not np.isin(needed, held).all():
-            raise InputError(f"temporal jitter of the model's {model_config.clip_len}x"
-                             f"{model_config.frame_interval} clip reaches frames "
-                             f"{needed[0]}..{needed[-1]} from the keyframe; the store's train "
-                             "clips do not hold them: extract with frames.train_jitter: true "
-                             "and the model's clip_len and frame_interval",
-                             path=store.path, key="train_jitter")
-    return stride
+def check_clip_reach(store: FrameStore, model_config: ModelConfig,
+                     temporal_jitter: bool = False) -> None:
+    """Refuse, before any worker starts, a model whose clip (with its temporal jitter) reaches
+    further from the keyframe than the store's ``frames.reach``."""
+    needed = clip_reach(model_config.clip_len, model_config.frame_interval, temporal_jitter)
+    if needed[0] > store.reach[0] or needed[1] > store.reach[1]:
+        raise InputError(f"the model's {model_config.clip_len}x{model_config.frame_interval} "
+                         f"clip{' with temporal jitter' if temporal_jitter else ''} reads "
+                         f"{needed[0]} frames before and {needed[1]} after the keyframe; the "
+                         f"store keeps frames.reach {list(store.reach)}: extract with a larger "
+                         "frames.reach", path=store.path, key="frames.reach")

@@ -85,7 +85,7 @@ class LoadedInputs:
         path = self.files.exclusions(split)
         return read_exclusions(path) if path else None
 
-    def dataset(self, split: str, *, frames_per_clip: int, frame_stride: int,
+    def dataset(self, split: str, *, frames_per_clip: int, frame_interval: int,
                 short_side: int, min_proposal_score: float, max_proposals: int,
                 keyframes: pd.DataFrame | None = None) -> KeyframeDataset:
         """Test-time samples of the split's annotated keyframes (exclusions dropped), with GT
@@ -101,7 +101,7 @@ class LoadedInputs:
         return KeyframeDataset(self.files.frames_dir, index, boxes=boxes, labels=labels,
                                proposals=self.proposals, exclusions=exclusions,
                                split=split if keyframes is None else None,
-                               frames_per_clip=frames_per_clip, frame_stride=frame_stride,
+                               frames_per_clip=frames_per_clip, frame_interval=frame_interval,
                                transform=eval_transform(short_side=short_side),
                                num_classes=self.label_map.num_classes,
                                min_proposal_score=min_proposal_score,

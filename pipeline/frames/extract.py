@@ -1,14 +1,18 @@
-"""Decode the clip around every keyframe into a sharded Zarr store, resumably.
+"""Decode the frames every keyframe's clip can reach into a sharded Zarr store, resumably.
 
-The store is filled at ``<store>.partial`` and renamed only when every video is in, so the
-final path never holds a half store. Each video's array gets ``complete: true`` after its last
-shard; a rerun after a failure or interruption keeps the complete arrays whose spec, keyframes
-and source file size still match, and decodes only the rest.
+Each video's frames are decoded once, in order, and each needed frame is stored once
+(:mod:`pipeline.frames.store` describes the layout). The store is filled at
+``<store>.partial`` and renamed only when every video is in, so the final path never holds a
+half store. A video's group gets ``complete: true`` after its last shard; a rerun after a
+failure or interruption keeps the complete videos whose spec, keyframes and source file
+(size, modification time and the hash of its first and last MiB) still match, and decodes
+only the rest.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import threading
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
@@ -17,12 +21,13 @@ import numpy as np
 import pandas as pd
 import zarr
 from tqdm import tqdm
-from zarr.codecs import BloscCodec
+from zarr.codecs import BloscCodec, Crc32cCodec
 
 from pipeline.ava.clock import keyframe_frame_index
 from pipeline.errors import InputError
+from pipeline.frames.codecs import frame_codec
 from pipeline.frames.spec import FrameSpec
-from pipeline.frames.store import INDEX_SCHEMA, disk_usage, index_from_group
+from pipeline.frames.store import INDEX_SCHEMA, LAYOUT, disk_usage, index_from_group
 from pipeline.frames.video import open_video
 from pipeline.io import commit_partial, partial_path, remove_path, write_parquet
 
@@ -96,49 +101,37 @@ def _own_clock(plan: VideoPlan, spec: FrameSpec) -> tuple[list[float] | None, fl
     return times, start
 
 
-def _spec_dict(spec: FrameSpec) -> dict:
-    """The spec as stored. The native timeline, no jitter and zstd are the absence of
-    ``timeline_fps``, ``train_jitter`` and ``codec``: a store written before any of them existed
-    reads the same, byte for byte."""
-    fields = dataclasses.asdict(spec)
-    if spec.timeline_fps is None:
-        del fields["timeline_fps"]
-    if not spec.train_jitter:
-        del fields["train_jitter"]
-    if spec.codec == "zstd":   # the codec before ``codec`` existed
-        del fields["codec"]
-    return fields
-
-
-def _spec_attrs(spec: FrameSpec) -> dict:
-    attrs = {
-        "spec": _spec_dict(spec),
-        "clip_len": spec.clip_len,
-        "frame_interval": spec.frame_interval,
-        "short_side": spec.short_side,
-        "timestamp_start": spec.timestamp_start,
-        "convention": spec.convention,
-        "offsets": spec.offsets.tolist(),
-        "keyframe_position": spec.keyframe_position,
-    }
-    if spec.timeline_fps is not None:
-        attrs["timeline_fps"] = spec.timeline_fps
-    if spec.train_jitter:
-        attrs["train_jitter"] = True
-        attrs["jitter_offsets"] = spec.jitter_offsets.tolist()
-    return attrs
+def source_fingerprint(path: Path, *, edge_bytes: int = 1 << 20) -> dict:
+    """What identifies a video file's content cheaply: size, modification time and a hash of
+    its first and last ``edge_bytes`` (a re-encoded or replaced file of the same size and
+    date still differs there)."""
+    stat = path.stat()
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        digest.update(f.read(edge_bytes))
+        if stat.st_size > edge_bytes:
+            f.seek(max(edge_bytes, stat.st_size - edge_bytes))
+            digest.update(f.read(edge_bytes))
+    return {"bytes": stat.st_size, "mtime_ns": stat.st_mtime_ns, "edges_sha256": digest.hexdigest()}
 
 
 def _open_partial_store(tmp: Path, spec: FrameSpec) -> zarr.Group:
-    """Reopen a leftover partial store written with the same spec, or start an empty one."""
+    """Reopen a leftover partial store of this layout written with the same spec, or start
+    an empty one (the partial path is this stage's own)."""
     if (tmp / "zarr.json").is_file():
-        group = zarr.open_group(tmp, mode="r+")
-        if group.attrs.get("spec") == _spec_dict(spec):
+        try:
+            group = zarr.open_group(tmp, mode="r+")
+            same = (group.attrs.get("layout") == LAYOUT
+                    and group.attrs.get("spec") == spec.as_attrs())
+        except (ValueError, KeyError, OSError):   # unreadable leftovers: start again
+            same = False
+        if same:
             for leftover in tmp.rglob("*.partial"):   # zarr's temp files from a killed write
                 leftover.unlink()
             return group
     remove_path(tmp)
-    return zarr.open_group(tmp, mode="w", attributes=_spec_attrs(spec))
+    return zarr.open_group(tmp, mode="w", attributes={"layout": LAYOUT,
+                                                      "spec": spec.as_attrs()})
 
 
 def _is_done(group: zarr.Group, plan: VideoPlan, spec: FrameSpec) -> bool:
@@ -149,24 +142,33 @@ def _is_done(group: zarr.Group, plan: VideoPlan, spec: FrameSpec) -> bool:
     return (attrs.get("complete") is True and attrs.get("timestamps") == plan.timestamps
             and attrs.get("times") == times and attrs.get("timestamp_start") == start
             and attrs.get("splits") == plan.splits
-            and attrs.get("source_bytes") == plan.path.stat().st_size)
+            and attrs.get("source") == source_fingerprint(plan.path))
+
+
+def stored_frames(centers: np.ndarray, reach: tuple[int, int], num_frames: int) -> np.ndarray:
+    """Sorted timeline frames within ``reach`` (before, after) of any keyframe frame in
+    ``centers``, clamped to the video: what the store keeps of one video."""
+    before, after = reach
+    keep = np.zeros(num_frames + 1, np.int64)
+    np.add.at(keep, np.clip(centers - before, 0, num_frames), 1)
+    np.add.at(keep, np.clip(centers + after + 1, 0, num_frames), -1)
+    return np.flatnonzero(np.cumsum(keep)[:num_frames] > 0)
 
 
 def _extract_video(group: zarr.Group, plan: VideoPlan, spec: FrameSpec, progress: tqdm,
                    lock: threading.Lock) -> None:
-    """Decode one video's clips, one whole shard per write, then mark the array complete."""
+    """Decode one video's needed frames in order and write them a shard at a time (encoded by
+    a writer thread while the next shard decodes), then mark the video complete."""
     if plan.path is None:
         raise InputError(f"video '{plan.video_id}' has keyframes but no video file was given",
                          key=plan.video_id)
+    fingerprint = source_fingerprint(plan.path)
     video = open_video(plan.video_id, plan.path, spec.output_size, spec.timeline_fps)
     times, start = _own_clock(plan, spec)
     centers = np.atleast_1d(keyframe_frame_index(
         np.asarray(plan.timestamps if times is None else times),
         fps=video.fps, timestamp_start=spec.timestamp_start if start is None else start,
         convention=spec.convention))
-    jittered = spec.train_jitter and "train" in plan.splits
-    offsets = spec.jitter_offsets if jittered else spec.offsets
-    indices = centers[:, None] + offsets
     outside = (centers < 0) | (centers >= video.num_frames)
     if outside.any():
         i = int(np.argmax(outside))
@@ -176,47 +178,59 @@ def _extract_video(group: zarr.Group, plan: VideoPlan, spec: FrameSpec, progress
                          f"{at} s needs frame {centers[i]} (truncated video "
                          "or wrong timestamp_start?)",
                          path=plan.path)
-    indices = np.clip(indices, 0, video.num_frames - 1)
-    num_clips = len(plan.timestamps)
-    clip_shape = (len(offsets), video.height, video.width, 3)
+    timeline = stored_frames(centers, spec.reach, video.num_frames)
     extra = {} if video.source_index is None else {"source_fps": video.source_fps,
                                                    "source_frames": video.source_frames}
     if times is not None:
         extra["times"] = times
     if start is not None:
         extra["timestamp_start"] = start
-    if jittered:   # this video's clips hold the jitter span, not the spec's clip
-        extra.update(offsets=offsets.tolist(),
-                     keyframe_position=int(np.flatnonzero(offsets == 0)[0]))
-    array = group.create_array(
-        plan.video_id, shape=(num_clips, *clip_shape), dtype="uint8",
-        chunks=(1, *clip_shape), shards=(min(num_clips, spec.shard_clips), *clip_shape),
-        compressors=BloscCodec(cname=spec.codec, clevel=spec.clevel, shuffle=spec.shuffle),
-        fill_value=0, overwrite=True,
-        attributes={"fps": video.fps, "num_frames": video.num_frames,
-                    "source_width": video.source_width, "source_height": video.source_height,
-                    "source_bytes": plan.path.stat().st_size, "timestamps": plan.timestamps,
-                    "splits": plan.splits, **extra, "complete": False})
+    video_group = group.create_group(plan.video_id, overwrite=True, attributes={
+        "fps": video.fps, "num_frames": video.num_frames, "height": video.height,
+        "width": video.width, "source_width": video.source_width,
+        "source_height": video.source_height, "source": fingerprint,
+        "timestamps": plan.timestamps, "splits": plan.splits,
+        "keyframe_frames": centers.tolist(), **extra, "complete": False})
+    video_group.create_array("timeline", data=timeline.astype(np.int32), chunks=(1 << 16,),
+                             compressors=[BloscCodec(cname="zstd", clevel=5), Crc32cCodec()])
+    codec = frame_codec(spec)
+    array = codec.create(video_group, len(timeline), video.height, video.width,
+                         spec.shard_frames)
 
-    def write(start: int, stop: int, frames: np.ndarray) -> None:
-        array[start:stop] = frames
+    def write(start: int, frames: np.ndarray) -> None:
+        codec.write(array, start, frames)
         with lock:
-            progress.update(stop - start)
+            progress.update(len(frames))
 
-    # One writer thread compresses and writes shard k while this thread decodes shard k + 1:
-    # at most two shards in memory, and the array is complete only after its last write.
-    with ThreadPoolExecutor(max_workers=1) as writer:
-        pending = None
-        for start in range(0, num_clips, spec.shard_clips):
-            stop = min(start + spec.shard_clips, num_clips)
-            frames = video.get_frames(indices[start:stop])
-            if pending is not None:
-                pending.result()
-            pending = writer.submit(write, start, stop, frames)
-            del frames
-        if pending is not None:
-            pending.result()
-    array.attrs["complete"] = True
+    # Writer threads encode and write shard k while this thread decodes shard k + 1: at most
+    # three shards in memory, and the video is complete only after its last write.
+    block = np.empty((min(spec.shard_frames, len(timeline)), video.height, video.width, 3),
+                     np.uint8)
+    pending: list = []
+    filled = 0   # stored frames decoded so far
+    with ThreadPoolExecutor(max_workers=2) as writers:
+        def flush(count: int) -> None:
+            nonlocal block
+            while len(pending) >= 2:
+                pending.pop(0).result()
+            start = filled - count
+            pending.append(writers.submit(write, start, block[:count]))
+            block = np.empty_like(block)
+
+        for shown, frame in video.iter_frames(timeline):
+            for _ in shown:   # timeline frames are consecutive stored positions
+                block[filled % len(block)] = frame
+                filled += 1
+                if filled % len(block) == 0:
+                    flush(len(block))
+        if filled % len(block):
+            flush(filled % len(block))
+        for future in pending:
+            future.result()
+    if filled != len(timeline):
+        raise InputError(f"video '{plan.video_id}': {filled} of {len(timeline)} frames "
+                         "decoded", path=plan.path)
+    video_group.attrs["complete"] = True
 
 
 def _on_timeline(video) -> str:
@@ -234,7 +248,7 @@ def extract_frames(videos: dict[str, Path], keyframes: pd.DataFrame, store_path:
     seconds), split. A missing, unreadable or truncated video raises InputError naming it and
     leaves ``<store>.partial`` for a resumable rerun; with ``skip_bad_videos`` it is left out
     and listed in the summary. Videos without keyframes are ignored. ``workers`` videos are
-    decoded at once (threads; decord and Blosc release the GIL).
+    decoded at once (threads; FFmpeg, the encoders and Blosc release the GIL).
     """
     plans = plan_videos(videos, keyframes)
     if not plans:
@@ -244,7 +258,7 @@ def extract_frames(videos: dict[str, Path], keyframes: pd.DataFrame, store_path:
     tmp = partial_path(store_path)
     group = _open_partial_store(tmp, spec)
     wanted = {plan.video_id for plan in plans}
-    for stale in set(group.array_keys()) - wanted:
+    for stale in set(group.group_keys()) - wanted:
         del group[stale]
     resumed = [plan.video_id for plan in plans if _is_done(group, plan, spec)]
     todo = [plan for plan in plans if plan.video_id not in resumed]
@@ -252,8 +266,7 @@ def extract_frames(videos: dict[str, Path], keyframes: pd.DataFrame, store_path:
     errors: dict[str, InputError] = {}
     decoded: list[str] = []
     lock = threading.Lock()
-    bar = tqdm(total=sum(len(p.timestamps) for p in todo), unit="clip", desc="extract frames",
-               disable=not progress)
+    bar = tqdm(unit="frame", desc="extract frames", disable=not progress)
     with bar, ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         futures = {pool.submit(_extract_video, group, plan, spec, bar, lock): plan.video_id
                    for plan in todo}
@@ -275,19 +288,21 @@ def extract_frames(videos: dict[str, Path], keyframes: pd.DataFrame, store_path:
     for video_id in errors:
         if video_id in group:
             del group[video_id]
-    if not any(True for _ in group.array_keys()):
+    if not any(True for _ in group.group_keys()):
         raise InputError(f"no video could be read; skipped: {sorted(errors)}",
                          key=min(errors) if errors else None)
 
-    fps_values = {float(group[video_id].attrs["fps"]) for video_id in group.array_keys()}
+    fps_values = {float(group[video_id].attrs["fps"]) for video_id in group.group_keys()}
     group.attrs["fps"] = fps_values.pop() if len(fps_values) == 1 else None
     index = index_from_group(group)
+    stored = sum(group[video_id]["timeline"].shape[0] for video_id in group.group_keys())
     write_parquet(index_path, index, schema=INDEX_SCHEMA)
     commit_partial(tmp, store_path)
     total_bytes, files = disk_usage(store_path)
     return {
         "videos": int(index["video_id"].nunique()),
-        "clips": len(index),
+        "keyframes": len(index),
+        "stored_frames": int(stored),
         "decoded_videos": sorted(decoded),
         "resumed_videos": sorted(resumed),
         "skipped_videos": sorted(errors),

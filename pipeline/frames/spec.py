@@ -1,4 +1,11 @@
-"""What frame extraction stores: clip length, spacing, size and compression of the clips."""
+"""What the frame store holds: which frames of each video, at what size, in which codec.
+
+The store keeps every frame of a video's timeline that some keyframe's clip can reach, once,
+whatever model reads it: ``reach`` frames before and after each keyframe's frame. The model's
+sampling (clip length, frame interval, temporal jitter) is chosen at read time, so trying 8x8
+after 4x16, or jitter on and off, never extracts again; a clip that reaches further than the
+store is refused before training (:func:`clip_reach`, checked in ``pipeline.params``).
+"""
 
 from __future__ import annotations
 
@@ -6,94 +13,93 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pipeline.ava.clock import CONVENTIONS, jitter_span
+from pipeline.ava.clock import CONVENTIONS, jitter_bounds
 from pipeline.errors import InputError
 
-SHUFFLES = ("noshuffle", "shuffle", "bitshuffle")
-CODECS = ("zstd", "lz4")
-"""Blosc compressors: zstd packs smaller, lz4 costs a fraction of zstd's time to write and read
-(``bench/bench_frames.py``); ``clevel`` 0 stores the pixels uncompressed with either."""
+QUALITY_RANGE = {"zstd": (0, 9), "lz4": (0, 9), "jpeg": (1, 100), "h264": (0, 51)}
+"""``frames.codec`` -> the range of ``frames.quality``: the Blosc level of the lossless codecs
+(0: uncompressed), the JPEG quality (libjpeg-turbo, 4:2:0), the x264 CRF (lower: larger files)."""
+CODECS = tuple(QUALITY_RANGE)
+H264_GOP = 16
+"""Frames per H.264 group of pictures: a jittered 4x16 clip decodes about 30 frames
+(``bench/bench_frames.py``); a GOP of 32 nearly doubles that for 10 % fewer bytes."""
+
+
+def clip_offsets(clip_len: int, frame_interval: int) -> np.ndarray:
+    """Timeline-frame offsets, from the keyframe's frame, of a clip of ``clip_len`` frames
+    ``frame_interval`` apart with the keyframe at position ``clip_len // 2`` (mmaction2)."""
+    return (np.arange(clip_len) - clip_len // 2) * frame_interval
+
+
+def clip_reach(clip_len: int, frame_interval: int, temporal_jitter: bool) -> tuple[int, int]:
+    """(frames before, frames after) the keyframe's frame that a clip can read; with
+    ``temporal_jitter`` every frame may move by mmaction2's per-frame jitter."""
+    offsets = clip_offsets(clip_len, frame_interval)
+    low, high = jitter_bounds(frame_interval) if temporal_jitter else (0, 1)
+    return int(-(offsets[0] + low)), int(offsets[-1] + high - 1)
 
 
 @dataclass(frozen=True)
 class FrameSpec:
-    """How many frames to store around each keyframe, at what size, and how to compress them.
+    """Which frames to store and how. Errors name the ``frames.*`` params key of the bad field.
 
-    The stored clip is ``clip_len`` frames ``frame_interval`` apart with the keyframe at position
-    ``clip_len // 2``; store a superset of what the models need (e.g. 32 frames at interval 2
-    serves SlowFast 8x8 and, taking every 4th or 8th frame, SlowOnly 8x8 and 4x16).
     ``timeline_fps`` sets what frame indices count: frames of a timeline at that rate, each the
     source frame shown then (AVA: 30, as mmaction2's ``ffmpeg -r 30`` frames), or the video's
-    own frames (None). ``train_jitter`` stores the clips of videos with train keyframes at
-    stride 1 over every frame mmaction2's per-frame temporal jitter can reach
-    (:func:`pipeline.ava.clock.jitter_span`, ``clip_len * frame_interval`` frames), so that
-    training can draw a fresh jitter each epoch. ``short_side=None`` keeps the source
-    resolution. One Zarr chunk holds one clip; one shard
-    file holds ``shard_clips`` clips (fewer files for DVC to hash, more memory per write),
-    compressed with Blosc ``codec`` at ``clevel``.
-    Errors name the ``frames.*`` params key of the bad field.
+    own frames (None). ``reach``: frames kept before and after each keyframe's frame (clamped
+    to the video). ``short_side=None`` keeps the source resolution. ``shard_frames`` frames
+    share one file (fewer files for DVC to hash; a multiple of the H.264 GOP).
     """
 
-    clip_len: int
-    frame_interval: int
     short_side: int | None
     timestamp_start: float
     convention: str = "pyslowfast"
-    shard_clips: int = 16
-    clevel: int = 3
-    shuffle: str = "noshuffle"
-    codec: str = "zstd"
     timeline_fps: int | None = None
-    train_jitter: bool = False
+    codec: str = "zstd"
+    quality: int = 3
+    reach: tuple[int, int] = (40, 32)
+    shard_frames: int = 256
 
     def __post_init__(self) -> None:
-        for name in ("clip_len", "frame_interval", "shard_clips"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
-                raise InputError(f"must be a positive integer, got {value!r}", key=f"frames.{name}")
-        if self.short_side is not None and (not isinstance(self.short_side, int)
+        if self.short_side is not None and (not _is_int(self.short_side)
                                             or self.short_side < 2 or self.short_side % 2):
             raise InputError(f"must be an even integer >= 2 or null (keep the source size), "
                              f"got {self.short_side!r}", key="frames.short_side")
-        if self.timeline_fps is not None and (not isinstance(self.timeline_fps, int)
-                                              or isinstance(self.timeline_fps, bool)
+        if self.timeline_fps is not None and (not _is_int(self.timeline_fps)
                                               or self.timeline_fps < 1):
             raise InputError(f"must be a positive integer (frames per second) or null (the "
                              f"video's own frames), got {self.timeline_fps!r}",
                              key="frames.timeline_fps")
-        if not isinstance(self.train_jitter, bool):
-            raise InputError(f"must be true or false, got {self.train_jitter!r}",
-                             key="frames.train_jitter")
         if self.convention not in CONVENTIONS:
             raise InputError(f"must be one of {CONVENTIONS}, got {self.convention!r}",
                              key="frames.convention")
-        if not isinstance(self.clevel, int) or not 0 <= self.clevel <= 9:
-            raise InputError(f"must be an integer in 0..9, got {self.clevel!r}",
-                             key="frames.clevel")
         if self.codec not in CODECS:
             raise InputError(f"must be one of {CODECS}, got {self.codec!r}", key="frames.codec")
-        if self.shuffle not in SHUFFLES:
-            raise InputError(f"must be one of {SHUFFLES}, got {self.shuffle!r}",
-                             key="frames.shuffle")
-
-    @property
-    def keyframe_position(self) -> int:
-        """Index of the keyframe inside a stored clip."""
-        return self.clip_len // 2
-
-    @property
-    def offsets(self) -> np.ndarray:
-        """Frame offsets of the stored clip relative to the keyframe (before edge clamping)."""
-        return (np.arange(self.clip_len) - self.keyframe_position) * self.frame_interval
-
-    @property
-    def jitter_offsets(self) -> np.ndarray:
-        """Frame offsets of a train clip stored for temporal jitter (stride 1)."""
-        return jitter_span(self.clip_len, self.frame_interval)
+        low, high = QUALITY_RANGE[self.codec]
+        if not _is_int(self.quality) or not low <= self.quality <= high:
+            raise InputError(f"must be an integer in {low}..{high} for codec {self.codec!r}, "
+                             f"got {self.quality!r}", key="frames.quality")
+        if (len(self.reach) != 2 or not all(_is_int(r) and r >= 0 for r in self.reach)):
+            raise InputError(f"must be two integers >= 0 (frames before and after each "
+                             f"keyframe), got {list(self.reach)!r}", key="frames.reach")
+        if not _is_int(self.shard_frames) or self.shard_frames < 1 or (
+                self.shard_frames % H264_GOP):
+            raise InputError(f"must be a positive multiple of {H264_GOP}, got "
+                             f"{self.shard_frames!r}", key="frames.shard_frames")
 
     def output_size(self, width: int, height: int) -> tuple[int, int]:
         """(width, height) of stored frames (:func:`decoded_size`)."""
         return decoded_size(width, height, self.short_side)
+
+    def as_attrs(self) -> dict:
+        """The spec as the store records it (a resumed extraction must match it exactly)."""
+        return {"short_side": self.short_side, "timestamp_start": self.timestamp_start,
+                "convention": self.convention, "timeline_fps": self.timeline_fps,
+                "codec": self.codec, "quality": self.quality, "reach": list(self.reach),
+                "shard_frames": self.shard_frames}
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def decoded_size(width: int, height: int, short_side: int | None) -> tuple[int, int]:

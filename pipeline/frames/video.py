@@ -1,10 +1,12 @@
-"""Decode chosen frames of one video with decord, resized at decode time.
+"""Decode chosen frames of one video with PyAV, in presentation order, resized as they go.
 
 Frame indices count frames of the video's timeline: its own frames, or a fixed rate (AVA's
 30 fps) onto which the source frames are laid by their presentation timestamps, as
-``ffmpeg -r`` does (:func:`pipeline.ava.clock.timeline_source_frames`). The timestamps are read
-exactly, as integers, by demuxing with PyAV (decord reports them as float32, too coarse to
-settle ties 15 minutes into a movie); decord still decodes, by source frame index.
+``ffmpeg -r`` does (:func:`pipeline.ava.clock.timeline_source_frames`). Timestamps come from
+the container, read exactly as integers (no decoding); frames are decoded sequentially, the
+k-th decoded frame being the k-th in presentation order. Nothing seeks, so B-frames, AVI's
+packed MPEG-4 B-frames (where decord reports garbage times) and variable frame rates all give
+the exact frame ``ffmpeg`` gives; frames no clip needs are decoded but never converted.
 
 Every failure to read a video becomes an InputError naming the video and its path, so the
 stage can report (or skip) that video instead of dying with a decoder traceback.
@@ -18,28 +20,25 @@ from fractions import Fraction
 from pathlib import Path
 
 import av
-import decord
 import numpy as np
-from decord._ffi.base import DECORDError
 
 from pipeline.ava.clock import timeline_source_frames
 from pipeline.errors import InputError
 
-_DECODE_ERRORS = (DECORDError, RuntimeError, av.error.FFmpegError, OSError, ValueError)
+_DECODE_ERRORS = (RuntimeError, av.error.FFmpegError, OSError, ValueError)
 
 
 @dataclass
 class VideoSource:
-    """An opened video: decord reader at the output size plus what the clock needs.
+    """An opened video: its timeline, output size and the container facts behind them.
 
     ``fps`` and ``num_frames`` are the timeline's (what frame indices count);
     ``source_fps`` and ``source_frames`` the file's own. ``source_index`` maps a timeline frame
-    to the source frame it shows; None on the native timeline, where the two are the same.
+    to the source frame (presentation order) it shows; None on the native timeline.
     """
 
     video_id: str
     path: Path
-    reader: decord.VideoReader
     fps: float
     num_frames: int
     source_width: int
@@ -49,63 +48,94 @@ class VideoSource:
     source_fps: float
     source_frames: int
     source_index: np.ndarray | None = None
+    decode_threads: int = 0   # 0: FFmpeg's choice; 1 inside loader workers
+
+    def source_frames_of(self, indices: np.ndarray) -> np.ndarray:
+        """Source frame shown at each timeline frame of ``indices``."""
+        indices = np.asarray(indices, dtype=np.int64)
+        return indices if self.source_index is None else self.source_index[indices]
+
+    def iter_frames(self, indices: np.ndarray) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """(timeline indices, frame) for every distinct source frame that the timeline frames
+        ``indices`` show, in time order: each frame is decoded and converted once, however many
+        timeline frames show it (a 24 fps movie on a 30 fps timeline repeats some)."""
+        indices = np.unique(np.asarray(indices, dtype=np.int64))
+        if len(indices) == 0:
+            return
+        source = self.source_frames_of(indices)
+        wanted = np.unique(source)
+        k = 0   # next wanted source frame
+        for position, picture in enumerate(self._decode()):
+            if position < wanted[k]:
+                continue
+            yield indices[source == position], self._convert(picture)
+            k += 1
+            if k == len(wanted):
+                return
+        raise InputError(f"video '{self.video_id}' ended after {position + 1} decoded frames; "
+                         f"frame {int(wanted[k])} was needed (the container lists "
+                         f"{self.source_frames})", path=self.path)
 
     def get_frames(self, indices: np.ndarray) -> np.ndarray:
-        """Timeline frames at 0-based ``indices`` (any order, repeats allowed) as (N, H, W, 3)
-        uint8 RGB."""
-        if self.source_index is not None:
-            indices = self.source_index[np.asarray(indices)]
-        unique, inverse = np.unique(indices, return_inverse=True)
-        return self._decode(unique)[inverse.reshape(np.shape(indices))]
+        """Timeline frames at ``indices`` (any order, repeats allowed), (N, H, W, 3) uint8."""
+        indices = np.asarray(indices, dtype=np.int64)
+        out = np.empty((*indices.shape, self.height, self.width, 3), np.uint8)
+        for timeline, frame in self.iter_frames(indices.ravel()):
+            out[np.isin(indices, timeline)] = frame
+        return out
 
-    def _decode(self, source_frames: np.ndarray) -> np.ndarray:
-        """Source frames at sorted unique indices: one decord batch (it decodes forward from
-        the current position, seeking only to a later keyframe), checked for size."""
-        try:
-            frames = self.reader.get_batch(np.asarray(source_frames).tolist()).asnumpy()
-        except _DECODE_ERRORS as err:
-            raise InputError(f"video '{self.video_id}' could not be decoded: {err}",
-                             path=self.path) from err
-        if frames.shape[1:] != (self.height, self.width, 3):
-            raise InputError(f"video '{self.video_id}' decoded to frames of shape "
-                             f"{frames.shape[1:]}, expected {(self.height, self.width, 3)}",
-                             path=self.path)
-        return frames
-
-    def iter_clips(self, indices: np.ndarray, *, chunk: int = 32) -> Iterator[np.ndarray]:
+    def iter_clips(self, indices: np.ndarray) -> Iterator[np.ndarray]:
         """The clips ``indices[k]`` (timeline frames, ``[K, T]``) one by one, as (T, H, W, 3)
-        uint8, decoding every source frame they need once, in order, ``chunk`` at a time, and
-        holding only the frames between the lowest one a later clip needs and the newest
-        decoded: memory stays that of a few clips, whatever the video's length. Each clip's
-        lowest frame must not come before an earlier clip's (keyframes in time order)."""
+        uint8, decoding the video once and holding only the frames between the lowest one a
+        later clip needs and the newest decoded: memory stays that of a few clips, whatever the
+        video's length. Clips must come in time order (non-decreasing first frames)."""
         indices = np.asarray(indices, dtype=np.int64)
         if len(indices) == 0:
             return
-        source = indices if self.source_index is None else self.source_index[indices]
-        lowest = source.min(axis=1)
+        lowest = indices.min(axis=1)
         if np.any(np.diff(lowest) < 0):
             raise ValueError("clips must come in time order (non-decreasing first frames)")
-        needed = np.unique(source)
-        # the lowest frame any clip from k on needs: everything below it can go
-        keep_from = np.append(np.minimum.accumulate(lowest[::-1])[::-1], needed[-1] + 1)
+        keep_from = np.append(np.minimum.accumulate(lowest[::-1])[::-1], indices.max() + 1)
         held: dict[int, np.ndarray] = {}
-        decoded = 0
-        for k, frames in enumerate(source):
-            while decoded < len(needed) and needed[decoded] <= frames.max():
-                batch = needed[decoded:decoded + chunk]
-                held.update(zip(batch.tolist(), self._decode(batch)))
-                decoded += len(batch)
-            yield np.stack([held[i] for i in frames.tolist()])
+        frames = self.iter_frames(indices.ravel())
+        for k, clip in enumerate(indices):
+            while clip.max() not in held:
+                timeline, frame = next(frames)
+                held.update((int(t), frame) for t in timeline)
+            yield np.stack([held[int(i)] for i in clip])
             for i in [i for i in held if i < keep_from[k + 1]]:
                 del held[i]
 
+    def _decode(self) -> Iterator[av.VideoFrame]:
+        try:
+            with av.open(str(self.path)) as container:
+                stream = container.streams.video[0]
+                stream.thread_type = "AUTO" if self.decode_threads != 1 else "NONE"
+                if self.decode_threads > 1:
+                    stream.thread_count = self.decode_threads
+                yield from container.decode(stream)
+        except _DECODE_ERRORS as err:
+            raise InputError(f"video '{self.video_id}' could not be decoded: {err}",
+                             path=self.path) from err
 
-def probe_size(video_id: str, path: Path) -> tuple[int, int]:
-    """(width, height) from the container header, without decoding."""
+    def _convert(self, picture: av.VideoFrame) -> np.ndarray:
+        if (picture.width, picture.height) != (self.source_width, self.source_height):
+            raise InputError(f"video '{self.video_id}' changes size mid-stream "
+                             f"({picture.width}x{picture.height}, header "
+                             f"{self.source_width}x{self.source_height})", path=self.path)
+        resized = (self.width, self.height) != (picture.width, picture.height)
+        return picture.to_ndarray(format="rgb24", width=self.width, height=self.height,
+                                  interpolation="AREA" if resized else None)
+
+
+def probe_size(video_id: str, path: Path) -> tuple[int, int, Fraction | None]:
+    """(width, height, average frame rate or None) from the container header, no decoding."""
     try:
         with av.open(str(path)) as container:
             stream = container.streams.video[0]
-            return stream.codec_context.width, stream.codec_context.height
+            rate = stream.average_rate
+            return (stream.codec_context.width, stream.codec_context.height,
+                    Fraction(rate) if rate else None)
     except (*_DECODE_ERRORS, IndexError) as err:
         raise InputError(f"video '{video_id}' could not be opened: {err}", path=path) from err
 
@@ -138,50 +168,32 @@ def probe_timestamps(video_id: str, path: Path) -> tuple[list[int], Fraction, in
     return pts, time_base, end
 
 
-def _timeline(video_id: str, path: Path, reader: decord.VideoReader,
-              timeline_fps: int) -> np.ndarray:
-    """Timeline frame -> source frame index, after checking that PyAV's frames are decord's."""
-    pts, time_base, end = probe_timestamps(video_id, path)
-    if len(pts) != len(reader):
-        raise InputError(f"video '{video_id}': decord reads {len(reader)} frames but the "
-                         f"container lists {len(pts)}; its timestamps cannot be trusted",
-                         path=path)
-    seconds = (np.asarray(pts, dtype=np.float64) - pts[0]) * float(time_base)
-    decoded = reader.get_frame_timestamp(np.arange(len(reader)))[:, 0].astype(np.float64)
-    if np.abs((decoded - decoded[0]) - seconds).max() > 1e-3:
-        raise InputError(f"video '{video_id}': decord's frame times differ from the "
-                         "container's timestamps by more than 1 ms", path=path)
-    try:
-        return timeline_source_frames(pts, time_base=time_base, end_pts=end, rate=timeline_fps)
-    except ValueError as err:
-        raise InputError(f"video '{video_id}': {err}", path=path) from err
-
-
 def open_video(video_id: str, path: str | Path,
                output_size: Callable[[int, int], tuple[int, int]],
-               timeline_fps: int | None = None) -> VideoSource:
+               timeline_fps: int | None = None, *, decode_threads: int = 0) -> VideoSource:
     """Open ``path``; ``output_size(width, height)`` gives the decoded (width, height).
-    ``timeline_fps``: index frames on a timeline of this rate (None: the video's own frames)."""
+    ``timeline_fps``: index frames on a timeline of this rate (None: the video's own frames,
+    at the container's average rate)."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"video '{video_id}' not found", path=path)
-    source_width, source_height = probe_size(video_id, path)
+    source_width, source_height, rate = probe_size(video_id, path)
     width, height = output_size(source_width, source_height)
-    try:
-        reader = decord.VideoReader(str(path), ctx=decord.cpu(0), width=width, height=height)
-        num_frames, fps = len(reader), float(reader.get_avg_fps())
-    except _DECODE_ERRORS as err:
-        raise InputError(f"video '{video_id}' could not be opened: {err}", path=path) from err
-    if num_frames < 1 or not fps > 0:
-        raise InputError(f"video '{video_id}' has no frames or no frame rate "
-                         f"({num_frames} frames, {fps} fps)", path=path)
+    pts, time_base, end = probe_timestamps(video_id, path)
+    duration = float((end - pts[0]) * time_base)
+    source_fps = float(rate) if rate else len(pts) / duration if duration > 0 else 0.0
+    if not source_fps > 0:
+        raise InputError(f"video '{video_id}' has no frame rate ({len(pts)} frames over "
+                         f"{duration} s)", path=path)
+    common = dict(video_id=video_id, path=path, source_width=source_width,
+                  source_height=source_height, width=width, height=height,
+                  source_fps=source_fps, source_frames=len(pts), decode_threads=decode_threads)
     if timeline_fps is None:
-        return VideoSource(video_id=video_id, path=path, reader=reader, fps=fps,
-                           num_frames=num_frames, source_width=source_width,
-                           source_height=source_height, width=width, height=height,
-                           source_fps=fps, source_frames=num_frames)
-    source_index = _timeline(video_id, path, reader, timeline_fps)
-    return VideoSource(video_id=video_id, path=path, reader=reader, fps=float(timeline_fps),
-                       num_frames=len(source_index), source_width=source_width,
-                       source_height=source_height, width=width, height=height,
-                       source_fps=fps, source_frames=num_frames, source_index=source_index)
+        return VideoSource(fps=source_fps, num_frames=len(pts), **common)
+    try:
+        source_index = timeline_source_frames(pts, time_base=time_base, end_pts=end,
+                                              rate=timeline_fps)
+    except ValueError as err:
+        raise InputError(f"video '{video_id}': {err}", path=path) from err
+    return VideoSource(fps=float(timeline_fps), num_frames=len(source_index),
+                       source_index=source_index, **common)

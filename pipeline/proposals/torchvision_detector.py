@@ -51,7 +51,7 @@ def load_person_detector(weights_path: str | Path, arch: str = "fasterrcnn_resne
 
 
 def _rows_to_run(store: FrameStore, keyframes: pd.DataFrame | None) -> pd.DataFrame:
-    index = store.index.loc[:, ["video_id", "timestamp", "row", "height", "width"]]
+    index = store.index.loc[:, ["video_id", "timestamp", "frame", "height", "width"]]
     if keyframes is None:
         return index
     wanted = keyframes.loc[:, ["video_id", "timestamp"]].astype(
@@ -71,7 +71,7 @@ def _detect_video(model: nn.Module, store: FrameStore, video_id: str, rows: pd.D
     parts = []
     for start in range(0, len(rows), batch_size):
         batch = rows.iloc[start:start + batch_size]
-        images = torch.from_numpy(store.keyframe_images(video_id, batch["row"].to_numpy()))
+        images = torch.from_numpy(store.video(video_id).frames(batch["frame"].to_numpy()))
         images = images.to(device).permute(0, 3, 1, 2).float().div_(255.0)
         outputs = model(list(images))
         height, width = images.shape[2], images.shape[3]

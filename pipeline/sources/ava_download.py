@@ -2,7 +2,7 @@
 
 The download is read where it lies, never copied wholesale: ``root/annotations`` holds the
 official files of one version (train/val CSVs, the 60-class action list, excluded timestamps,
-FAIR's dense proposal pickles) and ``root/videos`` one file per video id in any container decord
+FAIR's dense proposal pickles) and ``root/videos`` one file per video id in any container FFmpeg
 reads. ``index_download`` checks everything a later stage would trip over, and reports every
 problem of a kind at once (all missing videos, not the first):
 
@@ -10,7 +10,7 @@ problem of a kind at once (all missing videos, not the first):
   action ids inside AVA's 1..80, or inside the full action list (``ava_action_list_v2.2.pbtxt``)
   when the download has it (ids outside the 60-class label map are kept in the CSV, neither
   trained nor scored; mmaction2's AVA configs train all 80);
-- videos: a file per annotated id that decord opens, long enough for its last annotated
+- videos: a file per annotated id that FFmpeg (PyAV) opens, long enough for its last annotated
   keyframe (a truncated download is the usual cause of a short video);
 - proposal pickles: every key's video belongs to the pickle's split.
 
@@ -65,14 +65,12 @@ class DownloadReport:
 
 
 def probe_video(path: Path) -> tuple[int, float]:
-    """(frame count, fps) from the container, as decord reports them; InputError if unreadable."""
-    import decord
+    """(frame count, fps) from the container's packets and header, as frame extraction reads
+    them (:func:`pipeline.frames.video.open_video`); InputError if unreadable."""
+    from pipeline.frames.video import open_video
 
-    try:
-        reader = decord.VideoReader(str(path), num_threads=1)
-        return len(reader), float(reader.get_avg_fps())
-    except Exception as error:   # decord raises its own DECORDError and RuntimeError
-        raise InputError(f"video cannot be decoded: {error}", path=path) from None
+    video = open_video(path.stem, path, lambda width, height: (width, height))
+    return video.source_frames, video.source_fps
 
 
 def probe_videos(needs: dict[str, tuple[Path | None, float, float]], *, progress: bool

@@ -15,7 +15,7 @@ Each keyframe is read from the clip that holds it (a full clip, else the first w
 ``start <= t < end``), at its own time on the same 30-fps timeline as AVA's
 (``frames.timeline_fps: 30``): its clip is the pipeline's video (id = the file stem), the
 clip's start its clock (``video_starts``), ``t`` its exact time (``keyframe_times``) and
-``int(t)`` its key, as mmaction2 keys them. Keyframes without a clip, clips decord cannot open
+``int(t)`` its key, as mmaction2 keys them. Keyframes without a clip, clips FFmpeg cannot open
 and clips too short for their keyframe (the common damage of a Kinetics download) are an error
 listing all of them, or, with ``skip_missing_clips``, left out and listed in the report.
 """

@@ -3,7 +3,7 @@ custom``).
 
 Layout under ``root`` (see README "Training on your own videos")::
 
-    videos/<video_id>.mp4                      any container decord reads, any frame rate
+    videos/<video_id>.mp4                      any container FFmpeg reads, any frame rate
     annotations/train.csv, annotations/val.csv AVA rows: video_id, timestamp, x1, y1, x2, y2,
                                                action_id[, person_id]; timestamp = seconds from
                                                the video's first frame, whole or fractional

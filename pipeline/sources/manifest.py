@@ -144,7 +144,7 @@ class AvaLayout:
         return f"{self.annotations_dir}/{AVA_FILES[self.version][kind].format(split=split)}"
 
     def video_files(self) -> dict[str, Path]:
-        """Video id (the file's stem) -> file, for every container decord reads."""
+        """Video id (the file's stem) -> file, for every container FFmpeg reads."""
         return video_files(self.root / self.videos_dir)
 
 
@@ -164,7 +164,7 @@ def index_ava_layout(root: str | Path, *, source: str, version: str, timestamp_s
     """Build the manifest of a dataset laid out as AVA's official files.
 
     ``root/annotations`` holds the official CSV and pbtxt names of ``version``; ``root/videos``
-    holds one file per video id, in any container decord reads. A split's video list is the
+    holds one file per video id, in any container FFmpeg reads. A split's video list is the
     set of ids in its annotation CSV; a listed video without a file is an error naming it.
     """
     from pipeline.ava.annotations import read_annotations

@@ -24,7 +24,8 @@ import torch
 from pipeline.ava.annotations import merge_boxes
 from pipeline.ava.results import write_results_csv, write_results_parquet
 from pipeline.data.config import DataConfig
-from pipeline.data.dataset import frame_stride
+from pipeline.data.dataset import check_clip_reach
+from pipeline.frames.spec import clip_offsets
 from pipeline.data.inputs import DatasetFiles, LoadedInputs
 from pipeline.devices import set_cpu_threads
 from pipeline.engine.detection import detections_table
@@ -69,9 +70,10 @@ def pr_table(result: EvaluationResult) -> pd.DataFrame:
 
 
 def render_keyframes(out_dir: Path, inputs: LoadedInputs, predictions: list[dict[str, Any]],
-                     gt: pd.DataFrame, *, count: int, top_labels: int = 2,
+                     gt: pd.DataFrame, *, count: int, offsets: np.ndarray, top_labels: int = 2,
                      min_score: float = 0.3) -> list[Path]:
-    """Draw ``count`` val keyframes spread over the split; returns the PNG paths."""
+    """Draw ``count`` val keyframes spread over the split, each above the strip of its clip's
+    frames (``offsets`` from the keyframe: the model's clip); returns the PNG paths."""
     if count == 0 or not predictions:
         return []
     names = inputs.label_map.names
@@ -82,7 +84,7 @@ def render_keyframes(out_dir: Path, inputs: LoadedInputs, predictions: list[dict
     for pick in picks:
         p = predictions[pick]
         row = keys[(keys["video_id"] == p["video_id"]) & (keys["timestamp"] == p["timestamp"])]
-        clip = inputs.store.clip(p["video_id"], int(row["row"].iloc[0]))
+        clip = inputs.store.video(p["video_id"]).clip(int(row["frame"].iloc[0]), offsets)
         boxes = []
         frame_gt = gt[(gt["video_id"].astype(str) == p["video_id"])
                       & (gt["timestamp"] == p["timestamp"])]
@@ -128,8 +130,9 @@ def evaluate_head(*, files: DatasetFiles, checkpoint: str | Path, bank_dir: str 
                              path=checkpoint, key="bank")
         bank = FeatureBank(bank_dir, in_memory=bank_in_memory)
     columns = torch.tensor(inputs.label_map.ids, dtype=torch.long)
+    check_clip_reach(inputs.store, model.config)
     dataset = inputs.dataset("val", frames_per_clip=model.config.clip_len,
-                             frame_stride=frame_stride(inputs.store, model.config),
+                             frame_interval=model.config.frame_interval,
                              short_side=data_config.test_short_side,
                              min_proposal_score=data_config.test_min_proposal_score,
                              max_proposals=data_config.max_proposals)
@@ -150,7 +153,8 @@ def evaluate_head(*, files: DatasetFiles, checkpoint: str | Path, bank_dir: str 
                "not_in_frame_store": inputs.not_in_store("val")}
     write_json(metrics_path, metrics)
     write_csv(plots_dir / "pr_curves.csv", pr_table(result))
-    render_keyframes(results_dir / "keyframes", inputs, predictions, gt, count=render_count)
+    render_keyframes(results_dir / "keyframes", inputs, predictions, gt, count=render_count,
+                     offsets=clip_offsets(model.config.clip_len, model.config.frame_interval))
     return metrics
 
 

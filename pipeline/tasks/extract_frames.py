@@ -1,4 +1,5 @@
-"""Stage ``extract_frames``: decode every annotated keyframe's clip into a sharded Zarr store."""
+"""Stage ``extract_frames``: decode the frames every annotated keyframe's clip can reach into a
+sharded Zarr store, each frame once."""
 
 from __future__ import annotations
 
@@ -16,16 +17,13 @@ from pipeline.sources.manifest import keyframe_clock, read_manifest
 
 # The params keys whose values shape this stage's outputs (see pretrain_baseline.PARAMS).
 PARAMS = (
-    "frames.clip_len",
-    "frames.frame_interval",
     "frames.short_side",
     "frames.convention",
     "frames.timeline_fps",
-    "frames.train_jitter",
-    "frames.shard_clips",
-    "frames.clevel",
     "frames.codec",
-    "frames.shuffle",
+    "frames.quality",
+    "frames.reach",
+    "frames.shard_frames",
     "frames.skip_bad_videos",
 )
 PATHS = ("dataset", "out", "metrics")
@@ -61,8 +59,8 @@ def run(params: Params, *, dataset: Path, out: Path, metrics: Path) -> None:
                              out / "keyframes.parquet",
                              frames.spec(timestamp_start=manifest.timestamp_start),
                              skip_bad_videos=frames.skip_bad_videos, workers=frames.workers)
-    keys = ("videos", "clips", "num_skipped_videos", "skipped_videos", "store_bytes",
-            "store_files")
+    keys = ("videos", "keyframes", "stored_frames", "num_skipped_videos", "skipped_videos",
+             "store_bytes", "store_files")
     skipped = keyframes[keyframes["video_id"].isin(summary["skipped_videos"])]
     write_json(metrics, {**{key: summary[key] for key in keys},
                          "skipped_keyframes": {split: int((skipped["split"] == split).sum())

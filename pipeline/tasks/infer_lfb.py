@@ -24,7 +24,7 @@ import torch
 
 from pipeline.ava.annotations import merge_boxes
 from pipeline.data.config import DataConfig
-from pipeline.data.dataset import frame_stride
+from pipeline.data.dataset import check_clip_reach
 from pipeline.data.inputs import DatasetFiles, LoadedInputs
 from pipeline.devices import set_cpu_threads
 from pipeline.engine.distributed import DistContext, fail_together, setup_distributed
@@ -125,7 +125,7 @@ def infer_lfb(*, files: DatasetFiles, baseline_checkpoint: str | Path, out_dir: 
     ctx = ctx or setup_distributed("auto")
     inputs = LoadedInputs(files)
     model = build_detector_from_checkpoint(baseline_checkpoint).to(ctx.device).eval()
-    stride = frame_stride(inputs.store, model.config)
+    check_clip_reach(inputs.store, model.config)
     boxes = bank_boxes(inputs, train_boxes=train_boxes, data_config=data_config,
                        val_min_proposal_score=val_min_proposal_score)
     storage = BankStorage(dim=model.feature_channels, dtype=storage_dtype,
@@ -144,7 +144,8 @@ def infer_lfb(*, files: DatasetFiles, baseline_checkpoint: str | Path, out_dir: 
 
     @torch.inference_mode()
     def compute(shard_boxes: pd.DataFrame) -> np.ndarray:
-        dataset = inputs.dataset(None, frames_per_clip=model.config.clip_len, frame_stride=stride,
+        dataset = inputs.dataset(None, frames_per_clip=model.config.clip_len,
+                                 frame_interval=model.config.frame_interval,
                                  short_side=data_config.test_short_side, min_proposal_score=0.0,
                                  max_proposals=1, keyframes=shard_boxes)
         # every rank computes its own shards alone: no collective inside

@@ -21,7 +21,7 @@ from pipeline.ava.label_map import read_label_map
 from pipeline.ava.results import write_results_parquet
 from pipeline.data.config import DataConfig
 from pipeline.data.config import shaping_fields as data_shaping_fields
-from pipeline.data.dataset import KeyframeDataset, frame_stride, stored_annotations
+from pipeline.data.dataset import KeyframeDataset, check_clip_reach, stored_annotations
 from pipeline.data.transforms import eval_transform, train_transform
 from pipeline.devices import set_cpu_threads
 from pipeline.engine.checkpoint import run_fingerprint
@@ -117,7 +117,7 @@ def train_baseline(*, frames_dir: str | Path, keyframes_index: str | Path,
                          path=label_map_path, key="num_classes")
     columns = torch.tensor(label_map.ids, dtype=torch.long)
     store = FrameStore(frames_dir)
-    stride = frame_stride(store, model_config, data_config.temporal_jitter)
+    check_clip_reach(store, model_config, data_config.temporal_jitter)
     if not Path(keyframes_index).is_file():
         raise InputError("keyframe index not found (run frame extraction first)", path=keyframes_index)
     keyframes = pd.read_parquet(keyframes_index)
@@ -133,7 +133,8 @@ def train_baseline(*, frames_dir: str | Path, keyframes_index: str | Path,
         boxes, labels = merge_boxes(annotations, label_map)
         return KeyframeDataset(frames_dir, keyframes, boxes=boxes, labels=labels,
                                proposals=proposals, exclusions=exclusions, split=split,
-                               frames_per_clip=model_config.clip_len, frame_stride=stride,
+                               frames_per_clip=model_config.clip_len,
+                               frame_interval=model_config.frame_interval,
                                transform=transform, num_classes=label_map.num_classes,
                                min_proposal_score=min_score,
                                max_proposals=data_config.max_proposals,

@@ -27,7 +27,7 @@ from pipeline.ava.annotations import merge_boxes
 from pipeline.data.collate import Batch
 from pipeline.data.config import DataConfig
 from pipeline.data.config import shaping_fields as data_shaping_fields
-from pipeline.data.dataset import KeyframeDataset, frame_stride
+from pipeline.data.dataset import KeyframeDataset, check_clip_reach
 from pipeline.data.inputs import DatasetFiles, LoadedInputs
 from pipeline.data.transforms import normalize_clips, train_transform
 from pipeline.devices import set_cpu_threads
@@ -222,13 +222,14 @@ def train_head(*, files: DatasetFiles, baseline_checkpoint: str | Path,
     model = Detector(model_config)
     load_baseline_backbone(model, baseline_checkpoint)
     model.to(device)
-    stride = frame_stride(inputs.store, model_config,
-                          finetune_backbone and data_config.temporal_jitter)
+    check_clip_reach(inputs.store, model_config,
+                     finetune_backbone and data_config.temporal_jitter)
 
     def test_set(split: str) -> KeyframeDataset:
         min_score = (data_config.train_min_proposal_score if split == "train"
                      else data_config.test_min_proposal_score)
-        return inputs.dataset(split, frames_per_clip=model_config.clip_len, frame_stride=stride,
+        return inputs.dataset(split, frames_per_clip=model_config.clip_len,
+                              frame_interval=model_config.frame_interval,
                               short_side=data_config.test_short_side,
                               min_proposal_score=min_score,
                               max_proposals=data_config.max_proposals)
@@ -279,7 +280,7 @@ def train_head(*, files: DatasetFiles, baseline_checkpoint: str | Path,
         inputs=asdict(files))
 
     if finetune_backbone:
-        history = _train_full(model, inputs, files=files, stride=stride, columns=columns,
+        history = _train_full(model, inputs, files=files, columns=columns,
                               bank=bank, window=window, data_config=data_config,
                               train_config=train_config, ctx=ctx, checkpoint_dir=checkpoint_dir,
                               out_dir=out_dir, validate=validate, fingerprint=fingerprint)
@@ -333,7 +334,7 @@ def train_head(*, files: DatasetFiles, baseline_checkpoint: str | Path,
     return metrics
 
 
-def _train_full(model: Detector, inputs: LoadedInputs, *, files: DatasetFiles, stride: int,
+def _train_full(model: Detector, inputs: LoadedInputs, *, files: DatasetFiles,
                 columns: Tensor, bank: FeatureBank | None, window: BankWindow | None,
                 data_config: DataConfig, train_config: TrainConfig, ctx: DistContext,
                 checkpoint_dir: str | Path, out_dir: Path, validate, fingerprint: str):
@@ -342,7 +343,7 @@ def _train_full(model: Detector, inputs: LoadedInputs, *, files: DatasetFiles, s
     train_set = KeyframeDataset(
         files.frames_dir, inputs.keyframes, boxes=boxes, labels=labels,
         proposals=inputs.proposals, exclusions=inputs.exclusions("train"), split="train",
-        frames_per_clip=model.config.clip_len, frame_stride=stride,
+        frames_per_clip=model.config.clip_len, frame_interval=model.config.frame_interval,
         transform=train_transform(short_side_range=data_config.short_side_range,
                                   crop_size=data_config.crop_size, flip_p=data_config.flip_p,
                                   min_box_size=data_config.min_box_size),
