@@ -95,7 +95,6 @@ from pipeline.viz import LabelledBox
 MAX_PROPOSALS = 1000            # per keyframe, mmaction2's num_max_proposals
 ANNOTATED_MIN_SHORT_SIDE = 240
 BOX_COLOR = (255, 220, 0)
-DECODE_CHUNK = 32               # frames decoded at once
 # mmaction2's bank rules, for a converted zoo head given --bank-baseline (its LFB configs)
 ZOO_BANK = {"dtype": "float16", "min_proposal_score": 0.9, "max_proposals": 1000}
 ZOO_WINDOW = (30, 5)
@@ -266,7 +265,7 @@ class VideoDetection:
         normalised boxes and scores). Clips are decoded in one ordered pass."""
         transform = eval_transform(short_side=short_side)
         batch: list[tuple[int, ClipSample, Boxes]] = []
-        decoded = self.source.iter_clips(self.clips(timestamps), chunk=DECODE_CHUNK)
+        decoded = self.source.iter_clips(self.clips(timestamps))
         for timestamp, clip in tqdm(zip(timestamps, decoded), desc=desc, total=len(timestamps),
                                     unit="keyframe", disable=not self.progress):
             boxes, scores = boxes_of(timestamp, clip)
@@ -555,9 +554,8 @@ def write_annotated_video(path: Path, video: Path, video_id: str, starts: list[i
         stream.options = {"crf": "20", "preset": "veryfast"}
         with tqdm(total=source.num_frames, desc="annotate", unit="frame",
                   disable=not progress) as bar:
-            for first in range(0, source.num_frames, DECODE_CHUNK):
-                indices = np.arange(first, min(first + DECODE_CHUNK, source.num_frames))
-                for index, frame in zip(indices, source.get_frames(indices)):
+            for indices, frame in source.iter_frames(np.arange(source.num_frames)):
+                for index in indices:
                     k = int(np.searchsorted(starts_array, index, side="right")) - 1
                     image = draw_boxes(frame, boxes[k] if k >= 0 else [], size, font)
                     for packet in stream.encode(av.VideoFrame.from_ndarray(image,
