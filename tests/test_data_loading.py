@@ -13,7 +13,7 @@ import torch
 from pipeline.ava.annotations import merge_boxes, write_annotations
 from pipeline.ava.label_map import LabelMap, write_label_map
 from pipeline.data.collate import Batch, boxes_to_rois, collate_samples
-from pipeline.data.dataset import KeyframeDataset, clip_frame_subset
+from pipeline.data.dataset import KeyframeDataset, check_clip_reach
 from pipeline.proposals.table import filter_proposals
 from pipeline.data.loader import make_loader
 from pipeline.data.sampler import EpochBatchSampler
@@ -22,7 +22,7 @@ from pipeline.data.transforms import (ClipSample, Flip, RandomCrop, eval_transfo
 from pipeline.data.collate import PAD_VALUE
 from pipeline.errors import InputError
 from pipeline.frames.extract import extract_frames
-from pipeline.frames.spec import FrameSpec
+from pipeline.frames.spec import FrameSpec, clip_offsets, clip_reach
 from pipeline.frames.store import FrameStore
 from pipeline.io import write_parquet
 from video_utils import read_frame_number, write_video
@@ -45,12 +45,14 @@ class TinyData:
 
 
 def build_tiny_data(root: Path, *, videos: int = 2, seconds: int = 8, width: int = 80,
-                    height: int = 64, clip_len: int = 8, frame_interval: int = 2,
+                    height: int = 64, reach: tuple[int, int] = (8, 6),
                     seed: int = 0, val_videos: int = 1,
-                    unreadable: tuple[str, ...] = (), train_jitter: bool = False,
-                    short_side: int | None = None) -> TinyData:
+                    unreadable: tuple[str, ...] = (), short_side: int | None = None,
+                    codec: str = "zstd") -> TinyData:
     """Videos 0..n-1-val_videos are train, the others val; 2-3 people per keyframe, 3 classes.
 
+    ``reach``: frames stored before and after each keyframe (``frames.reach``; the default
+    holds an 8x2 clip, ``clip_reach(clip_len, frame_interval, jitter)`` any other).
     ``unreadable`` video ids get a corrupt file: extraction skips them
     (``frames.skip_bad_videos``), their annotations stay. ``short_side``: the store's
     decode-time resize (default the source's height: no resize)."""
@@ -68,9 +70,8 @@ def build_tiny_data(root: Path, *, videos: int = 2, seconds: int = 8, width: int
                              columns=["video_id", "timestamp", "split"])
     frames_dir, keyframes_path = root / "frames.zarr", root / "keyframes.parquet"
     extract_frames(paths, keyframes, frames_dir, keyframes_path,
-                   FrameSpec(clip_len=clip_len, frame_interval=frame_interval,
-                             short_side=short_side or height,
-                             timestamp_start=0, train_jitter=train_jitter),
+                   FrameSpec(short_side=short_side or height, timestamp_start=0,
+                             codec=codec, reach=tuple(reach), shard_frames=16),
                    skip_bad_videos=bool(unreadable), progress=False)
     label_map = LabelMap(ids=(1, 3, 5), names={1: "stand", 3: "sit", 5: "walk"})
     write_label_map(root / "labels.pbtxt", label_map)
@@ -105,7 +106,7 @@ def build_tiny_data(root: Path, *, videos: int = 2, seconds: int = 8, width: int
 
 
 def tiny_dataset(data: TinyData, split: str, transform, *, frames_per_clip: int = 4,
-                 frame_stride: int = 2, exclusions: bool = False,
+                 frame_interval: int = 4, exclusions: bool = False,
                  temporal_jitter: bool = False) -> KeyframeDataset:
     from pipeline.ava.annotations import read_annotations
     from pipeline.ava.exclusions import read_exclusions
@@ -116,7 +117,7 @@ def tiny_dataset(data: TinyData, split: str, transform, *, frames_per_clip: int 
         data.frames_dir, pd.read_parquet(data.keyframes_path), boxes=boxes, labels=labels,
         proposals=pd.read_parquet(data.proposals_path),
         exclusions=read_exclusions(data.exclusions[split]) if exclusions else None,
-        split=split, frames_per_clip=frames_per_clip, frame_stride=frame_stride,
+        split=split, frames_per_clip=frames_per_clip, frame_interval=frame_interval,
         transform=transform, num_classes=data.label_map.num_classes,
         temporal_jitter=temporal_jitter)
 
@@ -126,28 +127,32 @@ def data(tmp_path_factory) -> TinyData:
     return build_tiny_data(tmp_path_factory.mktemp("tiny"))
 
 
-def test_clip_is_the_strided_subset_around_the_keyframe(data):
+def test_clip_is_read_around_the_keyframe_at_any_sampling(data):
+    """The store keeps frames, not clips: 4x4 and 8x1 read from the same store, the keyframe at
+    position clip_len // 2 (reach (8, 6) holds both)."""
     ds = tiny_dataset(data, "train", eval_transform(short_side=64))
     sample = ds[3]
     key_frame = sample["timestamp"] * FPS   # stored with timestamp_start 0, pyslowfast clock
     numbers = [read_frame_number(f) for f in sample["clip"].numpy()]
-    # stored: 8 frames spaced 2 (offsets -8..6); read: 4 frames spaced 2 stored frames = 4 raw
     assert numbers == [key_frame - 8, key_frame - 4, key_frame, key_frame + 4]
     assert sample["clip"].dtype == torch.uint8 and sample["clip"].shape == (4, 64, 80, 3)
+    dense = tiny_dataset(data, "train", eval_transform(short_side=64), frames_per_clip=8,
+                         frame_interval=1)[3]
+    assert [read_frame_number(f) for f in dense["clip"].numpy()] == list(range(key_frame - 4,
+                                                                               key_frame + 4))
 
 
 @pytest.fixture(scope="module")
 def jitter_data(tmp_path_factory) -> TinyData:
-    """A 4x4 store whose train video holds the stride-1 jitter span (16 frames, -10..5)."""
-    return build_tiny_data(tmp_path_factory.mktemp("jitter"), clip_len=4, frame_interval=4,
-                           train_jitter=True)
+    """A store reaching what a jittered 4x4 clip reads (10 frames before, 5 after)."""
+    return build_tiny_data(tmp_path_factory.mktemp("jitter"), reach=clip_reach(4, 4, True))
 
 
 def test_temporal_jitter_moves_each_frame_on_its_own_as_mmaction2(jitter_data):
     """Interval 4: each frame moves by its own draw from [-2, 2), fresh per epoch seed and the
     same for the same (seed, index); without jitter the same store gives the nominal clip."""
     transform = eval_transform(short_side=64)
-    jittered = tiny_dataset(jitter_data, "train", transform, frame_stride=1, temporal_jitter=True)
+    jittered = tiny_dataset(jitter_data, "train", transform, temporal_jitter=True)
     nominal = np.array([-8, -4, 0, 4])
     moves = []
     for seed in range(40):
@@ -158,34 +163,42 @@ def test_temporal_jitter_moves_each_frame_on_its_own_as_mmaction2(jitter_data):
     assert set(np.unique(moves)) == {-2, -1, 0, 1}
     assert (moves != moves[:, :1]).any(axis=1).mean() > 0.5   # per frame, not one per clip
     torch.testing.assert_close(jittered[(2, 7)]["clip"], jittered[(2, 7)]["clip"])
-    plain = tiny_dataset(jitter_data, "train", transform, frame_stride=1)
+    plain = tiny_dataset(jitter_data, "train", transform)
     sample = plain[(2, 7)]
     assert [read_frame_number(f) for f in sample["clip"].numpy()] == list(
         sample["timestamp"] * FPS + nominal)
-    val = tiny_dataset(jitter_data, "val", transform, frame_stride=1)   # stored as the clip
-    assert val.frame_store().array("vid1").shape[1] == 4
+    val = tiny_dataset(jitter_data, "val", transform)   # every split is stored alike
     assert [read_frame_number(f) for f in val[0]["clip"].numpy()] == list(
         val[0]["timestamp"] * FPS + nominal)
 
 
-def test_jitter_needs_a_store_holding_its_span(data, jitter_data):
+def test_jitter_needs_a_store_reaching_its_span(data, jitter_data):
     from dataclasses import replace
 
-    from pipeline.data.dataset import frame_stride
     from pipeline.models.presets import get_preset
 
     model = replace(get_preset("tiny"), clip_len=4, frame_interval=4)
-    assert frame_stride(FrameStore(jitter_data.frames_dir), model, temporal_jitter=True) == 1
-    with pytest.raises(InputError, match="frames.train_jitter: true"):
-        frame_stride(FrameStore(data.frames_dir), model, temporal_jitter=True)
-    with pytest.raises(ValueError, match="not offset"):
-        tiny_dataset(data, "train", eval_transform(short_side=64), temporal_jitter=True)[0]
+    check_clip_reach(FrameStore(jitter_data.frames_dir), model, temporal_jitter=True)
+    check_clip_reach(FrameStore(data.frames_dir), model)          # (8, 4) of (8, 6) without
+    with pytest.raises(InputError, match=r"frames.reach \[8, 6\]") as info:
+        check_clip_reach(FrameStore(data.frames_dir), model, temporal_jitter=True)
+    assert info.value.key == "frames.reach" and "10 frames before" in str(info.value)
+    with pytest.raises(InputError, match="frames.reach"):         # 8x8 reads (32, 24)
+        check_clip_reach(FrameStore(data.frames_dir), replace(model, clip_len=8, frame_interval=8))
+    # a jittered read beyond the store's frames is an error naming the frame, never a wrong one
+    ds = tiny_dataset(data, "train", eval_transform(short_side=64), temporal_jitter=True)
+    assert (ds.video_ids[0], ds.timestamps[0]) == ("vid0", 1)     # keyframe frame 10: 2..16 kept
+    with pytest.raises(InputError, match="timeline frame 0 is not in the store") as info:
+        ds.read_clip(0, jitter=np.array([-2, 0, 0, 0]))
+    assert info.value.key == "frames.reach"
 
 
-def test_clip_frame_subset_rejects_what_the_store_lacks():
-    assert clip_frame_subset(16, 8, 2).tolist() == [0, 2, 4, 6, 8, 10, 12, 14]
-    with pytest.raises(ValueError, match="do not fit"):
-        clip_frame_subset(8, 8, 2)
+def test_clip_offsets_and_reach():
+    assert clip_offsets(8, 2).tolist() == [-8, -6, -4, -2, 0, 2, 4, 6]
+    assert clip_offsets(4, 16).tolist() == [-32, -16, 0, 16]
+    assert clip_reach(8, 2, False) == (8, 6)
+    assert clip_reach(4, 4, True) == (10, 5)      # jitter [-2, 2) on -8..4
+    assert clip_reach(1, 1, False) == (0, 0)
 
 
 def test_boxes_are_pixels_of_the_stored_frame_and_labels_follow(data):
@@ -345,7 +358,7 @@ def test_keyframe_without_proposals_gets_the_whole_frame(data):
                           "x2": [0.5], "y2": [0.5], "person_id": [0]})
     ds = KeyframeDataset(data.frames_dir, pd.read_parquet(data.keyframes_path), boxes=boxes,
                          labels=np.ones((1, 3), np.uint8), proposals=None, split="train",
-                         frames_per_clip=2, frame_stride=1, transform=eval_transform(short_side=64),
+                         frames_per_clip=2, frame_interval=2, transform=eval_transform(short_side=64),
                          num_classes=3)
     torch.testing.assert_close(ds[0]["proposals"], torch.tensor([[0.0, 0.0, 80.0, 64.0]]))
 
@@ -363,7 +376,7 @@ def test_annotated_keyframe_missing_from_store_names_it(data):
     with pytest.raises(InputError, match=r"frames.zarr.*ghost,4"):
         KeyframeDataset(data.frames_dir, pd.read_parquet(data.keyframes_path), boxes=boxes,
                         labels=np.ones((2, 3), np.uint8), proposals=None, split=None,
-                        frames_per_clip=2, frame_stride=1, transform=eval_transform(short_side=64),
+                        frames_per_clip=2, frame_interval=2, transform=eval_transform(short_side=64),
                         num_classes=3)
 
 
