@@ -37,9 +37,9 @@ def commands() -> dict[str, list[str]]:
             str(FIXTURES / "results_mmaction2_sample.csv"),
             "--label-map", str(FIXTURES / "action_list_label.pbtxt"),
             "--exclusions", str(FIXTURES / "ava_val_excluded_sample.csv")],
-        "make_dataset imports + params": [
-            sys.executable, "-c", "import stages.make_dataset; from pipeline.params import "
-                                  "load_params; load_params()"],
+        "make_dataset imports + all params groups": [
+            sys.executable, "-c", "import stages.make_dataset; from pipeline.params.all import "
+                                  "load_all; load_all()"],
     }
 
 

@@ -76,15 +76,15 @@ def _detect(args) -> int:
 
 
 def _params_check(args) -> int:
-    from pipeline.params import load_params
+    from pipeline.params.all import load_all
 
-    params = load_params(args.file)
+    params = load_all(args.file)
     print(f"{args.file}: valid ({', '.join(vars(params))})")
     return 0
 
 
 def _params_apply(args) -> int:
-    from pipeline.params import apply_overlay
+    from pipeline.params.overlay import apply_overlay
 
     preset = Path(args.preset)
     if not preset.suffix:

@@ -4,7 +4,7 @@ and ``run``), and turn bad input into a clear message and a non-zero exit.
 
 ``PARAMS`` lists the params keys (or whole sub-trees) whose values shape the stage's outputs.
 tests/test_params.py checks that dvc.yaml declares exactly these for the stage and that every
-other key of params.yaml is a runtime-only key (``pipeline.params.RUNTIME_KEYS``), so DVC
+other key of params.yaml is a runtime-only key (``pipeline.params.all.RUNTIME_KEYS``), so DVC
 reruns a stage whenever a value that shapes it changes, and never for workers, threads, devices
 and the like.
 """
@@ -19,7 +19,7 @@ from pathlib import Path
 from types import ModuleType
 
 from pipeline.errors import run_reporting
-from pipeline.params import load_params
+from pipeline.params.schema import load_params
 
 
 def run_task(task: ModuleType, argv: list[str] | None = None,
@@ -29,7 +29,7 @@ def run_task(task: ModuleType, argv: list[str] | None = None,
     for name in task.PATHS:
         parser.add_argument(f"--{name}", type=Path, required=True)
     args = parser.parse_args(argv)
-    task.run(load_params(groups=task.PARAMS), **vars(args))
+    task.run(load_params(task.GROUPS), **vars(args))
 
 
 def run(main: Callable[[list[str] | None], None], argv: list[str] | None = None) -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline.params import RUNTIME_KEYS
+from pipeline.params.all import RUNTIME_KEYS
 from test_params import covered, leaf_keys
 from test_pipeline_dvc import _sh, project_copy
 
@@ -129,3 +129,42 @@ def test_one_key_in_turn(locked_repo, key, stages):
     _set(params, key, _other(_get(params, key)))
     changed = _changed_under(root, env, params, pristine)
     assert set(changed) == stages, changed
+
+
+DATA_STAGES = {"make_dataset", "extract_frames", "proposals"}
+
+
+def _stale_after_editing(root: Path, env: dict, files: list[str]) -> set[str]:
+    """The stages ``dvc status`` reports changed once ``files`` (code of the scratch copy) get
+    one more comment line; the files are put back whatever happens."""
+    originals = {name: (root / name).read_bytes() for name in files}
+    try:
+        for name in files:
+            (root / name).write_bytes(originals[name] + b"\n# edited\n")
+        return set(_status(root, env))
+    finally:
+        for name, data in originals.items():
+            (root / name).write_bytes(data)
+
+
+def test_model_code_never_marks_the_data_stages_changed(locked_repo):
+    """A new model preset, a changed model config or training loop: the models rerun, the
+    dataset, the frame store and the proposals stay up to date (on AVA: no video decoded)."""
+    root, env, _, _ = locked_repo
+    stale = _stale_after_editing(root, env, ["pipeline/models/presets.py",
+                                             "pipeline/models/config.py",
+                                             "pipeline/engine/train.py"])
+    assert stale & DATA_STAGES == set(), stale
+    assert "pretrain_baseline" in stale and "train_head" in stale, stale
+    assert _status(root, env) == {}
+
+
+def test_frame_extraction_code_reruns_extraction_not_the_models(locked_repo):
+    """The extractor and the decoder are the frame store's writers: the models read the store
+    through its reader, so editing how frames are written reruns ``extract_frames`` (and what
+    follows from its outputs), never a model stage by its code."""
+    root, env, _, _ = locked_repo
+    stale = _stale_after_editing(root, env, ["pipeline/frames/extract.py"])
+    assert stale == {"extract_frames"}, stale
+    assert _stale_after_editing(root, env, ["pipeline/models/resnet3d.py"]) & {
+        "make_dataset", "extract_frames", "proposals"} == set()

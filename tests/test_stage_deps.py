@@ -120,7 +120,7 @@ def test_stage_declares_no_code_it_never_imports(name):
 def test_closure_follows_function_level_and_relative_imports():
     """The parser itself: a lazy import inside a function and ``from .x import`` count."""
     closure = import_closure(REPO / "pipeline" / "cli.py")
-    assert Path("pipeline/params.py") in closure                 # imported inside a handler
+    assert Path("pipeline/params/all.py") in closure             # imported inside a handler
     assert Path("pipeline/__init__.py") in closure
     models = import_closure(REPO / "pipeline" / "models" / "presets.py")
     assert Path("pipeline/models/config.py") in models          # from .config import

@@ -62,8 +62,8 @@ def test_make_dataset_stage_does_not_import_torch(tmp_path):
     """The stage's module and every params group loaded and validated (the model presets
     included); generating the dataset itself is tested elsewhere."""
     proc = subprocess.run(
-        [sys.executable, "-c", "import sys, stages.make_dataset; from pipeline.params import "
-                               "load_params; load_params(); print('torch' in sys.modules)"],
+        [sys.executable, "-c", "import sys, stages.make_dataset; from pipeline.params.all import "
+                               "load_all; load_all(); print('torch' in sys.modules)"],
         cwd=REPO, capture_output=True, text=True, timeout=300,
         env={**os.environ, "PYTHONPATH": str(REPO)})
     assert proc.returncode == 0, proc.stderr

@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -25,9 +24,6 @@ from pipeline.errors import InputError
 from pipeline.frames.spec import clip_offsets, clip_reach
 from pipeline.frames.store import FrameStore
 from pipeline.proposals.table import filter_proposals
-
-if TYPE_CHECKING:
-    from pipeline.models.config import ModelConfig
 
 log = logging.getLogger(__name__)
 
@@ -216,13 +212,13 @@ class KeyframeDataset(torch.utils.data.Dataset):
                 "index": index}
 
 
-def check_clip_reach(store: FrameStore, model_config: ModelConfig,
+def check_clip_reach(store: FrameStore, clip_len: int, frame_interval: int,
                      temporal_jitter: bool = False) -> None:
     """Refuse, before any worker starts, a model whose clip (with its temporal jitter) reaches
     further from the keyframe than the store's ``frames.reach``."""
-    needed = clip_reach(model_config.clip_len, model_config.frame_interval, temporal_jitter)
+    needed = clip_reach(clip_len, frame_interval, temporal_jitter)
     if needed[0] > store.reach[0] or needed[1] > store.reach[1]:
-        raise InputError(f"the model's {model_config.clip_len}x{model_config.frame_interval} "
+        raise InputError(f"the model's {clip_len}x{frame_interval} "
                          f"clip{' with temporal jitter' if temporal_jitter else ''} reads "
                          f"{needed[0]} frames before and {needed[1]} after the keyframe; the "
                          f"store keeps frames.reach {list(store.reach)}: extract with a larger "

@@ -4,7 +4,7 @@ The store keeps every frame of a video's timeline that some keyframe's clip can 
 whatever model reads it: ``reach`` frames before and after each keyframe's frame. The model's
 sampling (clip length, frame interval, temporal jitter) is chosen at read time, so trying 8x8
 after 4x16, or jitter on and off, never extracts again; a clip that reaches further than the
-store is refused before training (:func:`clip_reach`, checked in ``pipeline.params``).
+store is refused before training (:func:`clip_reach`, checked in ``pipeline.params.all``).
 """
 
 from __future__ import annotations

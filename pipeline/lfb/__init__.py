@@ -4,7 +4,7 @@
 - ``writer.py``: ``BankStorage``, ``BankWriter`` (whole shards, resumable, one rank per shard),
   ``fill_bank``;
 - ``reader.py``: the bank format, ``FeatureBank`` (fixed-size masked windows around keyframes);
-- ``window.py``: ``BankWindow``, the window a head reads (torch-free, for params.py).
+- ``window.py``: ``BankWindow``, the window a head reads (torch-free, for the lfb params group).
 
 Import from the modules: the reader alone stays free of pandas for data-loader workers.
 """

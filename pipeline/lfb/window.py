@@ -1,4 +1,4 @@
-"""Which bank rows a keyframe's RoIs read: a plain record, free of torch, so that params.py
+"""Which bank rows a keyframe's RoIs read: a plain record, free of torch, so that the lfb params
 (``lfb.window()``) loads without the models."""
 
 from __future__ import annotations

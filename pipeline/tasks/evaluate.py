@@ -40,10 +40,15 @@ from pipeline.io import atomic_output, write_json
 from pipeline.lfb.reader import FeatureBank
 from pipeline.lfb.window import BankWindow
 from pipeline.models.checkpoint import build_detector_from_checkpoint
-from pipeline.params import Params
+from pipeline.params.baseline import BaselineParams
+from pipeline.params.evaluation import EvalParams
+from pipeline.params.lfb import LfbParams
+from pipeline.params.schema import Params
 from pipeline.viz import LabelledBox, render_clip
 
 # The params keys whose values shape this stage's outputs (see pretrain_baseline.PARAMS).
+# The params groups this stage reads, with their schemas (all of PARAMS's groups).
+GROUPS = {"baseline": BaselineParams, "eval": EvalParams, "lfb": LfbParams}
 PARAMS = (
     "eval.protocol",
     "eval.score_threshold",
@@ -130,7 +135,7 @@ def evaluate_head(*, files: DatasetFiles, checkpoint: str | Path, bank_dir: str 
                              path=checkpoint, key="bank")
         bank = FeatureBank(bank_dir, in_memory=bank_in_memory)
     columns = torch.tensor(inputs.label_map.ids, dtype=torch.long)
-    check_clip_reach(inputs.store, model.config)
+    check_clip_reach(inputs.store, model.config.clip_len, model.config.frame_interval)
     dataset = inputs.dataset("val", frames_per_clip=model.config.clip_len,
                              frame_interval=model.config.frame_interval,
                              short_side=data_config.test_short_side,

@@ -12,10 +12,13 @@ from pipeline.ava.clock import AVA_FPS
 from pipeline.errors import InputError
 from pipeline.frames.extract import extract_frames
 from pipeline.io import write_json
-from pipeline.params import Params
+from pipeline.params.frames import FramesParams
+from pipeline.params.schema import Params
 from pipeline.sources.manifest import keyframe_clock, read_manifest
 
 # The params keys whose values shape this stage's outputs (see pretrain_baseline.PARAMS).
+# The params groups this stage reads, with their schemas (all of PARAMS's groups).
+GROUPS = {"frames": FramesParams}
 PARAMS = (
     "frames.short_side",
     "frames.convention",

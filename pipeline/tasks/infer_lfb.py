@@ -35,13 +35,17 @@ from pipeline.io import file_digest
 from pipeline.lfb.layout import proposal_rows
 from pipeline.lfb.writer import BankStorage, BankWriter, fill_bank
 from pipeline.models.checkpoint import build_detector_from_checkpoint
-from pipeline.params import Params
+from pipeline.params.baseline import BaselineParams
+from pipeline.params.lfb import LfbParams
+from pipeline.params.schema import Params
 
 log = logging.getLogger(__name__)
 
 KEYS = ["video_id", "timestamp"]
 
 # The params keys whose values shape this stage's outputs (see pretrain_baseline.PARAMS).
+# The params groups this stage reads, with their schemas (all of PARAMS's groups).
+GROUPS = {"baseline": BaselineParams, "lfb": LfbParams}
 PARAMS = (
     "lfb.train_boxes",
     "lfb.val_min_proposal_score",
@@ -125,7 +129,7 @@ def infer_lfb(*, files: DatasetFiles, baseline_checkpoint: str | Path, out_dir: 
     ctx = ctx or setup_distributed("auto")
     inputs = LoadedInputs(files)
     model = build_detector_from_checkpoint(baseline_checkpoint).to(ctx.device).eval()
-    check_clip_reach(inputs.store, model.config)
+    check_clip_reach(inputs.store, model.config.clip_len, model.config.frame_interval)
     boxes = bank_boxes(inputs, train_boxes=train_boxes, data_config=data_config,
                        val_min_proposal_score=val_min_proposal_score)
     storage = BankStorage(dim=model.feature_channels, dtype=storage_dtype,

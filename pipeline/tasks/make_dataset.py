@@ -9,7 +9,8 @@ import logging
 from pathlib import Path
 
 from pipeline.io import atomic_output, write_json
-from pipeline.params import Params
+from pipeline.params.data import DataParams
+from pipeline.params.schema import Params
 from pipeline.sources.ava_download import index_download
 from pipeline.sources.ava_kinetics import index_ava_kinetics
 from pipeline.sources.custom import index_custom
@@ -19,6 +20,8 @@ from pipeline.sources.synthetic import generate_dataset
 log = logging.getLogger(__name__)
 
 # The params keys whose values shape this stage's outputs (see pretrain_baseline.PARAMS).
+# The params groups this stage reads, with their schemas (all of PARAMS's groups).
+GROUPS = {"data": DataParams}
 PARAMS = ("data",)
 PATHS = ("out", "metrics")
 

@@ -42,15 +42,18 @@ from pipeline.io import file_digest, write_json
 from pipeline.models.checkpoint import initialise, save_stad_checkpoint
 from pipeline.models.config import ModelConfig
 from pipeline.models.detector import Detector
-from pipeline.params import Params
+from pipeline.params.baseline import BaselineParams
+from pipeline.params.schema import Params
 from pipeline.proposals.table import read_proposals
 from pipeline.sources.manifest import read_manifest
 
 log = logging.getLogger(__name__)
 
 # The params keys whose values shape this stage's outputs, as dvc.yaml declares them
-# (tests/test_params.py checks both); runtime-only keys (pipeline.params.RUNTIME_KEYS) are
+# (tests/test_params.py checks both); runtime-only keys (pipeline.params.all.RUNTIME_KEYS) are
 # read from the same groups but tracked by no stage.
+# The params groups this stage reads, with their schemas (all of PARAMS's groups).
+GROUPS = {"baseline": BaselineParams}
 PARAMS = (
     "baseline.preset",
     "baseline.backbone",
@@ -117,7 +120,8 @@ def train_baseline(*, frames_dir: str | Path, keyframes_index: str | Path,
                          path=label_map_path, key="num_classes")
     columns = torch.tensor(label_map.ids, dtype=torch.long)
     store = FrameStore(frames_dir)
-    check_clip_reach(store, model_config, data_config.temporal_jitter)
+    check_clip_reach(store, model_config.clip_len, model_config.frame_interval,
+                     data_config.temporal_jitter)
     if not Path(keyframes_index).is_file():
         raise InputError("keyframe index not found (run frame extraction first)", path=keyframes_index)
     keyframes = pd.read_parquet(keyframes_index)

@@ -12,7 +12,8 @@ from pipeline.data.dataset import stored_annotations
 from pipeline.errors import InputError
 from pipeline.frames.store import FrameStore
 from pipeline.io import write_json
-from pipeline.params import Params
+from pipeline.params.proposals import ProposalParams
+from pipeline.params.schema import Params
 from pipeline.proposals.metrics import proposal_metrics
 from pipeline.proposals.pickle_source import proposals_from_pickle
 from pipeline.proposals.table import filter_proposals, read_proposals, write_proposals
@@ -20,6 +21,8 @@ from pipeline.proposals.torchvision_detector import detect_persons
 from pipeline.sources.manifest import read_manifest
 
 # The params keys whose values shape this stage's outputs (see pretrain_baseline.PARAMS).
+# The params groups this stage reads, with their schemas (all of PARAMS's groups).
+GROUPS = {"proposals": ProposalParams}
 PARAMS = (
     "proposals.source",
     "proposals.score_threshold",

@@ -52,11 +52,16 @@ from pipeline.models.checkpoint import (BankRecipe, build_detector_from_checkpoi
                                         save_stad_checkpoint)
 from pipeline.models.config import ModelConfig
 from pipeline.models.detector import Detector
-from pipeline.params import Params
+from pipeline.params.baseline import BaselineParams
+from pipeline.params.lfb import LfbParams
+from pipeline.params.model import ModelParams
+from pipeline.params.schema import Params
 
 log = logging.getLogger(__name__)
 
 # The params keys whose values shape this stage's outputs (see pretrain_baseline.PARAMS).
+# The params groups this stage reads, with their schemas (all of PARAMS's groups).
+GROUPS = {"baseline": BaselineParams, "lfb": LfbParams, "model": ModelParams}
 PARAMS = (
     "model.head",
     "model.finetune_backbone",
@@ -222,7 +227,7 @@ def train_head(*, files: DatasetFiles, baseline_checkpoint: str | Path,
     model = Detector(model_config)
     load_baseline_backbone(model, baseline_checkpoint)
     model.to(device)
-    check_clip_reach(inputs.store, model_config,
+    check_clip_reach(inputs.store, model_config.clip_len, model_config.frame_interval,
                      finetune_backbone and data_config.temporal_jitter)
 
     def test_set(split: str) -> KeyframeDataset:
