@@ -162,8 +162,9 @@ def _extract_video(group: zarr.Group, plan: VideoPlan, spec: FrameSpec, progress
     if plan.path is None:
         raise InputError(f"video '{plan.video_id}' has keyframes but no video file was given",
                          key=plan.video_id)
-    fingerprint = source_fingerprint(plan.path)
+    # open first: a missing or unreadable file is an InputError naming the video
     video = open_video(plan.video_id, plan.path, spec.output_size, spec.timeline_fps)
+    fingerprint = source_fingerprint(plan.path)
     times, start = _own_clock(plan, spec)
     centers = np.atleast_1d(keyframe_frame_index(
         np.asarray(plan.timestamps if times is None else times),
