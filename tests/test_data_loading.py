@@ -173,18 +173,13 @@ def test_temporal_jitter_moves_each_frame_on_its_own_as_mmaction2(jitter_data):
 
 
 def test_jitter_needs_a_store_reaching_its_span(data, jitter_data):
-    from dataclasses import replace
-
-    from pipeline.models.presets import get_preset
-
-    model = replace(get_preset("tiny"), clip_len=4, frame_interval=4)
-    check_clip_reach(FrameStore(jitter_data.frames_dir), model, temporal_jitter=True)
-    check_clip_reach(FrameStore(data.frames_dir), model)          # (8, 4) of (8, 6) without
+    check_clip_reach(FrameStore(jitter_data.frames_dir), 4, 4, temporal_jitter=True)
+    check_clip_reach(FrameStore(data.frames_dir), 4, 4)           # (8, 4) of (8, 6) without
     with pytest.raises(InputError, match=r"frames.reach \[8, 6\]") as info:
-        check_clip_reach(FrameStore(data.frames_dir), model, temporal_jitter=True)
+        check_clip_reach(FrameStore(data.frames_dir), 4, 4, temporal_jitter=True)
     assert info.value.key == "frames.reach" and "10 frames before" in str(info.value)
     with pytest.raises(InputError, match="frames.reach"):         # 8x8 reads (32, 24)
-        check_clip_reach(FrameStore(data.frames_dir), replace(model, clip_len=8, frame_interval=8))
+        check_clip_reach(FrameStore(data.frames_dir), 8, 8)
     # a jittered read beyond the store's frames is an error naming the frame, never a wrong one
     ds = tiny_dataset(data, "train", eval_transform(short_side=64), temporal_jitter=True)
     assert (ds.video_ids[0], ds.timestamps[0]) == ("vid0", 1)     # keyframe frame 10: 2..16 kept

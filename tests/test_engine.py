@@ -30,6 +30,7 @@ from pipeline.engine.curves import write_curves
 from pipeline.tasks.baseline_job import run_job
 from pipeline.errors import InputError
 from pipeline.models.checkpoint import build_detector_from_checkpoint, load_stad_checkpoint
+from pipeline.frames.spec import clip_reach
 from test_data_loading import TinyData, build_tiny_data
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -67,9 +68,9 @@ def torch_globals():
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory) -> TinyData:
-    # The tiny preset reads 8 frames 8 apart: store exactly that (stride 1 in the store).
+    # The tiny preset reads 8 frames 8 apart: store what that clip reaches.
     return build_tiny_data(tmp_path_factory.mktemp("engine_data"), videos=3, seconds=8,
-                           width=64, height=48, clip_len=8, frame_interval=8)
+                           width=64, height=48, reach=clip_reach(8, 8, False))
 
 
 def test_schedule_warmup_then_step():
@@ -359,19 +360,20 @@ def test_resume_on_another_world_size_follows_the_arithmetic(tmp_path):
         check({**saved, "fingerprint": "0123abcd"}, 1, 4, 16)
 
 
-def test_model_clip_must_fit_the_stored_clips(data):
-    from dataclasses import replace
-
-    from pipeline.data.dataset import frame_stride
+def test_model_clip_must_fit_within_the_stores_reach(data):
+    from pipeline.data.dataset import check_clip_reach
     from pipeline.frames.store import FrameStore
     from pipeline.models.presets import get_preset
 
-    store = FrameStore(data.frames_dir)                              # 8 frames, 8 apart
-    assert frame_stride(store, get_preset("tiny")) == 1
-    with pytest.raises(InputError, match="key 'frame_interval'"):
-        frame_stride(store, replace(get_preset("tiny"), frame_interval=4))
-    with pytest.raises(InputError, match="key 'clip_len'"):
-        frame_stride(store, replace(get_preset("tiny"), clip_len=16))
+    store = FrameStore(data.frames_dir)                     # reach (32, 24): an 8x8 clip
+    tiny = get_preset("tiny")
+    assert store.reach == (32, 24) and (tiny.clip_len, tiny.frame_interval) == (8, 8)
+    check_clip_reach(store, 8, 8)
+    check_clip_reach(store, 8, 4)                           # any sampling within the reach
+    with pytest.raises(InputError, match="key 'frames.reach'"):
+        check_clip_reach(store, 16, 8)
+    with pytest.raises(InputError, match="key 'frames.reach'"):   # jitter reaches (36, 27)
+        check_clip_reach(store, 8, 8, temporal_jitter=True)
 
 
 @pytest.mark.parametrize("form", ["stad", "mmaction2"])
