@@ -36,6 +36,7 @@ from pipeline.lfb.window import BankWindow
 from pipeline.models.detector import Detector
 from pipeline.models.presets import get_preset
 from pipeline.models.checkpoint import build_detector_from_checkpoint, save_stad_checkpoint
+from pipeline.frames.spec import clip_offsets, clip_reach
 from test_data_loading import TinyData, build_tiny_data
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -50,7 +51,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 @pytest.fixture(scope="module")
 def data(tmp_path_factory) -> TinyData:
     return build_tiny_data(tmp_path_factory.mktemp("head_data"), videos=3, seconds=8,
-                           width=64, height=48, clip_len=8, frame_interval=8)
+                           width=64, height=48, reach=clip_reach(8, 8, False))
 
 
 def files_of(data: TinyData) -> DatasetFiles:
@@ -106,7 +107,7 @@ def test_bank_rows_are_the_detectors_own_roi_features(data, baseline, banks):
     inputs = LoadedInputs(files_of(data))
     index = pd.read_parquet(banks["float32"] / "index.parquet")
     row = index[index["split"] == "val"].iloc[0]
-    dataset = inputs.dataset(None, frames_per_clip=8, frame_stride=1, short_side=32,
+    dataset = inputs.dataset(None, frames_per_clip=8, frame_interval=8, short_side=32,
                              min_proposal_score=0.0, max_proposals=1,
                              keyframes=index.iloc[[row["row"]]])
     sample = dataset[0]
@@ -176,7 +177,7 @@ def test_float16_and_float32_banks_give_the_same_head_outputs(data, baseline, ba
     inputs = LoadedInputs(files_of(data))
     model = _lfb_head(256)
     model.backbone.load_state_dict(build_detector_from_checkpoint(baseline).backbone.state_dict())
-    dataset = inputs.dataset("val", frames_per_clip=8, frame_stride=1, short_side=32,
+    dataset = inputs.dataset("val", frames_per_clip=8, frame_interval=8, short_side=32,
                              min_proposal_score=0.9, max_proposals=100)
     with torch.inference_mode():
         maps = compute_maps(model, dataset, batch_size=4, num_workers=0, ctx=CPU)
@@ -197,7 +198,7 @@ def test_head_on_cached_maps_equals_the_full_detector(data, baseline, banks):
     """The frozen-backbone shortcut is exact: roi_head on pooled maps == Detector.forward."""
     inputs = LoadedInputs(files_of(data))
     bank = FeatureBank(banks["float32"])
-    dataset = inputs.dataset("val", frames_per_clip=8, frame_stride=1, short_side=32,
+    dataset = inputs.dataset("val", frames_per_clip=8, frame_interval=8, short_side=32,
                              min_proposal_score=0.9, max_proposals=100)
     samples = [dataset[i] for i in range(3)]
     clips = torch.stack([s["clip"] for s in samples])
@@ -221,7 +222,7 @@ def test_streaming_prediction_equals_prediction_on_cached_maps(data, baseline, b
     bank = FeatureBank(banks["float32"])
     model = _lfb_head(bank.dim, "lfb_nl", position=True)
     model.backbone.load_state_dict(build_detector_from_checkpoint(baseline).backbone.state_dict())
-    dataset = inputs.dataset("val", frames_per_clip=8, frame_stride=1, short_side=32,
+    dataset = inputs.dataset("val", frames_per_clip=8, frame_interval=8, short_side=32,
                              min_proposal_score=0.9, max_proposals=100)
     columns = torch.tensor(inputs.label_map.ids)
     with torch.inference_mode():
@@ -315,7 +316,8 @@ def test_keyframes_are_drawn_when_ground_truth_has_actions_outside_the_label_map
     prediction = {"video_id": first["video_id"].iloc[0], "timestamp": int(first["timestamp"].iloc[0]),
                   "boxes": np.array([[0.1, 0.1, 0.6, 0.9]], np.float32),
                   "scores": np.full((1, inputs.label_map.num_classes), 0.5, np.float32)}
-    paths = render_keyframes(tmp_path, inputs, [prediction], gt, count=1)
+    paths = render_keyframes(tmp_path, inputs, [prediction], gt, count=1,
+                             offsets=clip_offsets(8, 8))
     assert len(paths) == 1 and Image.open(paths[0]).size[0] > 64
 
 
@@ -328,7 +330,8 @@ def test_videos_the_store_skipped_are_neither_trained_nor_scored(tmp_path):
     from pipeline.evaluation.evaluator import evaluate_files
 
     data = build_tiny_data(tmp_path / "data", videos=4, val_videos=2, seconds=6, width=64,
-                           height=48, clip_len=8, frame_interval=8, unreadable=("vid1", "vid3"))
+                           height=48, reach=clip_reach(8, 8, False),
+                           unreadable=("vid1", "vid3"))
     files = files_of(data)
     gone = {split: read_annotations(files.annotations(split)).query("video_id in ['vid1', 'vid3']")
             for split in ("train", "val")}
