@@ -108,3 +108,34 @@ def ffmpeg_rate_numbers(path: str | Path, rate: int, at=None) -> list[int | None
         graph.push(None)
         drain()
     return shown
+
+
+def write_avi(path: str | Path, *, num_frames: int, fps: int | Fraction = 25, width: int = 64,
+              height: int = 48, codec: str = "mpeg4", max_b_frames: int = 2, gop: int = 12,
+              first_number: int = 0) -> Path:
+    """Write an AVI of ``num_frames`` numbered frames (``first_number`` on) at ``fps``.
+
+    ``codec="mpeg4"``: MPEG-4 Part 2 with up to ``max_b_frames`` B-frames between references
+    and an I-frame every ``gop`` frames (the files decord reads with garbage timestamps).
+    ``codec="rawvideo"``: uncompressed BGR, so two videos of equal length and size have the
+    same number of bytes whatever frames they show."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with av.open(str(path), mode="w", format="avi") as container:
+        stream = container.add_stream(codec, rate=Fraction(fps))
+        stream.width, stream.height = width, height
+        if codec == "rawvideo":
+            stream.pix_fmt = "bgr24"
+        else:
+            stream.pix_fmt = "yuv420p"
+            stream.codec_context.max_b_frames = max_b_frames
+            stream.codec_context.gop_size = gop
+            stream.codec_context.bit_rate = 2_000_000
+        for i in range(num_frames):
+            frame = av.VideoFrame.from_ndarray(render_frame(first_number + i, width, height),
+                                               format="rgb24")
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
