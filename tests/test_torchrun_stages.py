@@ -46,6 +46,7 @@ from pipeline.ava.annotations import read_annotations, write_annotations
 from pipeline.sources.manifest import DatasetManifest, SplitFiles, write_manifest
 from pipeline.engine.checkpoint import FINISHED, checkpoint_files
 from pipeline.io import write_parquet
+from pipeline.frames.spec import clip_reach
 from test_data_loading import TinyData, build_tiny_data
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -176,7 +177,7 @@ def write_params(run_dir: Path, *, head_batch: int) -> Path:
 def dag(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("torchrun")
     data = build_tiny_data(root / "data", videos=3, seconds=8, width=64, height=48,
-                           clip_len=8, frame_interval=8)
+                           reach=clip_reach(8, 8, False))
     even_train_split(data)
     write_dag_layout(data)
     write_params(root / "one", head_batch=4)
@@ -310,17 +311,23 @@ def test_evaluate_on_two_ranks_writes_the_one_process_files(evaluations):
         assert (one / name).read_bytes() == (two / name).read_bytes(), name
 
 
-def corrupt_clip(store: Path, video_id: str, row: int) -> None:
-    """Overwrite one clip's compressed bytes inside its Zarr shard (as a bad disk block would):
-    that clip fails to decode, every other clip of the shard still reads."""
-    meta = json.loads((store / video_id / "zarr.json").read_text())
+def corrupt_frame(store: Path, video_id: str, frame: int) -> None:
+    """Overwrite one stored frame's compressed bytes inside its Zarr shard (as a bad disk block
+    would): that frame fails its checksum, every other frame of the shard still reads."""
+    import zarr
+
+    timeline = zarr.open_group(store / video_id, mode="r")["timeline"][:]
+    position = int(np.searchsorted(timeline, frame))
+    assert timeline[position] == frame
+    frames = store / video_id / "frames"
+    meta = json.loads((frames / "zarr.json").read_text())
     per_shard = (meta["chunk_grid"]["configuration"]["chunk_shape"][0]
                  // meta["codecs"][0]["configuration"]["chunk_shape"][0])
     rest = "/".join("0" * (len(meta["shape"]) - 1))
-    shard = store / video_id / "c" / str(row // per_shard) / rest
+    shard = frames / "c" / str(position // per_shard) / rest
     raw = bytearray(shard.read_bytes())
     index = np.frombuffer(bytes(raw[-(per_shard * 16 + 4):-4]), dtype="<u8").reshape(-1, 2)
-    offset, size = (int(v) for v in index[row % per_shard])
+    offset, size = (int(v) for v in index[position % per_shard])
     raw[offset:offset + size] = b"\xff" * size
     shard.write_bytes(bytes(raw))
 
@@ -334,7 +341,8 @@ def test_a_rank_that_fails_stops_the_other_rank(dag, banks, heads, tmp_path):
     val = keyframes[(keyframes["split"] == "val")].sort_values("timestamp")
     # val's 5 scored keyframes (the last is excluded), batches of 4: rank 1 runs the 5th alone
     fifth = val.iloc[4]
-    corrupt_clip(tmp_path / "data" / "frames.zarr", fifth["video_id"], int(fifth["row"]))
+    # its keyframe's own frame: no other val clip (8 frames 8 apart, keyframes 10 apart) reads it
+    corrupt_frame(tmp_path / "data" / "frames.zarr", fifth["video_id"], int(fifth["frame"]))
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     shutil.copy(dag / "two" / "params.yaml", run_dir / "params.yaml")
@@ -345,6 +353,7 @@ def test_a_rank_that_fails_stops_the_other_rank(dag, banks, heads, tmp_path):
     agents = run_two_nodes("evaluate", args, run_dir)
     assert all(code != 0 for code, _ in agents), agents
     logs = "\n".join(log for _, log in agents)
-    assert "error during blosc decompression" in logs
+    assert "cannot read frames" in logs and "checksum do not match" in logs
+    assert "the store is damaged" in logs
     assert "error: val failed on another rank (rank 0 of 2" in logs
     assert not out.exists()
