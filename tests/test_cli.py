@@ -22,8 +22,33 @@ def test_missing_file_is_named_without_a_traceback(tmp_path, capsys):
 def test_params_check_names_the_bad_key(tmp_path, capsys):
     params = tmp_path / "params.yaml"
     shutil.copy(REPO / "params.yaml", params)
-    params.write_text(params.read_text().replace("clip_len: 8  ", "clip_len: eight  ", 1))
+    params.write_text(params.read_text().replace("short_side: 96  ", "short_side: big  ", 1))
     assert main(["params", "check", "--file", str(params)]) == 2
-    assert "frames.clip_len" in capsys.readouterr().err
+    assert "frames.short_side" in capsys.readouterr().err
     shutil.copy(REPO / "params.yaml", params)
     assert main(["params", "check", "--file", str(params)]) == 0
+
+
+def test_params_check_refuses_a_clip_beyond_the_stored_reach(tmp_path, capsys):
+    """The store keeps frames.reach frames around each keyframe; a baseline clip (its length,
+    interval and temporal jitter) reaching further is refused naming all of those keys."""
+    params = tmp_path / "params.yaml"
+    text = (REPO / "params.yaml").read_text()
+    assert "reach: [40, 32]  " in text and "    frame_interval: 2  " in text
+    params.write_text(text.replace("    frame_interval: 2  ", "    frame_interval: 16  ", 1))
+    assert main(["params", "check", "--file", str(params)]) == 2      # 8x16 reads [64, 48]
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+    for key in ("frames.reach", "baseline.model.clip_len", "baseline.model.frame_interval"):
+        assert key in err, err
+    assert "[64, 48]" in err and "[40, 32]" in err and "temporal_jitter" not in err
+
+    # 8x2 reads [8, 6]; with temporal jitter [-1, 1) it reads [9, 6]: beyond [8, 6] by one
+    text = text.replace("reach: [40, 32]  ", "reach: [8, 6]  ", 1)
+    params.write_text(text)
+    assert main(["params", "check", "--file", str(params)]) == 0
+    capsys.readouterr()
+    params.write_text(text.replace("temporal_jitter: false  ", "temporal_jitter: true  ", 1))
+    assert main(["params", "check", "--file", str(params)]) == 2
+    err = capsys.readouterr().err
+    assert "frames.reach" in err and "baseline.data.temporal_jitter" in err and "[9, 6]" in err
