@@ -26,6 +26,7 @@ for a 4x16 clip, wherever temporal jitter moves them.
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -91,7 +92,9 @@ class StoredVideo:
         self.num_frames = int(self.attrs["num_frames"])
         self.height, self.width = int(self.attrs["height"]), int(self.attrs["width"])
         self._codec = frame_codec(spec)
-        self._frames = group["frames"]
+        with warnings.catch_warnings():   # zarr's note on variable-length bytes (codecs.py)
+            warnings.simplefilter("ignore")
+            self._frames = group["frames"]
         self.timeline = self._checked(lambda: group["timeline"][:], "its frame index")
 
     def frames(self, indices: Sequence[int] | np.ndarray) -> np.ndarray:
