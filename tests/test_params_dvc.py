@@ -122,6 +122,11 @@ def test_every_key_makes_exactly_its_stages_stale(locked_repo):
     ("eval.num_threads", set()),
     ("model.head", {"train_head"}),
     ("baseline.model.clip_len", {"pretrain_baseline"}),
+    # the frame store keeps frames, not clips: the model's sampling never re-extracts
+    ("baseline.model.frame_interval", {"pretrain_baseline"}),
+    ("baseline.data.temporal_jitter", {"pretrain_baseline", "train_head"}),
+    ("frames.reach", {"extract_frames"}),
+    ("frames.codec", {"extract_frames"}),
 ])
 def test_one_key_in_turn(locked_repo, key, stages):
     root, env, _, pristine = locked_repo
