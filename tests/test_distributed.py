@@ -16,6 +16,7 @@ from pipeline.proposals.table import filter_proposals
 from pipeline.engine.checkpoint import checkpoint_files, finished_runs
 from pipeline.engine.train import parameter_digest
 from pipeline.models.checkpoint import build_detector_from_checkpoint
+from pipeline.frames.spec import clip_reach
 from test_data_loading import build_tiny_data
 from test_engine import make_job
 
@@ -30,7 +31,7 @@ def run(tmp_path_factory) -> Path:
     a checkpoint after each step (the 2 newest kept), validation sharded over both ranks."""
     root = tmp_path_factory.mktemp("ddp")
     data = build_tiny_data(root / "data", videos=3, seconds=8, width=64, height=48,
-                           clip_len=8, frame_interval=8)
+                           reach=clip_reach(8, 8, False))
     job = make_job(data, root, epochs=1, batch_size=2, checkpoint_every_steps=1,
                    device="cpu", deterministic=False)
     job["min_action_score"] = 0.0
