@@ -221,7 +221,7 @@ def train_baseline(*, frames_dir: str | Path, keyframes_index: str | Path,
                          test_short_side=data_config.test_short_side,
                          labels={i: label_map.names[i] for i in label_map.ids},
                          frame_convention=store.convention, timeline_fps=store.timeline_fps,
-                         frame_short_side=store.attrs.get("short_side"))
+                         frame_short_side=store.spec.short_side)
     write_results_parquet(out_dir / "val_detections.parquet", last_val["detections"])
     top = write_scores(out_dir / "metrics.json", out_dir / "per_class_ap.csv",
                        last_val["result"], label_map.groups)

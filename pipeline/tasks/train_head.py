@@ -322,7 +322,7 @@ def train_head(*, files: DatasetFiles, baseline_checkpoint: str | Path,
                          labels={i: label_map.names[i] for i in label_map.ids},
                          frame_convention=inputs.store.convention,
                          timeline_fps=inputs.store.timeline_fps,
-                         frame_short_side=inputs.store.attrs.get("short_side"),
+                         frame_short_side=inputs.store.spec.short_side,
                          bank=None if bank is None else bank_recipe(
                              model, baseline_checkpoint, bank, window, data_config))
     top = write_scores(out_dir / "metrics.json", out_dir / "per_class_ap.csv", last["result"],
