@@ -72,8 +72,7 @@ def smoke(tmp_path_factory) -> tuple[TinyData, Path, int]:
     synthetic, frames, model, train, data_config = smoke_settings(num_classes=6)
     assert synthetic["fps"] == FPS
     data = build_tiny_data(root / "data", videos=2, seconds=SECONDS, width=synthetic["width"],
-                           height=synthetic["height"], clip_len=frames["clip_len"],
-                           frame_interval=frames["frame_interval"])
+                           height=synthetic["height"], reach=tuple(frames["reach"]))
     assert max(data.label_map.ids) + 1 == model.num_classes
     train_baseline(
         frames_dir=data.frames_dir, keyframes_index=data.keyframes_path,

@@ -26,6 +26,7 @@ from pipeline.engine.config import TrainConfig
 from pipeline.engine.distributed import DistContext
 from pipeline.tasks.infer_lfb import infer_lfb
 from pipeline.tasks.evaluate import evaluate_head
+from pipeline.frames.spec import clip_reach
 from pipeline.tasks.train_head import train_head
 from pipeline.lfb.reader import FeatureBank
 from pipeline.lfb.window import BankWindow
@@ -58,7 +59,7 @@ def dag(tmp_path_factory) -> tuple[TinyData, dict[str, tuple[Path, Path]]]:
     detections, as pretrain_baseline writes them) and for each head (evaluate's results)."""
     root = tmp_path_factory.mktemp("dag")
     data = build_tiny_data(root / "data", videos=3, seconds=SECONDS, width=96, height=72,
-                           clip_len=8, frame_interval=1, short_side=STORE_SHORT_SIDE)
+                           reach=clip_reach(4, 2, False), short_side=STORE_SHORT_SIDE)
     files = files_of(data)
     model = replace(get_preset("tiny"), num_classes=6, clip_len=4, frame_interval=2)
     train_baseline(frames_dir=files.frames_dir, keyframes_index=files.keyframes_index,
