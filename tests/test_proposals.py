@@ -134,7 +134,7 @@ def frame_store(tmp_path_factory) -> FrameStore:
               "b": write_video(root / "b.mp4", num_frames=40, fps=10)}
     keyframes = pd.DataFrame({"video_id": ["a", "a", "a", "b", "b"],
                               "timestamp": [1, 2, 3, 1, 2], "split": "val"})
-    spec = FrameSpec(clip_len=4, frame_interval=2, short_side=32, timestamp_start=0)
+    spec = FrameSpec(short_side=32, timestamp_start=0, reach=(4, 3), shard_frames=16)
     extract_frames(videos, keyframes, root / "frames.zarr", root / "keyframes.parquet", spec,
                    progress=False)
     return FrameStore(root / "frames.zarr")
