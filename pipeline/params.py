@@ -6,14 +6,16 @@ hidden defaults in code, so what DVC tracks is exactly what a stage runs with. A
 the groups it declares in dvc.yaml (``load_params(groups=...)``); a test checks the two agree,
 so a change to an undeclared key can never go unnoticed by DVC.
 
-Errors name the file and the dotted key: an unknown key, a missing key, a value of the wrong
-type, or an impossible value (checked by the dataclasses' ``__post_init__``).
+Errors name the file and the dotted key: an unknown key, a key given twice (with both lines),
+a missing key, a value of the wrong type, a number that is not finite (every float key), or an
+impossible value (checked by the dataclasses' ``__post_init__``).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import io
+import math
 import types
 import typing
 import warnings
@@ -478,11 +480,51 @@ def check_across_groups(loaded: Mapping[str, Any], *, path: Path | None = None) 
              "the jitter reaches")
 
 
+class UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing a mapping that names a key twice (plain YAML keeps the
+    last one silently, so an edit above a forgotten copy would do nothing). The error names
+    the dotted key and both lines."""
+
+    def get_single_data(self):
+        node = self.get_single_node()
+        if node is None:
+            return None
+        self._check_keys(node, "")
+        return self.construct_document(node)
+
+    def _check_keys(self, node: yaml.Node, prefix: str) -> None:
+        if isinstance(node, yaml.SequenceNode):
+            for i, item in enumerate(node.value):
+                self._check_keys(item, f"{prefix}[{i}]")
+        if not isinstance(node, yaml.MappingNode):
+            return
+        lines: dict[Any, int] = {}
+        for key_node, value_node in node.value:
+            name = self.construct_object(key_node, deep=True)
+            dotted = f"{prefix}.{name}" if prefix else str(name)
+            line = key_node.start_mark.line + 1
+            if name in lines:
+                raise DuplicateKey(dotted, lines[name], line)
+            lines[name] = line
+            self._check_keys(value_node, dotted)
+
+
+class DuplicateKey(Exception):
+    """A key given twice in one mapping (``UniqueKeyLoader``)."""
+
+    def __init__(self, key: str, first: int, second: int):
+        super().__init__(f"given twice, at lines {first} and {second}")
+        self.key = key
+
+
 def read_yaml(path: Path) -> dict:
+    """A params or overlay file as plain data (``UniqueKeyLoader``); a clear error otherwise."""
     if not path.exists():
         raise InputError("params file not found", path=path)
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = yaml.load(path.read_text(), Loader=UniqueKeyLoader)
+    except DuplicateKey as exc:
+        raise InputError(str(exc), path=path, key=exc.key) from exc
     except yaml.YAMLError as exc:
         raise InputError(f"not valid YAML: {exc}", path=path) from exc
     if raw is None:
@@ -573,6 +615,8 @@ def _convert(tp: Any, value: Any, *, key: str, path: Path | None):
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise InputError(f"expected a number, got {_describe(value)}", path=path, key=key)
+        if not math.isfinite(value):    # NaN passes every comparison a range check makes
+            raise InputError(f"expected a finite number, got {value}", path=path, key=key)
         return float(value)
     if tp is str:
         if not isinstance(value, str):
@@ -597,7 +641,8 @@ def apply_overlay(params_path: str | Path, overlay_path: str | Path) -> list[str
     from ruamel.yaml import YAML
 
     params_path, overlay_path = Path(params_path), Path(overlay_path)
-    read_yaml(overlay_path)  # a mapping of valid YAML, or a clear error
+    read_yaml(params_path)   # both mappings of valid YAML without a key given twice, or a
+    read_yaml(overlay_path)  # clear error (ruamel's own would be a traceback)
     rt = YAML()
     rt.preserve_quotes = True
     rt.representer.add_representer(  # keep `null` spelled out (ruamel writes nothing)

@@ -1,6 +1,7 @@
 """params.yaml loads into typed groups; every bad value is named by its key; dvc.yaml declares
 exactly the groups each stage reads."""
 
+import functools
 import importlib
 import shutil
 from pathlib import Path
@@ -114,6 +115,44 @@ def leaf_keys(tree: dict, prefix: str = "") -> list[str]:
         key = f"{prefix}{name}"
         keys.extend(leaf_keys(value, f"{key}.") if isinstance(value, dict) and value else [key])
     return keys
+
+
+_RAW = yaml.safe_load((REPO / "params.yaml").read_text())
+FLOAT_KEYS = [key for key in leaf_keys(_RAW)
+              if isinstance(functools.reduce(dict.get, key.split("."), _RAW), float)]
+
+
+@pytest.mark.parametrize("key", FLOAT_KEYS)
+def test_every_float_key_refuses_nan_and_infinity(params_file, key):
+    """Issue 23.2: a NaN passes every range check (``nan <= 0`` is false), so the type
+    conversion refuses non-finite numbers for every float key, naming it."""
+    pristine = params_file.read_text()
+    for value in (float("nan"), float("inf"), float("-inf")):
+        params_file.write_text(pristine)
+        _edit(params_file, key, value)
+        with pytest.raises(InputError, match="expected a finite number") as info:
+            load_params(params_file)
+        assert info.value.key == key
+
+
+def test_a_key_given_twice_is_refused_naming_both_lines(params_file, tmp_path):
+    """Issue 23.3: plain YAML keeps the last of two equal keys silently."""
+    lines = params_file.read_text().splitlines(keepends=True)
+    at = next(i for i, line in enumerate(lines) if line.startswith("  clip_len:"))
+    lines.insert(at + 2, "  clip_len: 4\n")                 # frames.clip_len again, 2 lines on
+    params_file.write_text("".join(lines))
+    with pytest.raises(InputError, match=f"given twice, at lines {at + 1} and {at + 3}") as info:
+        load_params(params_file)
+    assert info.value.key == "frames.clip_len" and str(params_file) in str(info.value)
+
+    overlay = tmp_path / "twice.yaml"
+    overlay.write_text("baseline:\n  train:\n    lr: 0.1\n    epochs: 2\n    lr: 0.3\n")
+    clean = REPO / "params.yaml"
+    shutil.copy(clean, params_file)
+    with pytest.raises(InputError, match="given twice, at lines 3 and 5") as info:
+        apply_overlay(params_file, overlay)
+    assert info.value.key == "baseline.train.lr" and str(overlay) in str(info.value)
+    assert params_file.read_text() == clean.read_text()
 
 
 def covered(entry: str, key: str) -> bool:
