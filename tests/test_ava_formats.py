@@ -93,6 +93,12 @@ def test_annotations_without_person_id(tmp_path):
                                     "actions 1..80"),
     ("v,0902,0.1,0.1,0.5,nan,12,0", "y2=nan is outside"),
     ("", "expected 8 columns, found 1"),
+    ("v,0902,0.1,0.1,0.5,0.5", "found 6 .*7 or 8 are accepted"),
+    ("..,0902,0.1,0.1,0.5,0.5,12,0", "video_id '..' cannot name a video file"),
+    (".,0902,0.1,0.1,0.5,0.5,12,0", "video_id '.' cannot name a video file"),
+    ("a/b,0902,0.1,0.1,0.5,0.5,12,0", "video_id 'a/b' cannot name a video file"),
+    ("a\\b,0902,0.1,0.1,0.5,0.5,12,0", r"video_id 'a\\\\b' cannot name a video file"),
+    (",0902,0.1,0.1,0.5,0.5,12,0", "video_id '' cannot name a video file"),
 ])
 def test_annotation_errors_name_file_and_line(tmp_path, row, message):
     labels = read_label_map(FIXTURES / "action_list_item.pbtxt")
