@@ -246,6 +246,21 @@ def test_devices_are_auto_cpu_cuda_or_cuda_n(params_file, key):
         assert info.value.key == key
 
 
+@pytest.mark.parametrize("key, module", [
+    ("baseline.train.device", "pipeline.tasks.pretrain_baseline"),
+    ("model.train.device", "pipeline.tasks.train_head"),
+])
+def test_a_gpu_that_is_not_there_names_the_stage_params_key(params_file, tmp_path, key, module):
+    """Issue 23.7: ``cuda:7`` on a machine without it names ``baseline.train.device``, not
+    the TrainConfig field ``device``. The stage checks it before reading any input."""
+    _edit(params_file, key, "cuda:7")
+    task = importlib.import_module(module)
+    params = load_params(params_file, groups=task.PARAMS)
+    with pytest.raises(InputError, match="cuda:7") as info:
+        task.run(params, **{name: tmp_path / name for name in task.PATHS})
+    assert info.value.key == key
+
+
 def test_a_named_gpu_is_used_or_refused_never_replaced_by_the_cpu():
     """``cuda:N`` resolves to GPU N (lfb.device, eval.device reach it through
     setup_distributed), or fails naming the key; it never falls back to the CPU."""
