@@ -331,6 +331,32 @@ def test_eval_command_reports_bad_line_and_exits_non_zero(tmp_path, capsys):
     assert f"{paths['det']}:5" in capsys.readouterr().err
 
 
+def test_eval_command_refuses_detection_boxes_outside_the_image_unless_clipped(tmp_path, capsys):
+    """Issue 23.6: a detection box outside [0, 1] is an error naming file and line, as a
+    ground-truth box is; ``--clip-boxes`` clips it; float32 rounding of 1.0 passes."""
+    paths, det = write_case(tmp_path)
+    argv = ["eval", str(paths["gt"]), str(paths["det"]), "--label-map", str(paths["labels"])]
+    lines = paths["det"].read_text().splitlines()
+    fields = lines[6].split(",")
+    fields[4] = "1.2000"                                        # x2
+    lines[6] = ",".join(fields)
+    paths["det"].write_text("\n".join(lines) + "\n")
+    assert eval_main(argv) == 2
+    err = capsys.readouterr().err
+    assert f"{paths['det']}:7: x2=1.2 is outside [0, 1]" in err and "--clip-boxes" in err
+    assert eval_main([*argv, "--clip-boxes", "--json", str(tmp_path / "clipped.json")]) == 0
+    fields[4] = "1.0000"
+    lines[6] = ",".join(fields)
+    (tmp_path / "by_hand.csv").write_text("\n".join(lines) + "\n")
+    by_hand = evaluate_files(paths["gt"], tmp_path / "by_hand.csv", paths["labels"])
+    assert json.loads((tmp_path / "clipped.json").read_text())["mAP"] == pytest.approx(
+        by_hand.map, abs=1e-15)
+    det.loc[det.index[0], "x2"] = 1.0000001                     # float32 rounding of 1.0
+    det.loc[det.index[1], "y1"] = -1e-7
+    write_results_parquet(tmp_path / "det.parquet", det)
+    evaluate_files(paths["gt"], tmp_path / "det.parquet", paths["labels"])
+
+
 def test_undefined_map_is_null_with_its_reason_not_an_error(tmp_path, capsys):
     # What a diverged model gives: every detection on a class without ground truth.
     gt = gt_table([("v", 902, FULL, 1), ("v", 903, FULL, 2)])

@@ -32,6 +32,9 @@ def add_eval_command(subparsers: argparse._SubParsersAction) -> argparse.Argumen
     parser.add_argument("--score-threshold", type=float, default=None,
                         help="drop detections with score <= this (default: none, as every "
                              "protocol's reference)")
+    parser.add_argument("--clip-boxes", action="store_true",
+                        help="clip detection boxes to [0, 1] (default: a box outside [0, 1] "
+                             "is an error naming its line, as in the ground truth)")
     parser.add_argument("--json", help="write the metrics as JSON here")
     parser.set_defaults(func=run_eval)
     return parser
@@ -67,7 +70,8 @@ def run_eval(args: argparse.Namespace) -> int:
 
         result = evaluate_files(args.gt, args.detections, args.label_map,
                                 exclusions_path=args.exclusions, protocol=args.protocol,
-                                score_threshold=args.score_threshold)
+                                score_threshold=args.score_threshold,
+                                clip_boxes=args.clip_boxes)
     except InputError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
