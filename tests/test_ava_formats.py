@@ -27,11 +27,15 @@ def test_label_map_both_forms_and_groups():
     assert item.ids == label.ids == (1, 12, 17, 79, 80)
     assert item.names == label.names
     assert item.names[79] == "talk to (e.g., self, a person, a group)"
-    assert item.groups == {1: "movement", 12: "movement", 17: "object", 79: "interaction",
-                           80: "interaction"}
+    assert item.groups == {} and item.group_names() == ()     # no label_type: no groups
+    assert item.with_ava_groups().groups == {1: "movement", 12: "movement", 17: "object",
+                                             79: "interaction", 80: "interaction"}
     assert label.groups[80] == "long_term"
+    assert label.with_ava_groups() == label                  # label_type wins over the ranges
     assert label.index_of(17) == 2 and label.num_classes == 5
     assert label.group_ids("movement") == (1, 12)
+    with pytest.raises(ValueError, match="81 is not one of AVA's actions"):
+        LabelMap(ids=(1, 81), names={1: "a", 81: "b"}).with_ava_groups()
 
 
 @pytest.mark.parametrize("name", ["action_list_item.pbtxt", "action_list_label.pbtxt"])
