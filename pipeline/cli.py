@@ -95,9 +95,7 @@ def _params_apply(args) -> int:
 
 
 def _keyframes(args) -> int:
-    from pipeline.frames.store import FrameStore
-
-    index = FrameStore(_store_path(args.frames)).index
+    index = _frame_store(args.frames).index
     if args.split:
         index = index[index["split"] == args.split]
     if args.video:
@@ -109,10 +107,9 @@ def _keyframes(args) -> int:
 def _show(args) -> int:
     import pandas as pd
 
-    from pipeline.frames.store import FrameStore
     from pipeline.viz import LabelledBox, render_clip
 
-    store = FrameStore(_store_path(args.frames))
+    store = _frame_store(args.frames)
     index = store.index
     hit = index[(index["video_id"] == args.video) & (index["timestamp"] == args.timestamp)]
     if hit.empty:
@@ -169,17 +166,14 @@ def _summary(args) -> int:
         print(f"{path}: {meta.num_rows} rows, {meta.num_row_groups} row groups")
         print(pq.read_schema(path))
         return 0
-    import zarr
+    from pipeline.io import zarr_arrays
 
     if not path.exists():
         raise InputError("no such store", path=path)
-    node = zarr.open(str(path), mode="r")
+    arrays = zarr_arrays(path)
     files = [p for p in path.rglob("*") if p.is_file()]
     size = sum(p.stat().st_size for p in files)
     print(f"{path}: {len(files)} files, {size / 2**20:.1f} MiB on disk")
-    arrays = [("", node)] if isinstance(node, zarr.Array) else sorted(
-        (name, member) for name, member in node.members(max_depth=None)
-        if isinstance(member, zarr.Array))
     for name, array in arrays:
         print(f"  {name or '.'}: shape={array.shape} dtype={array.dtype} "
               f"chunks={array.chunks} shards={array.shards}")
@@ -189,6 +183,18 @@ def _summary(args) -> int:
 def _store_path(frames: Path) -> Path:
     """Accept the extract_frames folder or the Zarr store itself."""
     return frames / "frames.zarr" if (frames / "frames.zarr").is_dir() else frames
+
+
+def _frame_store(frames: Path):
+    """The FrameStore of ``frames``, its arrays opened once with ``open_zarr`` first: an
+    array zarr cannot read is named in one line (FrameStore opens them with zarr itself)."""
+    from pipeline.frames.store import FrameStore
+    from pipeline.io import zarr_arrays
+
+    path = _store_path(frames)
+    if (path / "zarr.json").is_file():
+        zarr_arrays(path)
+    return FrameStore(path)
 
 if __name__ == "__main__":
     sys.exit(main())

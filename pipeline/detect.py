@@ -368,7 +368,7 @@ def detect_video(video: str | Path, *, checkpoint: str | Path, out_dir: str | Pa
         raise InputError(f"must be a positive integer and not given with --native-timeline, "
                          f"got {timeline_fps}", key="--timeline-fps")
     try:
-        torch_device = resolve_device(device)
+        torch_device = resolve_device(device, key="--device")
     except RuntimeError as error:
         raise InputError(str(error), key="--device") from None
     video, checkpoint = Path(video), Path(checkpoint)

@@ -16,9 +16,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING:   # every command imports this module: pandas/pyarrow load in write_parquet
+from pipeline.errors import InputError
+
+if TYPE_CHECKING:   # every command imports this module: pandas/pyarrow/zarr load where used
     import pandas as pd
     import pyarrow as pa
+    import zarr
 
 PARTIAL_SUFFIX = ".partial"
 
@@ -129,3 +132,37 @@ def content_digest(path: str | Path | None, *, small_file_bytes: int = 1 << 20) 
         if size <= small_file_bytes:
             digest.update(item.read_bytes())
     return digest.hexdigest()
+
+
+def open_zarr(store: str | Path, name: str = "", *, array: bool = False
+              ) -> zarr.Array | zarr.Group:
+    """The Zarr node ``name`` of ``store`` (``""``: the store itself; ``array``: it must be an
+    array), for reading. What zarr cannot read (a codec this install lacks, a format or data
+    type it does not know, damaged ``zarr.json``, no node there) becomes one InputError naming
+    the store and the array, not a traceback: zarr resolves codecs when it opens an array's
+    metadata, so every reader of a store opens its arrays here."""
+    import zarr
+
+    path = Path(store) / name if name else Path(store)
+    try:
+        return zarr.open_array(path, mode="r") if array else zarr.open(str(path), mode="r")
+    except (ValueError, KeyError, TypeError, FileNotFoundError) as error:  # zarr.errors: ValueError
+        what = f"array '{name}'" if name else "the store's Zarr metadata"
+        raise InputError(f"cannot read {what} with zarr {zarr.__version__} "
+                         f"({type(error).__name__}: {error})", path=store) from error
+
+
+def zarr_arrays(store: str | Path) -> list[tuple[str, zarr.Array]]:
+    """``(name, array)`` of every array in ``store``, at any depth (``("", store)`` when the
+    store is an array), each opened with ``open_zarr``, so an unreadable one is named. The
+    names come from the folders, not from zarr, which cannot list a group holding such an
+    array."""
+    import zarr
+
+    node = open_zarr(store)
+    if isinstance(node, zarr.Array):
+        return [("", node)]
+    names = sorted(p.parent.relative_to(store).as_posix()
+                   for p in Path(store).rglob("zarr.json") if p.parent != Path(store))
+    nodes = [(name, open_zarr(store, name)) for name in names]
+    return [(name, n) for name, n in nodes if isinstance(n, zarr.Array)]

@@ -20,6 +20,7 @@ import pytest
 
 from ava_fixture import LABELS, TRAIN_IDS, VAL_IDS, make_ava_fixture
 from pipeline.ava.annotations import read_annotations
+from pipeline.ava.label_map import read_label_map
 from pipeline.sources.ava_download import index_download
 from pipeline.errors import InputError
 from video_utils import write_video
@@ -58,6 +59,10 @@ def test_a_good_download_is_indexed_and_its_annotations_copied(download, tmp_pat
     # AVA's other 20 actions are kept in the copy (neither trained nor scored), and counted
     table = read_annotations(download / TRAIN_CSV)
     assert report.rows_outside_label_map["train"] == (~table["action_id"].isin(LABELS)).sum() > 0
+    # AVA's evaluated list has no label_type; the dataset's copy records AVA's groups
+    copied = read_label_map(tmp_path / "out" / manifest.label_map)
+    assert copied == read_label_map(download / manifest.label_map).with_ava_groups()
+    assert copied.group_names() == ("movement", "object", "interaction")
 
 
 def _append(path: Path, line: str) -> int:

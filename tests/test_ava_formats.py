@@ -27,11 +27,15 @@ def test_label_map_both_forms_and_groups():
     assert item.ids == label.ids == (1, 12, 17, 79, 80)
     assert item.names == label.names
     assert item.names[79] == "talk to (e.g., self, a person, a group)"
-    assert item.groups == {1: "movement", 12: "movement", 17: "object", 79: "interaction",
-                           80: "interaction"}
+    assert item.groups == {} and item.group_names() == ()     # no label_type: no groups
+    assert item.with_ava_groups().groups == {1: "movement", 12: "movement", 17: "object",
+                                             79: "interaction", 80: "interaction"}
     assert label.groups[80] == "long_term"
+    assert label.with_ava_groups() == label                  # label_type wins over the ranges
     assert label.index_of(17) == 2 and label.num_classes == 5
     assert label.group_ids("movement") == (1, 12)
+    with pytest.raises(ValueError, match="81 is not one of AVA's actions"):
+        LabelMap(ids=(1, 81), names={1: "a", 81: "b"}).with_ava_groups()
 
 
 @pytest.mark.parametrize("name", ["action_list_item.pbtxt", "action_list_label.pbtxt"])
@@ -93,6 +97,12 @@ def test_annotations_without_person_id(tmp_path):
                                     "actions 1..80"),
     ("v,0902,0.1,0.1,0.5,nan,12,0", "y2=nan is outside"),
     ("", "expected 8 columns, found 1"),
+    ("v,0902,0.1,0.1,0.5,0.5", "found 6 .*7 or 8 are accepted"),
+    ("..,0902,0.1,0.1,0.5,0.5,12,0", "video_id '..' cannot name a video file"),
+    (".,0902,0.1,0.1,0.5,0.5,12,0", "video_id '.' cannot name a video file"),
+    ("a/b,0902,0.1,0.1,0.5,0.5,12,0", "video_id 'a/b' cannot name a video file"),
+    ("a\\b,0902,0.1,0.1,0.5,0.5,12,0", r"video_id 'a\\\\b' cannot name a video file"),
+    (",0902,0.1,0.1,0.5,0.5,12,0", "video_id '' cannot name a video file"),
 ])
 def test_annotation_errors_name_file_and_line(tmp_path, row, message):
     labels = read_label_map(FIXTURES / "action_list_item.pbtxt")

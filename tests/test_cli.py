@@ -52,3 +52,22 @@ def test_params_check_refuses_a_clip_beyond_the_stored_reach(tmp_path, capsys):
     assert main(["params", "check", "--file", str(params)]) == 2
     err = capsys.readouterr().err
     assert "frames.reach" in err and "baseline.data.temporal_jitter" in err and "[9, 6]" in err
+
+
+def test_a_frame_store_with_an_unknown_codec_is_one_line_naming_store_and_array(tmp_path,
+                                                                                capsys):
+    """``stad summary``, ``stad keyframes`` and ``stad show`` on a real frame
+    store one of whose arrays names a codec this zarr lacks."""
+    from test_data_loading import build_tiny_data
+    from test_lfb_bank import name_an_unknown_codec
+
+    data = build_tiny_data(tmp_path / "data", videos=2, seconds=3, width=32, height=24)
+    store = data.frames_dir
+    name_an_unknown_codec(store / "vid1" / "frames")
+    for argv in (["summary", str(store)], ["keyframes", str(store)],
+                 ["show", str(store), "vid0", "1", "--out", str(tmp_path / "x.png")]):
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "Traceback" not in err, err
+        assert f"{store}: cannot read array 'vid1/frames'" in err, err
+        assert "codec_this_install_lacks" in err, err

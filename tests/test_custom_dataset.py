@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from pathlib import Path
 
 import numpy as np
@@ -106,6 +107,54 @@ def test_every_problem_of_a_kind_is_reported_at_once(fixture, tmp_path):
     with pytest.raises(InputError, match=r"2 whole second\(s\)") as error:
         index_custom(root, tmp_path / "out", skip_missing_videos=True, progress=False)
     assert "yard_cam2 second 1: keyframes at 1.000000, 1.500000" in str(error.value)
+
+
+def _append(path: Path, line: str) -> int:
+    """Append a line; returns its 1-based line number."""
+    text = path.read_text()
+    path.write_text(text + line + "\n")
+    return text.count("\n") + 1
+
+
+@pytest.mark.parametrize("video_id", [".", ".."])
+def test_a_video_id_that_cannot_name_a_file_is_refused_with_file_and_line(fixture, tmp_path,
+                                                                           video_id):
+    """``videos/..mp4`` and ``videos/...mp4`` exist, so only the id stops them."""
+    root = _copy(fixture, tmp_path)
+    (root / "videos" / f"{video_id}.mp4").symlink_to(fixture.root / "videos/kitchen_cam1.mp4")
+    csv = root / "annotations/train.csv"
+    line = _append(csv, f"{video_id},1.0,0.1,0.1,0.5,0.5,3,0")
+    with pytest.raises(InputError, match=f"video_id '{re.escape(video_id)}' cannot name a "
+                                         "video file") as error:
+        index_custom(root, tmp_path / "out", progress=False)
+    assert error.value.path == str(csv) and error.value.line == line
+
+
+def test_a_row_with_a_wrong_column_count_says_which_counts_are_accepted(fixture, tmp_path):
+    """the val CSV's rows have 7 columns, the train CSV's 8; either is fine."""
+    root = _copy(fixture, tmp_path)
+    csv = root / "annotations/train.csv"
+    line = _append(csv, "yard_cam2,1.0,0.1,0.1,0.5,0.5")
+    with pytest.raises(InputError, match="found 6 .*7 or 8 are accepted") as error:
+        index_custom(root, tmp_path / "out", progress=False)
+    assert error.value.path == str(csv) and error.value.line == line
+
+
+def test_a_split_without_keyframes_is_an_error_naming_its_file(fixture, tmp_path):
+    """an empty val.csv, or a val split whose every video is left out."""
+    root = _copy(fixture, tmp_path)
+    val = root / "annotations/val.csv"
+    rows = val.read_text()
+    val.write_text("")
+    with pytest.raises(InputError, match="no keyframe: the val split") as error:
+        index_custom(root, tmp_path / "out", progress=False)
+    assert error.value.path == str(val)
+    val.write_text(rows)
+    for video_id in ("kitchen_cam3", "yard_cam4"):
+        (root / "videos" / f"{video_id}.mp4").unlink()
+    with pytest.raises(InputError, match="no keyframe left in the val split") as error:
+        index_custom(root, tmp_path / "out", skip_missing_videos=True, progress=False)
+    assert error.value.path == str(val)
 
 
 @pytest.fixture(scope="module")

@@ -23,7 +23,7 @@ from pipeline.ava.results import read_results
 from pipeline.engine.config import TrainConfig
 from pipeline.engine.schedule import LRSchedule
 from pipeline.data.sampler import EpochBatchSampler
-from pipeline.engine.checkpoint import (RESUME_KEYS, ResumeRefused, check_resumable,
+from pipeline.engine.checkpoint import (MANIFEST, RESUME_KEYS, ResumeRefused, check_resumable,
                                         checkpoint_files, finished_runs, load_latest_checkpoint,
                                         rng_state, save_checkpoint, set_rng_state)
 from pipeline.engine.curves import write_curves
@@ -154,6 +154,7 @@ def unfinished_run(data: TinyData, root: Path, **train) -> dict:
     kept = checkpoint_files(finished_runs(folder)[-1])      # ...whole
     assert [p.name for p in kept] == ["step_000000001.pt", "step_000000002.pt"]
     shutil.copy2(kept[0], folder / kept[0].name)
+    (folder / MANIFEST).write_text(json.dumps({"files": [kept[0].name]}))   # the run's own
     return job
 
 
@@ -166,6 +167,8 @@ def test_resume_skips_a_checkpoint_that_would_run_code(data, tmp_path, caplog):
     # the valid checkpoint's own content, plus a payload
     torch.save({**torch.load(valid, weights_only=True), "payload": RunsCode(f"touch {marker}")},
                evil)
+    # as if the run's own newest file had been replaced: a file it would load
+    (tmp_path / "checkpoints" / MANIFEST).write_text(json.dumps({"files": [valid.name, evil.name]}))
     caplog.set_level(logging.INFO)
     run_job(job)                                            # step 1 of 2 done: resume, finish
     assert not marker.exists()
@@ -178,18 +181,45 @@ def test_resume_skips_a_checkpoint_that_would_run_code(data, tmp_path, caplog):
     assert (finished_runs(tmp_path / "checkpoints")[-1] / evil.name).is_file()
 
 
-def test_a_checkpoint_folder_of_junk_starts_fresh(data, tmp_path, caplog):
+def test_files_the_run_did_not_write_are_never_loaded_pruned_or_moved(data, tmp_path, caplog):
+    """a copied model with a low step number, a truncated copy with a high one, a
+    resume checkpoint of some other run and a file on a name the run writes, in the folder of
+    a run keeping 2 checkpoints of 5 steps: all stay byte-identical, unloaded, uncounted."""
     folder = tmp_path / "checkpoints"
     folder.mkdir()
-    (folder / "step_000000007.pt").write_bytes(b"not a checkpoint at all")
-    torch.save({"state_dict": {"w": torch.ones(1)}}, folder / "step_000000008.pt")  # foreign
+    torch.save({"state_dict": {"w": torch.ones(1)}}, folder / "step_000000001.pt")
+    (folder / "step_000000099.pt").write_bytes(
+        (folder / "step_000000001.pt").read_bytes()[:100])
+    torch.save(resume_state(2), folder / "step_000000002.pt")
+    (folder / "step_000000003.pt").write_bytes(b"not a checkpoint at all")
+    (folder / "notes.txt").write_text("mine")
+    foreign = {p.name: p.read_bytes() for p in folder.iterdir()}
     caplog.set_level(logging.INFO)
-    run_job(make_job(data, tmp_path, epochs=1, val_every=0))
-    skipped = [r.getMessage() for r in caplog.records if "skipping checkpoint" in r.getMessage()]
-    assert any("step_000000007.pt" in m for m in skipped)
-    assert any("step_000000008.pt" in m and "no fingerprint" in m for m in skipped)
+    run_job(make_job(data, tmp_path, epochs=1, batch_size=2, val_every=0,   # 5 steps
+                     checkpoint_every_steps=1, keep_checkpoints=2))
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any(all(name in m for name in foreign) and "not written by this run" in m
+               for m in warned), warned
     assert not any("resuming" in r.getMessage() for r in caplog.records)
+    assert {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()} == foreign
+    (finished,) = finished_runs(folder)
+    assert finished.name.startswith("step_000000005-")     # named after the run's own newest
+    assert sorted(p.name for p in finished.iterdir()) == [
+        "run_files.json", "step_000000004.pt", "step_000000005.pt"]
+    assert [p.name for p in checkpoint_files(finished)] == ["step_000000004.pt",
+                                                            "step_000000005.pt"]
+    assert torch.load(finished / "step_000000005.pt", weights_only=True)["global_step"] == 5
     assert (tmp_path / "out" / "model.pt").exists()
+
+
+def test_a_name_another_file_holds_is_not_overwritten(tmp_path):
+    (tmp_path / "step_000000003.pt").write_bytes(b"someone else's")
+    for step in (1, 2, 3):
+        path = save_checkpoint(tmp_path, resume_state(step), step=step, keep=2)
+    assert path.name == "step_000000003.1.pt"
+    assert (tmp_path / "step_000000003.pt").read_bytes() == b"someone else's"
+    assert [p.name for p in checkpoint_files(tmp_path)] == ["step_000000002.pt", path.name]
+    assert load_latest_checkpoint(tmp_path)["global_step"] == 3
 
 
 def test_curves_are_csv(tmp_path):

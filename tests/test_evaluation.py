@@ -20,7 +20,8 @@ from pipeline.evaluation.evaluator import describe
 from pipeline.evaluation.top_k import cap_per_frame
 from plain_reference import plain_evaluate, plain_evaluate_files
 
-LABELS = LabelMap(ids=(1, 2, 80), names={1: "stand", 2: "sit", 80: "watch"})
+LABELS = LabelMap(ids=(1, 2, 80), names={1: "stand", 2: "sit", 80: "watch"},
+                  groups={1: "movement", 2: "movement", 80: "interaction"})
 FULL = (0.0, 0.0, 1.0, 1.0)
 
 
@@ -329,6 +330,57 @@ def test_eval_command_reports_bad_line_and_exits_non_zero(tmp_path, capsys):
                       str(paths["labels"])])
     assert code == 2
     assert f"{paths['det']}:5" in capsys.readouterr().err
+
+
+def test_eval_command_refuses_detection_boxes_outside_the_image_unless_clipped(tmp_path, capsys):
+    """a detection box outside [0, 1] is an error naming file and line, as a
+    ground-truth box is; ``--clip-boxes`` clips it; float32 rounding of 1.0 passes."""
+    paths, det = write_case(tmp_path)
+    argv = ["eval", str(paths["gt"]), str(paths["det"]), "--label-map", str(paths["labels"])]
+    lines = paths["det"].read_text().splitlines()
+    fields = lines[6].split(",")
+    fields[4] = "1.2000"                                        # x2
+    lines[6] = ",".join(fields)
+    paths["det"].write_text("\n".join(lines) + "\n")
+    assert eval_main(argv) == 2
+    err = capsys.readouterr().err
+    assert f"{paths['det']}:7: x2=1.2 is outside [0, 1]" in err and "--clip-boxes" in err
+    assert eval_main([*argv, "--clip-boxes", "--json", str(tmp_path / "clipped.json")]) == 0
+    fields[4] = "1.0000"
+    lines[6] = ",".join(fields)
+    (tmp_path / "by_hand.csv").write_text("\n".join(lines) + "\n")
+    by_hand = evaluate_files(paths["gt"], tmp_path / "by_hand.csv", paths["labels"])
+    assert json.loads((tmp_path / "clipped.json").read_text())["mAP"] == pytest.approx(
+        by_hand.map, abs=1e-15)
+    det.loc[det.index[0], "x2"] = 1.0000001                     # float32 rounding of 1.0
+    det.loc[det.index[1], "y1"] = -1e-7
+    write_results_parquet(tmp_path / "det.parquet", det)
+    evaluate_files(paths["gt"], tmp_path / "det.parquet", paths["labels"])
+
+
+def test_a_label_map_without_label_type_reports_no_group_means(tmp_path, capsys):
+    """mmaction2's own 3-class test label map (ids 1-3, item form) is no AVA
+    movement list: the report has the overall mAP only, unless --ava-groups asks for AVA's
+    ranges, which refuse an id that is not one of AVA's."""
+    labels = tmp_path / "labels.pbtxt"
+    labels.write_text('item {\n  name: "person"\n  id: 1\n}\nitem {\n  name: "hand"\n'
+                      '  id: 2\n}\nitem {\n  name: "tool"\n  id: 3\n}\n')
+    gt, det = tmp_path / "gt.csv", tmp_path / "det.csv"
+    write_annotations(gt, gt_table([("v", 902, FULL, 1), ("v", 902, FULL, 3)]))
+    write_results_csv(det, det_table([("v", 902, FULL, 1, 0.9), ("v", 902, FULL, 3, 0.8)]))
+    result = evaluate_files(gt, det, labels)
+    assert result.map == 1.0 and result.group_means == {}
+    assert result.to_json()["group_mAP"] == {} and describe(result.to_json()) == "mAP 1.0000"
+    argv = ["eval", str(gt), str(det), "--label-map", str(labels)]
+    assert eval_main(argv) == 0
+    out = capsys.readouterr().out
+    assert "mAP (mmaction2)" in out and "movement" not in out
+    assert eval_main([*argv, "--ava-groups"]) == 0
+    assert "mAP movement" in capsys.readouterr().out
+    labels.write_text(labels.read_text().replace("id: 3", "id: 81"))
+    write_annotations(gt, gt_table([("v", 902, FULL, 1)]))
+    assert eval_main([*argv, "--ava-groups"]) == 2
+    assert "81 is not one of AVA's actions" in capsys.readouterr().err
 
 
 def test_undefined_map_is_null_with_its_reason_not_an_error(tmp_path, capsys):

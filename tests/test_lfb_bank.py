@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import ast
+import json
 import os
 import pickle
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -330,3 +332,31 @@ def test_bad_storage_and_window_arguments(bank_path):
         bank.window("vid_a", 910, window_seconds=0, max_per_second=M)
     with pytest.raises(InputError, match="not a feature bank"):
         FeatureBank(bank_path.parent / "missing")
+
+
+def name_an_unknown_codec(array_dir: Path) -> None:
+    """Rewrite an array's ``zarr.json`` as a zarr with another codec would write it."""
+    meta = json.loads((array_dir / "zarr.json").read_text())
+    codecs = meta["codecs"][0]["configuration"]["codecs"] if meta["codecs"][0]["name"] == \
+        "sharding_indexed" else meta["codecs"]
+    codecs[-1]["name"] = "codec_this_install_lacks"
+    (array_dir / "zarr.json").write_text(json.dumps(meta))
+
+
+def test_a_bank_with_an_unknown_codec_is_one_line_naming_store_and_array(tmp_path, bank_path,
+                                                                         capsys):
+    """the bank reader and ``stad summary`` name the store instead of zarr's
+    UnknownCodecError traceback."""
+    from pipeline.cli import main
+
+    copy = tmp_path / "bank"
+    shutil.copytree(bank_path, copy)
+    name_an_unknown_codec(copy / "features.zarr")
+    for in_memory in (False, True):
+        with pytest.raises(InputError, match="codec_this_install_lacks") as error:
+            FeatureBank(copy, in_memory=in_memory)
+        assert error.value.path == str(copy / "features.zarr")
+    assert main(["summary", str(copy / "features.zarr")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and str(copy / "features.zarr") in err
+    assert "codec_this_install_lacks" in err and "Traceback" not in err

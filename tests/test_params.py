@@ -1,6 +1,7 @@
 """params.yaml loads into typed groups; every bad value is named by its key; dvc.yaml declares
 exactly the groups each stage reads."""
 
+import functools
 import importlib
 import shutil
 from pathlib import Path
@@ -9,7 +10,8 @@ import pytest
 import yaml
 
 from pipeline.errors import InputError
-from pipeline.params import GROUPS, RUNTIME_KEYS, UpscaledClipsWarning, apply_overlay, load_params
+from pipeline.params.all import GROUPS, RUNTIME_KEYS, UpscaledClipsWarning, load_all
+from pipeline.params.overlay import apply_overlay
 from pipeline.sources.synthetic import SyntheticConfig
 
 REPO = Path(__file__).resolve().parents[1]
@@ -39,7 +41,7 @@ _DELETE = object()
 
 
 def test_repository_params_load_into_typed_groups():
-    params = load_params(REPO / "params.yaml")
+    params = load_all(REPO / "params.yaml")
     assert set(vars(params)) == set(GROUPS)
     assert isinstance(params.data.synthetic, SyntheticConfig)
     assert isinstance(params.frames.clip_len, int)
@@ -63,7 +65,7 @@ def test_repository_params_load_into_typed_groups():
 def test_wrong_type_names_the_key(params_file, key, value, message):
     _edit(params_file, key, value)
     with pytest.raises(InputError, match=message) as info:
-        load_params(params_file)
+        load_all(params_file)
     assert info.value.key == key
     assert str(params_file) in str(info.value)
 
@@ -78,7 +80,7 @@ def test_wrong_type_names_the_key(params_file, key, value, message):
 def test_impossible_value_names_the_key(params_file, key, value):
     _edit(params_file, key, value)
     with pytest.raises(InputError) as info:
-        load_params(params_file)
+        load_all(params_file)
     assert key.rsplit(".", 1)[0] in str(info.value)
     assert key.rsplit(".", 1)[1] in str(info.value)
 
@@ -86,24 +88,24 @@ def test_impossible_value_names_the_key(params_file, key, value):
 def test_unknown_and_missing_keys_are_named(params_file):
     _edit(params_file, "frames.clip_length", 8)
     with pytest.raises(InputError, match="unknown key") as info:
-        load_params(params_file)
+        load_all(params_file)
     assert info.value.key == "frames.clip_length"
 
     shutil.copy(REPO / "params.yaml", params_file)
     _edit(params_file, "frames.short_side", _DELETE)
     with pytest.raises(InputError, match="missing key") as info:
-        load_params(params_file)
+        load_all(params_file)
     assert info.value.key == "frames.short_side"
 
     shutil.copy(REPO / "params.yaml", params_file)
     _edit(params_file, "framez", {})
     with pytest.raises(InputError, match="unknown params group"):
-        load_params(params_file)
+        load_all(params_file)
 
 
 def test_stage_loads_only_its_groups(params_file):
     _edit(params_file, "proposals.simulated.recall", "broken")
-    frames_only = load_params(params_file, groups=("frames",))
+    frames_only = load_all(params_file, groups=("frames",))
     assert set(vars(frames_only)) == {"frames"}
 
 
@@ -114,6 +116,44 @@ def leaf_keys(tree: dict, prefix: str = "") -> list[str]:
         key = f"{prefix}{name}"
         keys.extend(leaf_keys(value, f"{key}.") if isinstance(value, dict) and value else [key])
     return keys
+
+
+_RAW = yaml.safe_load((REPO / "params.yaml").read_text())
+FLOAT_KEYS = [key for key in leaf_keys(_RAW)
+              if isinstance(functools.reduce(dict.get, key.split("."), _RAW), float)]
+
+
+@pytest.mark.parametrize("key", FLOAT_KEYS)
+def test_every_float_key_refuses_nan_and_infinity(params_file, key):
+    """a NaN passes every range check (``nan <= 0`` is false), so the type
+    conversion refuses non-finite numbers for every float key, naming it."""
+    pristine = params_file.read_text()
+    for value in (float("nan"), float("inf"), float("-inf")):
+        params_file.write_text(pristine)
+        _edit(params_file, key, value)
+        with pytest.raises(InputError, match="expected a finite number") as info:
+            load_all(params_file)
+        assert info.value.key == key
+
+
+def test_a_key_given_twice_is_refused_naming_both_lines(params_file, tmp_path):
+    """plain YAML keeps the last of two equal keys silently."""
+    lines = params_file.read_text().splitlines(keepends=True)
+    at = next(i for i, line in enumerate(lines) if line.startswith("  clip_len:"))
+    lines.insert(at + 2, "  clip_len: 4\n")                 # frames.clip_len again, 2 lines on
+    params_file.write_text("".join(lines))
+    with pytest.raises(InputError, match=f"given twice, at lines {at + 1} and {at + 3}") as info:
+        load_all(params_file)
+    assert info.value.key == "frames.clip_len" and str(params_file) in str(info.value)
+
+    overlay = tmp_path / "twice.yaml"
+    overlay.write_text("baseline:\n  train:\n    lr: 0.1\n    epochs: 2\n    lr: 0.3\n")
+    clean = REPO / "params.yaml"
+    shutil.copy(clean, params_file)
+    with pytest.raises(InputError, match="given twice, at lines 3 and 5") as info:
+        apply_overlay(params_file, overlay)
+    assert info.value.key == "baseline.train.lr" and str(overlay) in str(info.value)
+    assert params_file.read_text() == clean.read_text()
 
 
 def covered(entry: str, key: str) -> bool:
@@ -175,7 +215,7 @@ def test_presets_apply_and_validate(params_file):
     before = params_file.read_text()
     changed = apply_overlay(params_file, REPO / "presets" / "smoke.yaml")
     assert "data.synthetic.n_train_videos" in changed
-    params = load_params(params_file)
+    params = load_all(params_file)
     assert params.data.synthetic.n_train_videos == 2
     assert "# Every stage's configuration" in params_file.read_text()  # comments survive
     assert params_file.read_text() != before
@@ -199,12 +239,27 @@ DEVICE_KEYS = ["baseline.train.device", "model.train.device", "lfb.device", "eva
 def test_devices_are_auto_cpu_cuda_or_cuda_n(params_file, key):
     for good in ("auto", "cpu", "cuda", "cuda:0", "cuda:3"):
         _edit(params_file, key, good)
-        load_params(params_file)
+        load_all(params_file)
     for bad in ("gpu", "cuda:", "cuda:x", "cuda0", "CUDA", "cuda:-1"):
         _edit(params_file, key, bad)
         with pytest.raises(InputError, match="auto, cpu, cuda or cuda:N") as info:
-            load_params(params_file)
+            load_all(params_file)
         assert info.value.key == key
+
+
+@pytest.mark.parametrize("key, module", [
+    ("baseline.train.device", "pipeline.tasks.pretrain_baseline"),
+    ("model.train.device", "pipeline.tasks.train_head"),
+])
+def test_a_gpu_that_is_not_there_names_the_stage_params_key(params_file, tmp_path, key, module):
+    """``cuda:7`` on a machine without it names ``baseline.train.device``, not
+    the TrainConfig field ``device``. The stage checks it before reading any input."""
+    _edit(params_file, key, "cuda:7")
+    task = importlib.import_module(module)
+    params = load_all(params_file, groups=task.PARAMS)
+    with pytest.raises(InputError, match="cuda:7") as info:
+        task.run(params, **{name: tmp_path / name for name in task.PATHS})
+    assert info.value.key == key
 
 
 def test_a_named_gpu_is_used_or_refused_never_replaced_by_the_cpu():
@@ -249,7 +304,7 @@ def test_a_named_gpu_is_used_or_refused_never_replaced_by_the_cpu():
 def test_baseline_model_overrides_are_typed_as_the_model_config(params_file, field, value, message):
     _edit(params_file, f"baseline.model.{field}", value)
     with pytest.raises(InputError, match=message) as info:
-        load_params(params_file)
+        load_all(params_file)
     assert info.value.key.startswith(f"baseline.model.{field}")
     assert str(params_file) in str(info.value)
 
@@ -257,7 +312,7 @@ def test_baseline_model_overrides_are_typed_as_the_model_config(params_file, fie
 def test_baseline_model_overrides_arrive_typed(params_file):
     _edit(params_file, "baseline.model.spatial_strides", [1, 2, 2, 1])
     _edit(params_file, "baseline.model.dropout", 0)
-    baseline = load_params(params_file).baseline
+    baseline = load_all(params_file).baseline
     assert baseline.model["spatial_strides"] == (1, 2, 2, 1)
     config = baseline.model_config(num_classes=81)
     assert config.spatial_strides == (1, 2, 2, 1) and isinstance(config.dropout, float)
@@ -267,7 +322,7 @@ def test_train_rescale_above_the_stored_frames_warns_naming_both_keys(params_fil
     _edit(params_file, "frames.short_side", 100)
     _edit(params_file, "baseline.data.short_side_range", [96, 120])
     with pytest.warns(UpscaledClipsWarning) as caught:
-        load_params(params_file)
+        load_all(params_file)
     message = str(caught[0].message)
     assert "baseline.data.short_side_range" in message and "frames.short_side 100" in message
 
@@ -283,7 +338,7 @@ def test_cross_field_checks_name_both_keys(params_file, edits, key, other):
     for dotted, value in edits.items():
         _edit(params_file, dotted, value)
     with pytest.raises(InputError) as info:
-        load_params(params_file)
+        load_all(params_file)
     assert info.value.key == key and other in str(info.value)
-    load_params(params_file, groups=("baseline",))    # a stage reading one group: unchecked
+    load_all(params_file, groups=("baseline",))    # a stage reading one group: unchecked
 

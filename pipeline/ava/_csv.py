@@ -29,12 +29,14 @@ def count_columns(path: Path) -> int:
     return 0 if first == "" else first.count(",") + 1
 
 
-def read_table(path: str | Path, columns: list[tuple[str, str]]) -> pa.Table:
+def read_table(path: str | Path, columns: list[tuple[str, str]], *,
+               widths: str | None = None) -> pa.Table:
     """Read a headerless CSV whose columns are ``(name, kind)`` with kind int/float/string.
 
     Integers may carry leading zeros (AVA's ``0902``). Strings come back dictionary-encoded.
     Raises :class:`InputError` naming the first line with a wrong column count or a value
-    that is not of its column's kind.
+    that is not of its column's kind. ``widths`` (e.g. ``7 or 8``): the column counts the
+    format accepts when the caller chose ``columns`` from line 1's, for the message.
     """
     path = Path(path)
     if not path.is_file():
@@ -53,17 +55,20 @@ def read_table(path: str | Path, columns: list[tuple[str, str]]) -> pa.Table:
                 null_values=[]),
         )
     except (pa.ArrowInvalid, UnicodeDecodeError) as error:
-        _raise_first_bad_line(path, columns)
+        _raise_first_bad_line(path, columns, widths)
         raise InputError(f"cannot parse CSV: {error}", path=path) from error
 
 
-def _raise_first_bad_line(path: Path, columns: list[tuple[str, str]]) -> None:
+def _raise_first_bad_line(path: Path, columns: list[tuple[str, str]],
+                          widths: str | None) -> None:
+    accepted = ("" if widths is None else
+                f" (as on line 1; {widths} are accepted, the same on every line)")
     with open(path, encoding="utf-8", errors="replace", newline="") as f:
         for number, raw in enumerate(f, start=1):
             fields = raw.rstrip("\r\n").split(",")
             if len(fields) != len(columns):
-                raise InputError(f"expected {len(columns)} columns, found {len(fields)}: "
-                                 f"{raw.strip()!r}", path=path, line=number)
+                raise InputError(f"expected {len(columns)} columns, found {len(fields)}"
+                                 f"{accepted}: {raw.strip()!r}", path=path, line=number)
             for value, (name, kind) in zip(fields, columns):
                 if kind == STRING and value == "":
                     raise InputError(f"{name} is empty", path=path, line=number)

@@ -5,7 +5,8 @@ person_id``; no header; boxes normalised xyxy. Files with 7 columns (no person i
 accepted and get ``person_id = -1``.
 
 Dirty rows: a row that cannot be right (non-numeric value, box outside [0, 1], x1 >= x2 or
-y1 >= y2, non-integer timestamp, an action id that is no action at all) is an error that names
+y1 >= y2, non-integer timestamp, an action id that is no action at all, a video id that cannot
+be a file name such as ``..``) is an error that names
 the file and line. Nothing is dropped silently: a user who wants to keep such a file fixes or
 filters those lines explicitly. Exact duplicate rows are kept, because the reference evaluators
 count every row as one ground-truth instance.
@@ -45,6 +46,21 @@ def check_boxes(path: Path, x1, y1, x2, y2) -> None:
     check_rows(path, y1 >= y2, lambda row: f"y1={y1[row]} is not above y2={y2[row]}")
 
 
+NOT_A_STEM = ("", ".", "..")
+
+
+def check_video_ids(path: Path, video_id: pd.Series) -> None:
+    """Every video id names a file (``videos/<id>.mp4``, a frame store's ``<id>`` array), so it
+    must be a file-name stem on every platform: not empty, ``.`` or ``..``, and without ``/``
+    or ``\\``. Checked per distinct id (a few hundred), then the first bad row is named."""
+    ids = pd.Series(video_id.unique(), dtype=object)
+    bad = ids[ids.isin(NOT_A_STEM) | ids.str.contains(r"[/\\]", regex=True)]
+    if len(bad):
+        check_rows(path, video_id.isin(set(bad)).to_numpy(),
+                   lambda row: f"video_id {video_id.iloc[row]!r} cannot name a video file: an "
+                               "id must not be empty, '.' or '..', nor contain '/' or '\\'")
+
+
 def check_action_ids(path: Path, action_id: np.ndarray, label_map: LabelMap,
                      action_list: LabelMap | None = None) -> None:
     """Every id must be an action: in the label map or in the full action list (AVA's 1..80
@@ -76,7 +92,7 @@ def read_annotations(path: str | Path, label_map: LabelMap | None = None, *,
     if fractional:
         columns = [("timestamp", FLOAT) if name == "timestamp" else (name, kind)
                    for name, kind in columns]
-    table = read_table(path, columns)
+    table = read_table(path, columns, widths="7 or 8")
     timestamp = table["timestamp"].to_numpy()
     check_timestamps(path, timestamp, fractional=fractional)
     action_id = table["action_id"].to_numpy()
@@ -90,8 +106,10 @@ def read_annotations(path: str | Path, label_map: LabelMap | None = None, *,
         check_integral(path, "person_id", person_id, -1, INT32_MAX)
     else:
         person_id = np.full(len(table), -1)
+    video_id = table["video_id"].cast("string").to_pandas().astype("str")
+    check_video_ids(path, video_id)
     df = pd.DataFrame({
-        "video_id": table["video_id"].cast("string").to_pandas().astype("str"),
+        "video_id": video_id,
         "timestamp": timestamp.astype(np.float64 if fractional else np.int32),
         **{name: values.astype(box_dtype) for name, values in zip(BOX_COLUMNS, boxes)},
         "action_id": action_id.astype(np.int16),

@@ -5,6 +5,12 @@ Two forms exist in the wild and both are read:
 - ``item { name: "..." id: N }``: the ActivityNet lists of the 60 evaluated classes;
 - ``label { name: "..." label_id: N label_type: PERSON_MOVEMENT }``: the full 80-class lists.
 
+A class's group (the reports' group means) is its ``label_type``; a label map without one
+has no groups, and reports show the overall mAP only. AVA's id ranges (1-14 movement, 15-63
+object, 64-80 interaction) name the groups of AVA's own classes only: an AVA source writes
+them into its dataset's label map, ``stad eval --ava-groups`` applies them
+(``LabelMap.with_ava_groups``); any other id 1-14 is no movement.
+
 The parser tokenizes, so indentation, line breaks and ``#`` comments do not matter. (The
 reference parsers match lines that start with exactly two spaces and silently return an empty
 list otherwise, which then evaluates nothing.) Every malformed item, unknown field or duplicate
@@ -30,8 +36,13 @@ _LABEL_TYPE_TO_GROUP = {
 _GROUP_TO_LABEL_TYPE = {group: label_type for label_type, group in _LABEL_TYPE_TO_GROUP.items()}
 
 
+AVA_MAX_ID = 80
+
+
 def ava_group_of(action_id: int) -> str:
-    """AVA's group by id range, used when a label map records no ``label_type``."""
+    """AVA's group of one of AVA's 80 actions, by id range."""
+    if not 1 <= action_id <= AVA_MAX_ID:
+        raise ValueError(f"id {action_id} is not one of AVA's actions 1..{AVA_MAX_ID}")
     if action_id <= 14:
         return "movement"
     if action_id <= 63:
@@ -41,7 +52,8 @@ def ava_group_of(action_id: int) -> str:
 
 @dataclass(frozen=True)
 class LabelMap:
-    """Class ids in file order; the position of an id is its contiguous class index."""
+    """Class ids in file order; the position of an id is its contiguous class index.
+    ``groups``: the group of each class that has one (its ``label_type``); may be empty."""
 
     ids: tuple[int, ...]
     names: dict[int, str]
@@ -50,12 +62,19 @@ class LabelMap:
     def __post_init__(self):
         if len(set(self.ids)) != len(self.ids):
             raise ValueError(f"duplicate class ids in {self.ids}")
-        if not self.groups:
-            object.__setattr__(self, "groups", {i: ava_group_of(i) for i in self.ids})
-        missing = [i for i in self.ids if i not in self.names or i not in self.groups]
+        missing = [i for i in self.ids if i not in self.names]
         if missing:
-            raise ValueError(f"class ids {missing} lack a name or a group")
+            raise ValueError(f"class ids {missing} lack a name")
+        foreign = sorted(set(self.groups) - set(self.ids))
+        if foreign:
+            raise ValueError(f"groups name ids {foreign} that are not in the label map")
         object.__setattr__(self, "_index", {class_id: k for k, class_id in enumerate(self.ids)})
+
+    def with_ava_groups(self) -> LabelMap:
+        """This map of AVA classes with AVA's group (by id range) for each class that has no
+        ``label_type``; ValueError for an id outside AVA's 1..80."""
+        return LabelMap(ids=self.ids, names=self.names,
+                        groups={i: self.groups.get(i) or ava_group_of(i) for i in self.ids})
 
     @property
     def num_classes(self) -> int:
@@ -70,16 +89,14 @@ class LabelMap:
 
     def group_ids(self, group: str) -> tuple[int, ...]:
         """Ids of one group (e.g. ``"movement"``), in label-map order."""
-        return tuple(i for i in self.ids if self.groups[i] == group)
+        return tuple(i for i in self.ids if self.groups.get(i) == group)
 
     def group_names(self) -> tuple[str, ...]:
-        """The groups present, AVA's three first, then others in order of appearance."""
-        present = list(dict.fromkeys(self.groups[i] for i in self.ids))
+        """The groups present (none without ``label_type``), AVA's three first, then others
+        in order of appearance."""
+        present = list(dict.fromkeys(self.groups[i] for i in self.ids if i in self.groups))
         return tuple(sorted(present, key=lambda g: (GROUPS.index(g) if g in GROUPS else 3,
                                                     present.index(g))))
-
-    def has_default_groups(self) -> bool:
-        return all(self.groups[i] == ava_group_of(i) for i in self.ids)
 
 
 _TOKEN = re.compile(r'\s+|#[^\n]*|(?P<string>"(?:[^"\\\n]|\\.)*")|(?P<punct>[{}:])'
@@ -173,8 +190,6 @@ def read_label_map(path: str | Path) -> LabelMap:
         if "label_type" in fields:
             _, label_type, _ = fields["label_type"]
             groups[class_id] = _LABEL_TYPE_TO_GROUP.get(label_type, label_type.lower())
-        else:
-            groups[class_id] = ava_group_of(class_id)
     if not ids:
         raise InputError("label map has no items", path=path)
     return LabelMap(ids=tuple(ids), names=names, groups=groups)
@@ -185,16 +200,18 @@ def _quote(text: str) -> str:
 
 
 def write_label_map(path: str | Path, label_map: LabelMap) -> None:
-    """Write the ``item`` form when groups follow AVA's id ranges, else the ``label`` form."""
+    """Write the ``item`` form when no class has a group, else the ``label`` form with each
+    group as its ``label_type``."""
     blocks = []
-    if label_map.has_default_groups():
-        for class_id in label_map.ids:
-            blocks.append(f"item {{\n  name: {_quote(label_map.names[class_id])}\n"
-                          f"  id: {class_id}\n}}\n")
-    else:
-        for class_id in label_map.ids:
-            group = label_map.groups[class_id]
+    for class_id in label_map.ids:
+        name = _quote(label_map.names[class_id])
+        group = label_map.groups.get(class_id)
+        if not label_map.groups:
+            blocks.append(f"item {{\n  name: {name}\n  id: {class_id}\n}}\n")
+        elif group is None:
+            blocks.append(f"label {{\n  name: {name}\n  label_id: {class_id}\n}}\n")
+        else:
             label_type = _GROUP_TO_LABEL_TYPE.get(group, group.upper())
-            blocks.append(f"label {{\n  name: {_quote(label_map.names[class_id])}\n"
-                          f"  label_id: {class_id}\n  label_type: {label_type}\n}}\n")
+            blocks.append(f"label {{\n  name: {name}\n  label_id: {class_id}\n"
+                          f"  label_type: {label_type}\n}}\n")
     write_text(path, "".join(blocks))

@@ -5,9 +5,11 @@ every float with 4 decimals, AVA pads timestamps to 4 digits: the reader accepts
 Parquet form holds the same columns with float32 boxes and scores (the precision models
 produce, finer than the CSV's 4 decimals) and is much faster to read.
 
-Only what makes a row unreadable is an error (wrong column count, non-numeric or non-finite
-value, ids out of range): boxes are not range-checked, because the reference evaluators accept
-any numbers and scoring must not depend on this reader's opinion.
+Reading, only what makes a row unreadable is an error (wrong column count, non-numeric or
+non-finite value, ids out of range). ``stad eval`` then checks the boxes as the ground-truth
+reader does (``check_result_boxes``: inside [0, 1], up to float rounding) or, on request,
+clips them (``clip_result_boxes``): a box off the image is a bug in what wrote the file, and
+the reference evaluators would score it silently.
 """
 
 from __future__ import annotations
@@ -71,6 +73,26 @@ def read_results(path: str | Path) -> pd.DataFrame:
         "action_id": action_id.astype(np.int16),
         "score": floats["score"],
     })
+
+
+BOX_TOLERANCE = 1e-6
+"""How far outside [0, 1] a box coordinate may lie (float32 rounding of 0 and 1 is ~6e-8)."""
+
+
+def check_result_boxes(path: str | Path, df: pd.DataFrame) -> None:
+    """Every box coordinate inside [0, 1] up to ``BOX_TOLERANCE``, as ground-truth rows must
+    be; the error names the file and line (the row, for Parquet) and the way out."""
+    for name in BOX_COLUMNS:
+        values = df[name].to_numpy()
+        check_rows(Path(path), (values < -BOX_TOLERANCE) | (values > 1 + BOX_TOLERANCE),
+                   lambda row, name=name, values=values:
+                   f"{name}={values[row]} is outside [0, 1] (boxes are normalised xyxy, as in "
+                   "the ground truth; stad eval --clip-boxes clips them to [0, 1])")
+
+
+def clip_result_boxes(df: pd.DataFrame) -> pd.DataFrame:
+    """``df`` with every box coordinate clipped to [0, 1] (``stad eval --clip-boxes``)."""
+    return df.assign(**{name: df[name].clip(0.0, 1.0) for name in BOX_COLUMNS})
 
 
 def write_results_csv(path: str | Path, df: pd.DataFrame) -> None:

@@ -6,6 +6,12 @@ and the curves so far. Files are ``step_<global step>.pt`` in the checkpoint fol
 of DVC's outputs: resume state is no result); the newest readable one wins and the oldest are
 pruned.
 
+The run records the files it wrote in ``run_files.json`` in that folder (``MANIFEST``: names,
+oldest first, each written there before the file). Resume, retention and the move to
+``finished/`` use that list only, never names found in the folder: a file someone else put
+there (a copied model, a truncated copy, another run's checkpoint) is never loaded, counted,
+pruned, moved or overwritten; it is named in a warning and left where it is.
+
 They hold only tensors, containers, strings and numbers, so they are read with
 ``torch.load(weights_only=True)``, which never runs code from the file: a file someone else put
 in the folder cannot execute anything on resume. ``save_checkpoint`` turns numpy scalars into
@@ -31,11 +37,13 @@ import torch
 
 from pipeline.data.config import shaping_fields as data_shaping_fields
 from pipeline.errors import InputError
-from pipeline.io import atomic_output, content_digest, remove_path
+from pipeline.io import (PARTIAL_SUFFIX, atomic_output, content_digest, remove_path,
+                         write_json)
 
 log = logging.getLogger(__name__)
 
-_NAME = re.compile(r"^step_(\d+)\.pt$")
+MANIFEST = "run_files.json"
+"""The checkpoint files this run wrote, oldest first (``{"files": [names]}``)."""
 _REFUSED_GLOBAL = re.compile(r"GLOBAL (\S+)")
 
 RESUME_KEYS = ("fingerprint", "model", "optimizer", "scaler", "epoch", "step_in_epoch",
@@ -46,13 +54,37 @@ _PLAIN = (str, bytes, bool, int, float, type(None), torch.Tensor, torch.Size, to
           torch.device)
 
 
+def _own_names(folder: Path) -> list[str]:
+    """The names the run in ``folder`` recorded in its manifest (written or about to be)."""
+    manifest = folder / MANIFEST
+    if not manifest.is_file():
+        return []
+    try:
+        names = json.loads(manifest.read_text())["files"]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise InputError(f"not a checkpoint manifest ({type(e).__name__}: {e}); move the "
+                         f"folder away to start over", path=manifest) from e
+    return [n for n in names if isinstance(n, str) and Path(n).name == n]
+
+
+def _write_manifest(folder: Path, names: list[str]) -> None:
+    write_json(folder / MANIFEST, {"files": names})
+
+
 def checkpoint_files(checkpoint_dir: str | Path) -> list[Path]:
-    """Checkpoint files, oldest first."""
+    """The checkpoint files this run wrote that exist, oldest first (from ``MANIFEST``)."""
+    folder = Path(checkpoint_dir)
+    return [folder / n for n in _own_names(folder) if (folder / n).is_file()]
+
+
+def foreign_files(checkpoint_dir: str | Path) -> list[Path]:
+    """Files in the folder this run did not write (not in ``MANIFEST``), sorted by name."""
     folder = Path(checkpoint_dir)
     if not folder.is_dir():
         return []
-    found = [(int(m.group(1)), p) for p in folder.iterdir() if (m := _NAME.match(p.name))]
-    return [p for _, p in sorted(found)]
+    own = set(_own_names(folder)) | {MANIFEST}
+    own |= {n + PARTIAL_SUFFIX for n in own}        # an interrupted atomic write of ours
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.name not in own)
 
 
 def plain_state(value: Any, where: str = "state") -> Any:
@@ -75,20 +107,39 @@ def plain_state(value: Any, where: str = "state") -> Any:
 
 def save_checkpoint(checkpoint_dir: str | Path, state: dict[str, Any], *, step: int,
                     keep: int = 2) -> Path:
-    """Write ``state`` as ``step_<step>.pt`` atomically, then keep only the ``keep`` newest."""
-    path = Path(checkpoint_dir) / f"step_{step:09d}.pt"
+    """Write ``state`` as ``step_<step>.pt`` atomically (``step_<step>.<n>.pt`` if a file the
+    run did not write holds that name), then remove all but the run's ``keep`` newest files.
+
+    The name goes into ``MANIFEST`` before the file is written, so a kill at any point leaves
+    no file of ours that the manifest does not claim."""
+    folder = Path(checkpoint_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    own = _own_names(folder)
+    name, n = f"step_{step:09d}.pt", 0
+    while (folder / name).exists() and name not in own:
+        n += 1
+        name = f"step_{step:09d}.{n}.pt"
+    own = [o for o in own if o != name] + [name]
+    _write_manifest(folder, own)
     state = plain_state(state)
-    with atomic_output(path) as tmp:
+    with atomic_output(folder / name) as tmp:
         torch.save(state, tmp)
-    for old in checkpoint_files(checkpoint_dir)[:-keep]:
-        remove_path(old)
-    return path
+    if len(own) > keep:
+        for old in own[:-keep]:
+            remove_path(folder / old)
+        _write_manifest(folder, own[-keep:])
+    return folder / name
 
 
 def load_latest_checkpoint(checkpoint_dir: str | Path) -> dict[str, Any] | None:
     """The newest resume checkpoint, or None. A file that does not load as plain data (a copy
     cut short outside our atomic writer, a disk error, a pickle naming code to run) or lacks
-    ``RESUME_KEYS`` (some other file) is skipped with a warning naming it, never run."""
+    ``RESUME_KEYS`` (some other file) is skipped with a warning naming it, never run. Only
+    the run's own files (``MANIFEST``) are candidates; the others are named in a warning."""
+    foreign = foreign_files(checkpoint_dir)
+    if foreign:
+        log.warning("%s: left in place and not used, not written by this run: %s",
+                    checkpoint_dir, ", ".join(p.name for p in foreign))
     for path in reversed(checkpoint_files(checkpoint_dir)):
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
@@ -196,13 +247,16 @@ def _processes(n: int) -> str:
 
 
 def finish_run(checkpoint_dir: str | Path) -> Path | None:
-    """Move the run's checkpoint files into ``finished/<newest file>-<UTC time>/`` (a rename,
-    nothing deleted) so the next run in this folder starts fresh; returns that folder."""
-    files = checkpoint_files(checkpoint_dir)
+    """Move the run's own checkpoint files and its ``MANIFEST`` into
+    ``finished/<its newest file>-<UTC time>/`` (a rename, nothing deleted) so the next run in
+    this folder starts fresh; files it did not write stay. Returns that folder."""
+    folder = Path(checkpoint_dir)
+    files = checkpoint_files(folder)
     if not files:
+        remove_path(folder / MANIFEST)      # it names only files that were never written
         return None
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-    target = Path(checkpoint_dir) / FINISHED / f"{files[-1].stem}-{stamp}"
+    target = folder / FINISHED / f"{files[-1].stem}-{stamp}"
     n = 1
     while target.exists():
         n += 1
@@ -210,6 +264,8 @@ def finish_run(checkpoint_dir: str | Path) -> Path | None:
     target.mkdir(parents=True)
     for path in files:
         path.rename(target / path.name)
+    _write_manifest(target, [p.name for p in files])
+    remove_path(folder / MANIFEST)
     log.info("finished run's checkpoints kept in %s", target)
     return target
 

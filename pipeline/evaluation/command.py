@@ -32,6 +32,13 @@ def add_eval_command(subparsers: argparse._SubParsersAction) -> argparse.Argumen
     parser.add_argument("--score-threshold", type=float, default=None,
                         help="drop detections with score <= this (default: none, as every "
                              "protocol's reference)")
+    parser.add_argument("--clip-boxes", action="store_true",
+                        help="clip detection boxes to [0, 1] (default: a box outside [0, 1] "
+                             "is an error naming its line, as in the ground truth)")
+    parser.add_argument("--ava-groups", action="store_true",
+                        help="group AVA's classes by AVA's id ranges (1-14 movement, 15-63 "
+                             "object, 64-80 interaction) where the label map gives no "
+                             "label_type (default: its label_type groups; none: mAP only)")
     parser.add_argument("--json", help="write the metrics as JSON here")
     parser.set_defaults(func=run_eval)
     return parser
@@ -67,7 +74,8 @@ def run_eval(args: argparse.Namespace) -> int:
 
         result = evaluate_files(args.gt, args.detections, args.label_map,
                                 exclusions_path=args.exclusions, protocol=args.protocol,
-                                score_threshold=args.score_threshold)
+                                score_threshold=args.score_threshold,
+                                clip_boxes=args.clip_boxes, ava_groups=args.ava_groups)
     except InputError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

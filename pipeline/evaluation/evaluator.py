@@ -17,8 +17,9 @@ import pandas as pd
 from pipeline.ava.annotations import read_annotations
 from pipeline.ava.exclusions import read_exclusions
 from pipeline.ava.label_map import LabelMap, read_label_map
-from pipeline.ava.results import read_results
+from pipeline.ava.results import check_result_boxes, clip_result_boxes, read_results
 from pipeline.boxes import BOX_COLUMNS
+from pipeline.errors import InputError
 from pipeline.evaluation.average_precision import average_precision, rank_detections
 from pipeline.evaluation.matching import match
 from pipeline.evaluation.official_csv import (read_official_detections,
@@ -290,7 +291,7 @@ def describe(metrics: dict) -> str:
     """One line for a stage's log: mAP and group means of a metrics dict with ``mAP`` and
     ``group_mAP`` (as ``to_json`` or the stage metrics), undefined ones with their reason."""
     groups = ", ".join(f"{g} {format_metric(v)}" for g, v in metrics["group_mAP"].items())
-    line = f"mAP {format_metric(metrics['mAP'])}; groups: {groups}"
+    line = f"mAP {format_metric(metrics['mAP'])}" + (f"; groups: {groups}" if groups else "")
     reason = metrics.get("undefined", {}).get("mAP")
     return f"{line} (mAP undefined: {reason})" if reason else line
 
@@ -302,25 +303,40 @@ def _nanmean(values: list[float]) -> float:
 
 def evaluate_files(gt_csv: str | Path, det_path: str | Path, label_map_path: str | Path, *,
                    exclusions_path: str | Path | None = None, protocol: str = "mmaction2",
-                   score_threshold: float | None = None) -> EvaluationResult:
+                   score_threshold: float | None = None, clip_boxes: bool = False,
+                   ava_groups: bool = False) -> EvaluationResult:
     """Read AVA files (detections as CSV or ``.parquet``) and :func:`evaluate` them.
 
     Ground-truth boxes are read at float64 so that each protocol sees exactly the values its
-    reference parses from the text. ``activitynet2020`` reads its reference's files (rows of
-    2, 7 or 8 columns, fractional timestamps: :mod:`pipeline.evaluation.official_csv`) and
-    takes no exclusions.
+    reference parses from the text. Detection boxes outside [0, 1] are an error naming the
+    line, as ground-truth ones are (``check_result_boxes``), unless ``clip_boxes`` clips them.
+    ``activitynet2020`` reads its reference's files (rows of 2, 7 or 8 columns, fractional
+    timestamps: :mod:`pipeline.evaluation.official_csv`), which range-checks neither side,
+    and takes no exclusions. Group means are the label map's ``label_type`` groups, with
+    ``ava_groups`` AVA's id ranges for classes without one (AVA's classes only).
     """
     label_map = read_label_map(label_map_path)
-    if get_protocol(protocol).decimal_keyframes:
-        if exclusions_path is not None:
-            raise ValueError(f"protocol {protocol!r} has no exclusions: the 2020 evaluator "
-                             "scores the keyframes the ground truth lists, and only those")
+    if ava_groups:
+        try:
+            label_map = label_map.with_ava_groups()
+        except ValueError as error:
+            raise InputError(f"{error}: AVA's groups are for AVA's classes only",
+                             path=label_map_path, key="--ava-groups") from error
+    decimal = get_protocol(protocol).decimal_keyframes
+    if decimal and exclusions_path is not None:
+        raise ValueError(f"protocol {protocol!r} has no exclusions: the 2020 evaluator "
+                         "scores the keyframes the ground truth lists, and only those")
+    if decimal:
         gt, keyframes = read_official_ground_truth(gt_csv)
-        return evaluate(gt, read_official_detections(det_path), label_map,
-                        keyframes_without_actions=keyframes, protocol=protocol,
-                        score_threshold=score_threshold)
-    return evaluate(read_annotations(gt_csv, box_dtype=np.float64), read_results(det_path),
-                    label_map,
+        detections = read_official_detections(det_path)
+    else:
+        gt, keyframes = read_annotations(gt_csv, box_dtype=np.float64), None
+        detections = read_results(det_path)
+    if clip_boxes:
+        detections = clip_result_boxes(detections)
+    elif not decimal:
+        check_result_boxes(det_path, detections)
+    return evaluate(gt, detections, label_map, keyframes_without_actions=keyframes,
                     exclusions=None if exclusions_path is None else read_exclusions(
                         exclusions_path),
                     protocol=protocol, score_threshold=score_threshold)

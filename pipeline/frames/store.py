@@ -39,6 +39,7 @@ from pipeline.ava.clock import keyframe_frame_index
 from pipeline.errors import InputError
 from pipeline.frames.codecs import frame_codec
 from pipeline.frames.spec import FrameSpec, clip_offsets
+from pipeline.io import open_zarr
 
 LAYOUT = "frames-once-v1"
 """The layout this code writes and reads; a store without it (an older extraction) is refused."""
@@ -94,8 +95,9 @@ class StoredVideo:
         self._codec = frame_codec(spec)
         with warnings.catch_warnings():   # zarr's note on variable-length bytes (codecs.py)
             warnings.simplefilter("ignore")
-            self._frames = group["frames"]
-        self.timeline = self._checked(lambda: group["timeline"][:], "its frame index")
+            self._frames = open_zarr(store_path, f"{video_id}/frames", array=True)
+            timeline = open_zarr(store_path, f"{video_id}/timeline", array=True)
+        self.timeline = self._checked(lambda: timeline[:], "its frame index")
 
     def frames(self, indices: Sequence[int] | np.ndarray) -> np.ndarray:
         """Timeline frames at ``indices`` (any order, repeats allowed; clamped to the video, as

@@ -39,6 +39,7 @@ import pyarrow.parquet as pq
 import zarr
 
 from pipeline.errors import InputError
+from pipeline.io import open_zarr
 
 FEATURES_NAME = "features.zarr"
 INDEX_NAME = "index.parquet"
@@ -96,11 +97,12 @@ class FeatureBank:
         self._boxes = np.stack([columns.column(c).to_numpy().astype(np.float32)
                                 for c in ("x1", "y1", "x2", "y2")], axis=1)
         self._array: zarr.Array | None = None
-        self._data: np.ndarray | None = self._open_array()[:] if in_memory else None
+        array = self._open_array()      # now, so an array zarr cannot read fails up front
+        self._data: np.ndarray | None = array[:] if in_memory else None
 
     def _open_array(self) -> zarr.Array:
         if self._array is None:
-            self._array = zarr.open_array(self.path / FEATURES_NAME, mode="r")
+            self._array = open_zarr(self.path / FEATURES_NAME, array=True)
         return self._array
 
     def __getstate__(self) -> dict:

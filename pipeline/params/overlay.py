@@ -21,7 +21,8 @@ def apply_overlay(params_path: str | Path, overlay_path: str | Path) -> list[str
     from ruamel.yaml import YAML
 
     params_path, overlay_path = Path(params_path), Path(overlay_path)
-    read_yaml(overlay_path)  # a mapping of valid YAML, or a clear error
+    read_yaml(params_path)   # both mappings of valid YAML without a key given twice, or a
+    read_yaml(overlay_path)  # clear error (ruamel's own would be a traceback)
     rt = YAML()
     rt.preserve_quotes = True
     rt.representer.add_representer(  # keep `null` spelled out (ruamel writes nothing)

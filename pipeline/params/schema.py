@@ -1,12 +1,14 @@
 """Reading params files and building a group's typed record from them.
 
-Errors name the file and the dotted key: an unknown key, a missing key, a value of the wrong
-type, or an impossible value (checked by the dataclasses' ``__post_init__``).
+Errors name the file and the dotted key: an unknown key, a key given twice (with both lines),
+a missing key, a value of the wrong type, a number that is not finite (every float key), or an
+impossible value (checked by the dataclasses' ``__post_init__``).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from collections.abc import Mapping
@@ -52,11 +54,51 @@ def positive(obj, *names: str) -> None:
             raise ValueError(f"{name} must be > 0, got {value}")
 
 
+class UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing a mapping that names a key twice (plain YAML keeps the
+    last one silently, so an edit above a forgotten copy would do nothing). The error names
+    the dotted key and both lines."""
+
+    def get_single_data(self):
+        node = self.get_single_node()
+        if node is None:
+            return None
+        self._check_keys(node, "")
+        return self.construct_document(node)
+
+    def _check_keys(self, node: yaml.Node, prefix: str) -> None:
+        if isinstance(node, yaml.SequenceNode):
+            for i, item in enumerate(node.value):
+                self._check_keys(item, f"{prefix}[{i}]")
+        if not isinstance(node, yaml.MappingNode):
+            return
+        lines: dict[Any, int] = {}
+        for key_node, value_node in node.value:
+            name = self.construct_object(key_node, deep=True)
+            dotted = f"{prefix}.{name}" if prefix else str(name)
+            line = key_node.start_mark.line + 1
+            if name in lines:
+                raise DuplicateKey(dotted, lines[name], line)
+            lines[name] = line
+            self._check_keys(value_node, dotted)
+
+
+class DuplicateKey(Exception):
+    """A key given twice in one mapping (``UniqueKeyLoader``)."""
+
+    def __init__(self, key: str, first: int, second: int):
+        super().__init__(f"given twice, at lines {first} and {second}")
+        self.key = key
+
+
 def read_yaml(path: Path) -> dict:
+    """A params or overlay file as plain data (``UniqueKeyLoader``); a clear error otherwise."""
     if not path.exists():
         raise InputError("params file not found", path=path)
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = yaml.load(path.read_text(), Loader=UniqueKeyLoader)
+    except DuplicateKey as exc:
+        raise InputError(str(exc), path=path, key=exc.key) from exc
     except yaml.YAMLError as exc:
         raise InputError(f"not valid YAML: {exc}", path=path) from exc
     if raw is None:
@@ -147,6 +189,8 @@ def convert(tp: Any, value: Any, *, key: str, path: Path | None):
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise InputError(f"expected a number, got {_describe(value)}", path=path, key=key)
+        if not math.isfinite(value):    # NaN passes every comparison a range check makes
+            raise InputError(f"expected a finite number, got {value}", path=path, key=key)
         return float(value)
     if tp is str:
         if not isinstance(value, str):

@@ -33,7 +33,7 @@ import pandas as pd
 from pipeline.ava._csv import check_integral
 from pipeline.ava.annotations import check_action_ids, read_annotations
 from pipeline.ava.clock import keyframe_frame_index
-from pipeline.ava.label_map import LabelMap, read_label_map
+from pipeline.ava.label_map import LabelMap, read_label_map, write_label_map
 from pipeline.ava.proposals import read_proposal_pickle
 from pipeline.sources.manifest import SPLITS, DatasetManifest, SplitFiles, ava_layout
 from pipeline.errors import InputError
@@ -233,7 +233,8 @@ def index_download(root: str | Path, out: str | Path, *, version: str, video_sta
             (~table["action_id"].isin(label_map.ids)).sum())
         report.skipped_keyframes[split] = _count_keyframes(tables[split][left_out])
         report.skipped_rows[split] = int(left_out.sum())
-    shutil.copyfile(label_map_path, out / layout.name("label_map"))
+    # AVA's evaluated list has no label_type: its classes' groups are AVA's id ranges
+    write_label_map(out / layout.name("label_map"), label_map.with_ava_groups())
 
     videos = {vid: str(files[vid].resolve()) for vid in sorted(kept)}
     manifest = DatasetManifest(

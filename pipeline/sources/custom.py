@@ -193,6 +193,10 @@ def index_custom(root: str | Path, out: str | Path, *, skip_missing_videos: bool
     if absent:
         raise InputError(f"annotation CSV(s) not found:{listing(absent)}", path=ann)
     tables = {split: read_annotations(path, fractional=True) for split, path in paths.items()}
+    for split, table in tables.items():
+        if table.empty:    # nothing to train on, or nothing to score: never a silent 0
+            raise InputError(f"no keyframe: the {split} split needs at least one annotated "
+                             "row", path=paths[split])
     report = IndexReport()
     if (ann / LABEL_MAP).is_file():
         label_map = read_label_map(ann / LABEL_MAP)
@@ -215,6 +219,10 @@ def index_custom(root: str | Path, out: str | Path, *, skip_missing_videos: bool
     if len(problems) == len(split_of):
         raise InputError("no usable video: every annotated video is missing, unreadable or "
                          "too short", path=root / "videos")
+    for split, table in tables.items():
+        if table["video_id"].isin(set(problems)).all():
+            raise InputError(f"no keyframe left in the {split} split: every video it annotates "
+                             f"is missing, unreadable or too short", path=paths[split])
 
     proposals = {}
     for split in SPLITS:

@@ -40,7 +40,7 @@ def run_job(job: dict) -> dict:
     model_config = ModelConfig.from_dict({**asdict(get_preset(preset, key="preset")), **model_fields})
     train_config = TrainConfig(**_tuples(job.pop("train", {})))
     data_config = DataConfig(**_tuples(job.pop("data", {})))
-    ctx = setup_distributed(train_config.device)
+    ctx = setup_distributed(train_config.device, key="train.device")
     try:
         return train_baseline(model_config=model_config, train_config=train_config,
                               data_config=data_config, preset=preset, ctx=ctx, **job)

@@ -70,6 +70,7 @@ def run(params: Params, *, dataset: Path, frames: Path, proposals: Path, out: Pa
     """The stage: the manifest's files of both splits, the baseline params."""
     baseline = params.baseline
     set_cpu_threads(baseline.num_threads)
+    ctx = setup_distributed(baseline.train.device, key="baseline.train.device")
     manifest = read_manifest(dataset)
     label_map_path = manifest.path(dataset, manifest.label_map)
     num_classes = max(read_label_map(label_map_path).ids) + 1
@@ -84,7 +85,7 @@ def run(params: Params, *, dataset: Path, frames: Path, proposals: Path, out: Pa
         out_dir=out, checkpoint_dir=checkpoints,
         model_config=baseline.model_config(num_classes), train_config=baseline.train,
         data_config=baseline.data, init_checkpoint=baseline.init_checkpoint or None,
-        preset=baseline.preset)
+        preset=baseline.preset, ctx=ctx)
 
 
 def train_baseline(*, frames_dir: str | Path, keyframes_index: str | Path,

@@ -82,6 +82,7 @@ def run(params: Params, *, dataset: Path, frames: Path, proposals: Path, baselin
     """The stage: the head ``model.head`` on the baseline's backbone and the bank."""
     model, lfb = params.model, params.lfb
     set_cpu_threads(model.num_threads)
+    ctx = setup_distributed(model.train.device, key="model.train.device")
     baseline_config, _, _ = load_stad_checkpoint(baseline)
     train_head(
         files=DatasetFiles.from_dag(dataset=dataset, frames=frames, proposals=proposals),
@@ -90,7 +91,7 @@ def run(params: Params, *, dataset: Path, frames: Path, proposals: Path, baselin
             baseline_config, num_slots=num_slots(lfb.window_seconds, lfb.max_per_second),
             bank_dim=FeatureBank(bank).dim),
         train_config=model.train, data_config=params.baseline.data, window=lfb.window(),
-        finetune_backbone=model.finetune_backbone, bank_in_memory=lfb.in_memory)
+        finetune_backbone=model.finetune_backbone, bank_in_memory=lfb.in_memory, ctx=ctx)
 
 
 @dataclass
