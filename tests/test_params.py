@@ -9,7 +9,8 @@ import pytest
 import yaml
 
 from pipeline.errors import InputError
-from pipeline.params import GROUPS, RUNTIME_KEYS, UpscaledClipsWarning, apply_overlay, load_params
+from pipeline.params.all import GROUPS, RUNTIME_KEYS, UpscaledClipsWarning, load_all
+from pipeline.params.overlay import apply_overlay
 from pipeline.sources.synthetic import SyntheticConfig
 
 REPO = Path(__file__).resolve().parents[1]
@@ -39,19 +40,20 @@ _DELETE = object()
 
 
 def test_repository_params_load_into_typed_groups():
-    params = load_params(REPO / "params.yaml")
+    params = load_all(REPO / "params.yaml")
     assert set(vars(params)) == set(GROUPS)
     assert isinstance(params.data.synthetic, SyntheticConfig)
-    assert isinstance(params.frames.clip_len, int)
+    assert params.frames.reach == (40, 32) and isinstance(params.frames.quality, int)
     assert params.frames.spec(timestamp_start=900).timestamp_start == 900
 
 
 @pytest.mark.parametrize("key, value, message", [
-    ("frames.clip_len", "eight", "expected an integer"),
-    ("frames.clip_len", 8.5, "expected an integer"),
+    ("frames.quality", "high", "expected an integer"),
+    ("frames.shard_frames", 25.5, "expected an integer"),
+    ("frames.reach", [40], "expected 2 items"),
     ("frames.skip_bad_videos", "yes", "expected true or false"),
     ("frames.convention", "slowfast", "must be one of"),
-    ("frames.codec", "jpeg", "must be one of"),
+    ("frames.codec", "png", "must be one of"),
     ("baseline.train.amp_dtype", "float8", "must be one of"),
     ("model.train.amp_dtype", "half", "must be one of"),
     ("lfb.amp_dtype", "float32", "must be one of"),
@@ -63,14 +65,15 @@ def test_repository_params_load_into_typed_groups():
 def test_wrong_type_names_the_key(params_file, key, value, message):
     _edit(params_file, key, value)
     with pytest.raises(InputError, match=message) as info:
-        load_params(params_file)
+        load_all(params_file)
     assert info.value.key == key
     assert str(params_file) in str(info.value)
 
 
 @pytest.mark.parametrize("key, value", [
-    ("frames.clip_len", 0),
-    ("frames.clevel", 12),
+    ("frames.quality", 12),           # zstd: Blosc level 0..9
+    ("frames.shard_frames", 100),     # not a multiple of the 16-frame H.264 group
+    ("frames.reach", [-1, 32]),
     ("proposals.score_threshold", 1.5),
     ("proposals.simulated.recall", 1.5),
     ("data.synthetic.fps", 1000),
@@ -78,7 +81,7 @@ def test_wrong_type_names_the_key(params_file, key, value, message):
 def test_impossible_value_names_the_key(params_file, key, value):
     _edit(params_file, key, value)
     with pytest.raises(InputError) as info:
-        load_params(params_file)
+        load_all(params_file)
     assert key.rsplit(".", 1)[0] in str(info.value)
     assert key.rsplit(".", 1)[1] in str(info.value)
 
@@ -86,24 +89,24 @@ def test_impossible_value_names_the_key(params_file, key, value):
 def test_unknown_and_missing_keys_are_named(params_file):
     _edit(params_file, "frames.clip_length", 8)
     with pytest.raises(InputError, match="unknown key") as info:
-        load_params(params_file)
+        load_all(params_file)
     assert info.value.key == "frames.clip_length"
 
     shutil.copy(REPO / "params.yaml", params_file)
     _edit(params_file, "frames.short_side", _DELETE)
     with pytest.raises(InputError, match="missing key") as info:
-        load_params(params_file)
+        load_all(params_file)
     assert info.value.key == "frames.short_side"
 
     shutil.copy(REPO / "params.yaml", params_file)
     _edit(params_file, "framez", {})
     with pytest.raises(InputError, match="unknown params group"):
-        load_params(params_file)
+        load_all(params_file)
 
 
 def test_stage_loads_only_its_groups(params_file):
     _edit(params_file, "proposals.simulated.recall", "broken")
-    frames_only = load_params(params_file, groups=("frames",))
+    frames_only = load_all(params_file, groups=("frames",))
     assert set(vars(frames_only)) == {"frames"}
 
 
@@ -162,6 +165,11 @@ def test_dvc_yaml_declares_exactly_the_keys_that_shape_each_stage():
     ("eval.score_threshold", {"evaluate"}),
     ("frames.workers", set()),
     ("frames.short_side", {"extract_frames"}),
+    ("frames.reach", {"extract_frames"}),
+    ("frames.codec", {"extract_frames"}),
+    # the model's sampling is read from the store at train time: it never re-extracts
+    ("baseline.model.frame_interval", {"pretrain_baseline"}),
+    ("baseline.data.temporal_jitter", {"pretrain_baseline", "train_head"}),
     ("proposals.detector.device", set()),
     ("proposals.simulated.recall", {"proposals"}),
 ])
@@ -175,7 +183,7 @@ def test_presets_apply_and_validate(params_file):
     before = params_file.read_text()
     changed = apply_overlay(params_file, REPO / "presets" / "smoke.yaml")
     assert "data.synthetic.n_train_videos" in changed
-    params = load_params(params_file)
+    params = load_all(params_file)
     assert params.data.synthetic.n_train_videos == 2
     assert "# Every stage's configuration" in params_file.read_text()  # comments survive
     assert params_file.read_text() != before
@@ -199,11 +207,11 @@ DEVICE_KEYS = ["baseline.train.device", "model.train.device", "lfb.device", "eva
 def test_devices_are_auto_cpu_cuda_or_cuda_n(params_file, key):
     for good in ("auto", "cpu", "cuda", "cuda:0", "cuda:3"):
         _edit(params_file, key, good)
-        load_params(params_file)
+        load_all(params_file)
     for bad in ("gpu", "cuda:", "cuda:x", "cuda0", "CUDA", "cuda:-1"):
         _edit(params_file, key, bad)
         with pytest.raises(InputError, match="auto, cpu, cuda or cuda:N") as info:
-            load_params(params_file)
+            load_all(params_file)
         assert info.value.key == key
 
 
@@ -249,7 +257,7 @@ def test_a_named_gpu_is_used_or_refused_never_replaced_by_the_cpu():
 def test_baseline_model_overrides_are_typed_as_the_model_config(params_file, field, value, message):
     _edit(params_file, f"baseline.model.{field}", value)
     with pytest.raises(InputError, match=message) as info:
-        load_params(params_file)
+        load_all(params_file)
     assert info.value.key.startswith(f"baseline.model.{field}")
     assert str(params_file) in str(info.value)
 
@@ -257,7 +265,7 @@ def test_baseline_model_overrides_are_typed_as_the_model_config(params_file, fie
 def test_baseline_model_overrides_arrive_typed(params_file):
     _edit(params_file, "baseline.model.spatial_strides", [1, 2, 2, 1])
     _edit(params_file, "baseline.model.dropout", 0)
-    baseline = load_params(params_file).baseline
+    baseline = load_all(params_file).baseline
     assert baseline.model["spatial_strides"] == (1, 2, 2, 1)
     config = baseline.model_config(num_classes=81)
     assert config.spatial_strides == (1, 2, 2, 1) and isinstance(config.dropout, float)
@@ -267,7 +275,7 @@ def test_train_rescale_above_the_stored_frames_warns_naming_both_keys(params_fil
     _edit(params_file, "frames.short_side", 100)
     _edit(params_file, "baseline.data.short_side_range", [96, 120])
     with pytest.warns(UpscaledClipsWarning) as caught:
-        load_params(params_file)
+        load_all(params_file)
     message = str(caught[0].message)
     assert "baseline.data.short_side_range" in message and "frames.short_side 100" in message
 
@@ -275,15 +283,16 @@ def test_train_rescale_above_the_stored_frames_warns_naming_both_keys(params_fil
 @pytest.mark.parametrize("edits, key, other", [
     ({"frames.short_side": 120, "baseline.data.test_short_side": 128},
      "baseline.data.test_short_side", "frames.short_side"),
-    ({"frames.frame_interval": 3}, "baseline.model.frame_interval", "frames.frame_interval"),
-    ({"baseline.data.temporal_jitter": True}, "baseline.data.temporal_jitter",
-     "frames.train_jitter"),
+    ({"baseline.model.clip_len": 16, "baseline.model.frame_interval": 8}, "frames.reach",
+     "baseline.model.clip_len"),
+    ({"frames.reach": [8, 6], "baseline.data.temporal_jitter": True}, "frames.reach",
+     "baseline.data.temporal_jitter"),
 ])
 def test_cross_field_checks_name_both_keys(params_file, edits, key, other):
     for dotted, value in edits.items():
         _edit(params_file, dotted, value)
     with pytest.raises(InputError) as info:
-        load_params(params_file)
+        load_all(params_file)
     assert info.value.key == key and other in str(info.value)
-    load_params(params_file, groups=("baseline",))    # a stage reading one group: unchecked
+    load_all(params_file, groups=("baseline",))    # a stage reading one group: unchecked
 

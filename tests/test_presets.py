@@ -10,7 +10,6 @@ import shutil
 from dataclasses import asdict, replace
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -20,8 +19,8 @@ from torch import nn
 from pipeline.ava.clock import jitter_span
 from pipeline.cli import main as stad
 from pipeline.data.config import DataConfig
-from pipeline.data.dataset import clip_frame_subset
 from pipeline.engine.config import TrainConfig
+from pipeline.frames.spec import clip_reach
 from pipeline.engine.distributed import DistContext
 from pipeline.engine.train import run_lr, train
 from pipeline.errors import InputError
@@ -30,7 +29,8 @@ from pipeline.lfb.reader import num_slots
 from pipeline.models.config import ModelConfig
 from pipeline.models.presets import PRESETS
 from pipeline.models.config import BANK_HEADS
-from pipeline.params import apply_overlay, load_params
+from pipeline.params.all import load_all
+from pipeline.params.overlay import apply_overlay
 
 REPO = Path(__file__).resolve().parents[1]
 PRESET_DIR = REPO / "presets"
@@ -118,7 +118,7 @@ def params_file(tmp_path) -> Path:
 def applied(params_file: Path, name: str):
     changed = apply_overlay(params_file, PRESET_DIR / f"{name}.yaml")
     assert changed, f"{name} sets nothing"
-    return load_params(params_file)
+    return load_all(params_file)
 
 
 # ------------------------------------------------------------------ learning-rate scaling
@@ -163,12 +163,12 @@ def test_params_name_a_bad_base_batch_size(params_file, group, value, message):
     raw[group]["train"]["base_batch_size"] = value
     params_file.write_text(yaml.safe_dump(raw))
     with pytest.raises(InputError, match=message) as info:
-        load_params(params_file)
+        load_all(params_file)
     assert info.value.key == f"{group}.train.base_batch_size"
 
 
 def test_repository_params_do_not_scale_lr():
-    params = load_params(REPO / "params.yaml")
+    params = load_all(REPO / "params.yaml")
     assert params.baseline.train.base_batch_size is None
     assert params.model.train.base_batch_size is None
     assert params.lfb.val_min_proposal_score == 0.9
@@ -200,7 +200,7 @@ def test_training_runs_at_the_scaled_lr(tmp_path):
 
 @pytest.mark.parametrize("name", ALL_PRESETS)
 def test_every_preset_applies_and_validates(params_file, name):
-    before = load_params(params_file)
+    before = load_all(params_file)
     params = applied(params_file, name)
     assert params != before
     assert "# Every stage's configuration" in params_file.read_text()   # comments survive
@@ -210,7 +210,7 @@ def test_presets_are_applied_by_name_with_the_cli(params_file, monkeypatch, caps
     monkeypatch.chdir(REPO)   # `stad params apply NAME` reads presets/NAME.yaml
     assert stad(["params", "apply", "ava21-slowonly-r50-4x16", "--file", str(params_file)]) == 0
     assert "keys from presets/ava21-slowonly-r50-4x16.yaml" in capsys.readouterr().out
-    assert load_params(params_file).data.source == "ava"
+    assert load_all(params_file).data.source == "ava"
 
 
 def test_ava_presets_need_the_root_set_first(tmp_path, capsys):
@@ -249,7 +249,7 @@ def test_overlay_values_keep_their_spelling(params_file, tmp_path):
     text = params_file.read_text()
     assert "lr: 1.0e-4" in text and "weight_decay: 0.00001" in text
     assert "base_batch_size: null" in text and "checkpoint_every_steps: null" in text
-    train_config = load_params(params_file).baseline.train
+    train_config = load_all(params_file).baseline.train
     assert (train_config.lr, train_config.weight_decay) == (1.0e-4, 1.0e-5)
 
 
@@ -324,14 +324,14 @@ def test_ava_preset_reproduces_its_zoo_config(params_file, name):
     assert _architecture(head) == _architecture(expected)
     assert params.model.finetune_backbone   # frozen maps of all AVA keyframes do not fit in RAM
 
-    # the stored clips hold what the model reads, keyframe in place
-    stride, rest = divmod(baseline.frame_interval, params.frames.frame_interval)
-    assert rest == 0
-    clip_frame_subset(params.frames.clip_len, baseline.clip_len, stride)
-    # and the train clips every frame mmaction2's temporal jitter reaches (64 for every config)
-    assert params.frames.train_jitter
+    # the store holds every frame the model's clip reads, with every frame mmaction2's temporal
+    # jitter reaches (64 for every config), and is the same for every preset: trying another
+    # preset never extracts the frames again
+    assert params.frames.reach == (40, 32)
     reach = jitter_span(baseline.clip_len, baseline.frame_interval)
-    assert len(reach) == 64 and np.isin(reach, params.frames.spec(900).jitter_offsets).all()
+    assert len(reach) == 64 and -params.frames.reach[0] <= reach[0]
+    assert reach[-1] <= params.frames.reach[1]
+    assert clip_reach(baseline.clip_len, baseline.frame_interval, True) == (-reach[0], reach[-1])
 
     # proposals: the pickles, no box filtered out before a later threshold wants it
     assert params.proposals.source == "pickle"
