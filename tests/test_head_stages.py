@@ -240,7 +240,8 @@ def test_streaming_prediction_equals_prediction_on_cached_maps(data, baseline, b
 
 def _head_config(baseline: Path, head: str):
     """params.yaml's model group with ``head`` (small widths), on the baseline's config."""
-    from pipeline.params import ModelParams, build
+    from pipeline.params.model import ModelParams
+    from pipeline.params.schema import build
     import yaml
     raw = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())["model"]
     raw["head"] = head
