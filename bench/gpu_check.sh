@@ -20,7 +20,7 @@ run $PY bench/bench_train.py --device cuda --steps 20 --batch 16 --amp --dtype b
 run $PY bench/bench_train.py --device cuda --steps 20 --batch 16 --amp --dtype bfloat16 --channels-last
 LIMIT=240 run $PY bench/bench_train.py --device cuda --steps 20 --batch 16 --amp --dtype bfloat16 --compile --models slowonly_r50_4x16
 # 3. the loader at AVA's clip size, interleaved with in-memory batches on the GPU
-run $PY bench/bench_loader.py --device cuda --preset slowonly_kinetics400-pretrained-r50_8xb16-4x16x1-20e_ava21-rgb --clip 4x16 --short-side 320 --crop 256 --width 568 --height 320 --videos 3 --seconds 36 --batch-size 8 --workers 12 --steps 10 --warmup 2 --block 5 --codec lz4 --clevel 5
+run $PY bench/bench_loader.py --share --device cuda --preset slowonly_kinetics400-pretrained-r50_8xb16-4x16x1-20e_ava21-rgb --clip 4x16 --short-side 320 --crop 256 --width 568 --height 320 --share-videos 3 --seconds 36 --batch-size 8 --workers 12 --steps 10 --warmup 2 --block 5 --codecs lz4:5
 # 4. bfloat16/float16 within tolerance of float32 (CPU test, fast)
 run $PY -m pytest -q -s tests/test_precision.py
 echo "written: $OUT"

@@ -9,17 +9,17 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
-import zarr
 
 from ava_fixture import (ACTIONS, FPS, FPS_OF, FRAMES, LABELS, MISSING_ID, TRAIN_IDS, VAL_IDS,
                          expected_keyframe_frame, make_ava_fixture)
 from pipeline.ava.annotations import read_annotations
 from pipeline.cli import main as stad
+from pipeline.frames.store import FrameStore
+from store_check import check_video, frames_within_reach
 from test_pipeline_dvc import _ran_stages, _sh, project_copy, repro_from_scratch
-from video_utils import ffmpeg_rate_numbers, read_frame_number
+from video_utils import ffmpeg_rate_numbers
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +38,7 @@ data:
     skip_missing_videos: true
 frames:
   timeline_fps: 30
-  train_jitter: true
+  reach: [5, 2]     # the smoke baseline's 4x2 clip with temporal jitter (each frame -1 or 0)
 proposals:
   source: pickle
 baseline:
@@ -52,35 +52,25 @@ lfb:
     return fixture, root, env
 
 
-def _check_clock(root: Path, fixture, convention: str, frame_interval: int) -> dict[str, int]:
+def _check_clock(root: Path, fixture, convention: str) -> dict[str, int]:
     """Every stored frame shows the source frame ``ffmpeg -r 30`` gives at the index AVA's clock
-    gives it; train videos hold the stride-1 span the temporal jitter reaches (interval 2: each
-    frame -1 or 0, so offsets -5..2 for 4 frames). Returns the frames checked per video rate."""
+    gives it; every video, train or val, holds the frames within frames.reach [5, 2] of each
+    keyframe (what the 4x2 clip reads with temporal jitter) and no other. Returns the frames
+    checked per video rate."""
     index = pd.read_parquet(root / "data/frames/keyframes.parquet")
-    store = zarr.open_group(root / "data/frames/frames.zarr", mode="r")
-    assert store.attrs["convention"] == convention and store.attrs["timestamp_start"] == 900
-    assert store.attrs["timeline_fps"] == FPS
+    store = FrameStore(root / "data/frames/frames.zarr")
+    assert store.convention == convention and store.spec.timestamp_start == 900
+    assert store.timeline_fps == FPS and store.reach == (5, 2)
     checked = {}
     for video_id, rows in index.groupby("video_id"):
-        clips = store[video_id][:]
-        assert store[video_id].attrs["num_frames"] == FRAMES
-        if set(rows["split"]) == {"train"}:
-            offsets = np.arange(-5, 3)
-            assert store[video_id].attrs["offsets"] == offsets.tolist()
-        else:
-            offsets = (np.arange(4) - 2) * frame_interval
-        assert clips.shape[1] == len(offsets)
-        wanted = {int(t): np.clip(expected_keyframe_frame(int(t), convention) + offsets, 0,
-                                  FRAMES - 1) for t in rows["timestamp"]}
+        assert store.video(video_id).num_frames == FRAMES
+        centers = {int(t): expected_keyframe_frame(int(t), convention) for t in rows["timestamp"]}
+        stored = frames_within_reach(centers.values(), store.reach, FRAMES)
         reference = ffmpeg_rate_numbers(fixture.root / "videos" / f"{video_id}.mp4", FPS,
-                                        at=np.concatenate(list(wanted.values())))
+                                        at=stored)
         assert len(reference) == FRAMES, (video_id, len(reference))
-        for _, row in rows.iterrows():
-            clip = clips[int(row["row"])]
-            shown = [read_frame_number(frame) for frame in clip]
-            expected = [reference[k] for k in wanted[int(row["timestamp"])]]
-            assert shown == expected, (video_id, int(row["timestamp"]), shown, expected)
-        checked[str(FPS_OF[video_id])] = clips.shape[0] * clips.shape[1]
+        rate = str(FPS_OF[video_id])
+        checked[rate] = checked.get(rate, 0) + check_video(store, video_id, centers, reference)
     print(f"{convention}: frames checked against ffmpeg -r 30, by source rate: {checked}")
     return checked
 
@@ -102,10 +92,10 @@ def test_ava_download_runs_through_the_dag_with_ava_clock(ava_repo):
     assert manifest["timestamp_start"] == 900
     assert set(manifest["proposals"]) == {"train", "val"}
 
-    checked = _check_clock(root, fixture, "pyslowfast", frame_interval=2)
+    checked = _check_clock(root, fixture, "pyslowfast")
     assert set(checked) == {"24", "25", "30000/1001", "30"}
-    splits = fixture.keyframes["split"]   # the smoke store: 4 frames per clip, 8 in a span
-    assert sum(checked.values()) == 8 * (splits == "train").sum() + 4 * (splits == "val").sum()
+    # 8 frames per keyframe, train and val alike (keyframes 60 s apart: no frame shared)
+    assert sum(checked.values()) == 8 * len(fixture.keyframes)
     index = pd.read_parquet(root / "data/frames/keyframes.parquet")
     assert index["timestamp"].max() == 1798   # the last keyframe of AVA's clock is stored
 
@@ -123,7 +113,8 @@ def test_ava_download_runs_through_the_dag_with_ava_clock(ava_repo):
     # the stad commands read the same files
     ann = root / "data/dataset/annotations"
     assert stad(["show", str(root / "data/frames"), VAL_IDS[0], "962", "--dataset",
-                 str(root / "data/dataset"), "--out", str(root / "kf.png")]) == 0
+                 str(root / "data/dataset"), "--out", str(root / "kf.png"), "--clip-len", "4",
+                 "--frame-interval", "2"]) == 0
     assert stad(["eval", str(ann / "ava_val_v2.2.csv"), str(root / "results/val_results.csv"),
                  "--label-map", str(ann / "ava_action_list_v2.2_for_activitynet_2019.pbtxt"),
                  "--exclusions", str(ann / "ava_val_excluded_timestamps_v2.2.csv")]) == 0
@@ -138,8 +129,7 @@ def test_mmaction2_convention_reads_one_frame_later(ava_repo):
     try:
         result = _sh(["dvc", "repro", "-s", "extract_frames"], root, env)
         assert _ran_stages(result.stdout) == ["extract_frames"], result.stdout
-        checked = _check_clock(root, fixture, "mmaction2", frame_interval=2)
-        splits = fixture.keyframes["split"]
-        assert sum(checked.values()) == 8 * (splits == "train").sum() + 4 * (splits == "val").sum()
+        checked = _check_clock(root, fixture, "mmaction2")
+        assert sum(checked.values()) == 8 * len(fixture.keyframes)
     finally:
         (root / "params.yaml").write_text(params)

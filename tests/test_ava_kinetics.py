@@ -9,17 +9,17 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pandas as pd
 import pytest
-import zarr
 
 from ava_fixture import FPS, VAL_IDS, TRAIN_IDS, make_ava_fixture
 from kinetics_fixture import CLIPS, MISSING, make_kinetics_fixture
 from pipeline.sources.ava_kinetics import index_ava_kinetics
 from pipeline.errors import InputError
+from pipeline.frames.store import FrameStore
+from store_check import check_video, frames_within_reach
 from test_pipeline_dvc import project_copy, repro_from_scratch
-from video_utils import ffmpeg_rate_numbers, read_frame_number
+from video_utils import ffmpeg_rate_numbers
 
 AVA_START = 1780   # short AVA videos: seconds 1780..1801, keyframes 1782..1798
 
@@ -87,36 +87,31 @@ def test_ava_kinetics_runs_through_the_dag_on_one_30fps_timeline(fixtures, ava_k
     assert dataset["kinetics"]["clips"] == {"train": 3, "val": 1}
 
     index = pd.read_parquet(root / "data/frames/keyframes.parquet")
-    store = zarr.open_group(root / "data/frames/frames.zarr", mode="r")
-    assert store.attrs["timeline_fps"] == FPS and store.attrs["timestamp_start"] == AVA_START
-    offsets = np.asarray(store.attrs["offsets"])
+    store = FrameStore(root / "data/frames/frames.zarr")
+    assert store.timeline_fps == FPS and store.spec.timestamp_start == AVA_START
     checked = {}
     for video_id, rows in index.groupby("video_id"):
-        array = store[video_id]
-        clips = array[:]
+        video = store.video(video_id)
         if video_id in CLIPS:   # a Kinetics clip, on its own clock
             split, _, start, rate, times = CLIPS[video_id]
             path = kinetics.root / "videos" / f"{video_id}.mp4"
-            assert array.attrs["timestamp_start"] == start and array.attrs["times"] == list(times)
+            assert video.attrs["timestamp_start"] == start and video.attrs["times"] == list(times)
             centers = {int(t): round(FPS * (t - start)) for t in times}
         else:                   # an AVA video: AVA's clock, as before
             split = "train" if video_id in TRAIN_IDS else "val"
             path = ava.root / "videos" / f"{video_id}.mp4"
-            assert "times" not in array.attrs and "timestamp_start" not in array.attrs
+            assert "times" not in video.attrs and "timestamp_start" not in video.attrs
             centers = {int(t): FPS * (int(t) - AVA_START) for t in rows["timestamp"]}
         assert set(rows["split"]) == {split}
-        frames = array.attrs["num_frames"]
-        wanted = {t: np.clip(c + offsets, 0, frames - 1) for t, c in centers.items()}
-        reference = ffmpeg_rate_numbers(path, FPS, at=np.concatenate(list(wanted.values())))
-        assert len(reference) == frames
-        for _, row in rows.iterrows():
-            shown = [read_frame_number(f) for f in clips[int(row["row"])]]
-            assert shown == [reference[k] for k in wanted[int(row["timestamp"])]], \
-                (video_id, int(row["timestamp"]), shown)
+        stored = frames_within_reach(centers.values(), store.reach, video.num_frames)
+        reference = ffmpeg_rate_numbers(path, FPS, at=stored)
+        assert len(reference) == video.num_frames
         kind = "kinetics" if video_id in CLIPS else "ava"
-        checked[kind] = checked.get(kind, 0) + clips.shape[0] * clips.shape[1]
+        checked[kind] = checked.get(kind, 0) + check_video(store, video_id, centers, reference)
+    # 8 frames per Kinetics keyframe: the smoke reach [4, 3] around it (its clip's keyframes
+    # are seconds apart, none within 4 frames of the clip's ends)
     n_kinetics = sum(len(c[4]) for c in CLIPS.values())
-    assert checked["kinetics"] == n_kinetics * len(offsets)
+    assert store.reach == (4, 3) and checked["kinetics"] == n_kinetics * 8
     assert set(index["video_id"]) == set(CLIPS) | set(TRAIN_IDS) | set(VAL_IDS)
 
     proposals = pd.read_parquet(root / "data/proposals/proposals.parquet")

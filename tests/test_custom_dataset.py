@@ -13,7 +13,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import zarr
 
 from custom_fixture import (EXCLUDED, FPS_OF, LABELS, TIMES, expected_keyframe_frame,
                             make_custom_fixture)
@@ -21,6 +20,8 @@ from pipeline.ava.annotations import read_annotations
 from pipeline.sources.custom import index_custom
 from pipeline.ava.label_map import read_label_map
 from pipeline.errors import InputError
+from pipeline.frames.store import FrameStore
+from store_check import check_video
 from test_pipeline_dvc import project_copy, repro_from_scratch
 from video_utils import read_frame_number, write_video
 
@@ -181,25 +182,28 @@ def test_custom_dataset_runs_through_the_dag_on_each_videos_clock(fixture, custo
     dataset = json.loads((root / "metrics/dataset.json").read_text())
     assert dataset["source"] == "custom" and dataset["num_skipped_videos"] == 0
 
-    # the clock, frame by frame: every stored frame is the one round(t * fps) + offset names
-    index = pd.read_parquet(root / "data/frames/keyframes.parquet")
-    store = zarr.open_group(root / "data/frames/frames.zarr", mode="r")
-    offsets = np.asarray(store.attrs["offsets"])
+    # the clock, frame by frame: the keyframe at t s is frame round(t * fps) of its own video,
+    # and every stored frame (all within frames.reach of a keyframe, once) is the one it names
+    store = FrameStore(root / "data/frames/frames.zarr")
+    assert store.reach == (4, 3)                 # the smoke preset's
     checked = {}
-    for video_id, rows in index.groupby("video_id"):
-        fps, clips = FPS_OF[video_id], store[video_id][:]
-        array = store[video_id].attrs
-        assert array["fps"] == float(fps) and array["num_frames"] == 8 * fps
-        assert sorted(array["times"]) == sorted(TIMES)
-        for _, row in rows.iterrows():
-            time = array["times"][int(row["row"])]
-            assert int(row["timestamp"]) == int(time)
-            wanted = np.clip(expected_keyframe_frame(time, fps) + offsets, 0, 8 * fps - 1)
-            shown = [read_frame_number(frame) for frame in clips[int(row["row"])]]
-            assert shown == wanted.tolist(), (video_id, time, shown, wanted)
-        checked[str(fps)] = checked.get(str(fps), 0) + clips.shape[0] * clips.shape[1]
+    for video_id in store.video_ids():
+        fps, video = FPS_OF[video_id], store.video(video_id)
+        assert video.fps == float(fps) and video.num_frames == 8 * fps
+        times = video.attrs["times"]
+        assert sorted(times) == sorted(TIMES)
+        assert video.attrs["timestamps"] == [int(t) for t in times]
+        centers = {int(t): expected_keyframe_frame(t, fps) for t in times}
+        count = check_video(store, video_id, centers, reference=range(video.num_frames))
+        checked[str(fps)] = checked.get(str(fps), 0) + count
     assert set(checked) == {"10", "24"}
-    assert sum(checked.values()) == len(fixture.keyframes) * len(offsets)
+    assert len(store.index) == len(fixture.keyframes)
+    # the clip the smoke baseline read (4 frames 2 apart) is there for every keyframe
+    for video_id, timestamp, frame in store.index[["video_id", "timestamp", "frame"]].itertuples(
+            index=False):
+        clip = store.clip(video_id, timestamp, clip_len=4, frame_interval=2)
+        wanted = np.clip(frame + np.array([-4, -2, 0, 2]), 0, int(8 * FPS_OF[video_id]) - 1)
+        assert [read_frame_number(f) for f in clip] == wanted.tolist()
 
     proposals = json.loads((root / "metrics/proposals.json").read_text())
     assert proposals["val"]["recall"] == 1.0   # the dataset's own boxes are the true ones

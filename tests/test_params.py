@@ -44,16 +44,17 @@ def test_repository_params_load_into_typed_groups():
     params = load_all(REPO / "params.yaml")
     assert set(vars(params)) == set(GROUPS)
     assert isinstance(params.data.synthetic, SyntheticConfig)
-    assert isinstance(params.frames.clip_len, int)
+    assert params.frames.reach == (40, 32) and isinstance(params.frames.quality, int)
     assert params.frames.spec(timestamp_start=900).timestamp_start == 900
 
 
 @pytest.mark.parametrize("key, value, message", [
-    ("frames.clip_len", "eight", "expected an integer"),
-    ("frames.clip_len", 8.5, "expected an integer"),
+    ("frames.quality", "high", "expected an integer"),
+    ("frames.shard_frames", 25.5, "expected an integer"),
+    ("frames.reach", [40], "expected 2 items"),
     ("frames.skip_bad_videos", "yes", "expected true or false"),
     ("frames.convention", "slowfast", "must be one of"),
-    ("frames.codec", "jpeg", "must be one of"),
+    ("frames.codec", "png", "must be one of"),
     ("baseline.train.amp_dtype", "float8", "must be one of"),
     ("model.train.amp_dtype", "half", "must be one of"),
     ("lfb.amp_dtype", "float32", "must be one of"),
@@ -71,8 +72,9 @@ def test_wrong_type_names_the_key(params_file, key, value, message):
 
 
 @pytest.mark.parametrize("key, value", [
-    ("frames.clip_len", 0),
-    ("frames.clevel", 12),
+    ("frames.quality", 12),           # zstd: Blosc level 0..9
+    ("frames.shard_frames", 100),     # not a multiple of the 16-frame H.264 group
+    ("frames.reach", [-1, 32]),
     ("proposals.score_threshold", 1.5),
     ("proposals.simulated.recall", 1.5),
     ("data.synthetic.fps", 1000),
@@ -202,6 +204,11 @@ def test_dvc_yaml_declares_exactly_the_keys_that_shape_each_stage():
     ("eval.score_threshold", {"evaluate"}),
     ("frames.workers", set()),
     ("frames.short_side", {"extract_frames"}),
+    ("frames.reach", {"extract_frames"}),
+    ("frames.codec", {"extract_frames"}),
+    # the model's sampling is read from the store at train time: it never re-extracts
+    ("baseline.model.frame_interval", {"pretrain_baseline"}),
+    ("baseline.data.temporal_jitter", {"pretrain_baseline", "train_head"}),
     ("proposals.detector.device", set()),
     ("proposals.simulated.recall", {"proposals"}),
 ])
@@ -330,9 +337,10 @@ def test_train_rescale_above_the_stored_frames_warns_naming_both_keys(params_fil
 @pytest.mark.parametrize("edits, key, other", [
     ({"frames.short_side": 120, "baseline.data.test_short_side": 128},
      "baseline.data.test_short_side", "frames.short_side"),
-    ({"frames.frame_interval": 3}, "baseline.model.frame_interval", "frames.frame_interval"),
-    ({"baseline.data.temporal_jitter": True}, "baseline.data.temporal_jitter",
-     "frames.train_jitter"),
+    ({"baseline.model.clip_len": 16, "baseline.model.frame_interval": 8}, "frames.reach",
+     "baseline.model.clip_len"),
+    ({"frames.reach": [8, 6], "baseline.data.temporal_jitter": True}, "frames.reach",
+     "baseline.data.temporal_jitter"),
 ])
 def test_cross_field_checks_name_both_keys(params_file, edits, key, other):
     for dotted, value in edits.items():

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
 import zarr
 
 REPO = Path(__file__).resolve().parents[1]
@@ -83,6 +84,11 @@ def test_dvc_repro_builds_the_whole_dag(smoke_repo):
     assert sorted(store.group_keys()) == sorted(index["video_id"].unique())
     first = store[index["video_id"].iloc[0]]["frames"]
     assert first.dtype == "uint8" and first.shape[1:] == (48, 64, 3)
+    # each frame within frames.reach [4, 3] of a keyframe stored once: at most 8 per keyframe
+    frames = json.loads((root / "metrics/frames.json").read_text())
+    stored = sum(store[video]["timeline"].shape[0] for video in store.group_keys())
+    assert frames["keyframes"] == len(index) and frames["videos"] == index["video_id"].nunique()
+    assert frames["stored_frames"] == stored <= 8 * len(index)
     proposals = pd.read_parquet(root / "data/proposals/proposals.parquet")
     assert {"video_id", "timestamp", "x1", "y1", "x2", "y2", "score"} <= set(proposals.columns)
     assert (root / "metrics/proposals.json").is_file()
@@ -119,12 +125,51 @@ def test_bad_params_fail_the_stage_with_the_key(smoke_repo):
     root, env = smoke_repo
     params = (root / "params.yaml").read_text()
     try:
-        (root / "params.yaml").write_text(params.replace("clevel: 3", "clevel: high"))
+        assert "  quality: 3  " in params
+        (root / "params.yaml").write_text(params.replace("  quality: 3  ", "  quality: high  "))
         result = _sh(["dvc", "repro", "extract_frames"], root, env, check=False)
         assert result.returncode != 0
-        assert "frames.clevel" in result.stdout + result.stderr
+        assert "frames.quality" in result.stdout + result.stderr
     finally:
         (root / "params.yaml").write_text(params)
+
+
+def _dvc_status(root: Path, env: dict) -> dict:
+    return json.loads(_sh(["dvc", "status", "--json"], root, env).stdout or "{}")
+
+
+def test_the_models_sampling_never_marks_the_frame_store_changed(smoke_repo):
+    """The store keeps every frame within frames.reach ([4, 3] in the smoke preset) of each
+    keyframe, whatever clip the model reads: another clip length, frame interval and temporal
+    jitter inside that reach (2x1 with jitter reads [2, 0]) rerun the baseline from the same
+    store, never extraction, the dataset or the proposals."""
+    root, env = smoke_repo
+    _sh(["dvc", "repro"], root, env)
+    assert _dvc_status(root, env) == {}
+    params = (root / "params.yaml").read_text()
+    assert "  reach: [4, 3]  " in params
+    try:
+        raw = yaml.safe_load(params)
+        assert (raw["baseline"]["model"]["clip_len"], raw["baseline"]["model"]["frame_interval"],
+                raw["baseline"]["data"]["temporal_jitter"]) == (4, 2, False)
+        raw["baseline"]["model"].update(clip_len=2, frame_interval=1)
+        raw["baseline"]["data"]["temporal_jitter"] = True
+        (root / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+        # a valid configuration: the clip is inside the store's reach
+        _sh([sys.executable, "-m", "pipeline.cli", "params", "check"], root, env)
+        status = _dvc_status(root, env)
+        assert not set(status) & {"make_dataset", "extract_frames", "proposals"}, status
+        assert "pretrain_baseline" in status, status
+        reported = json.dumps(status["pretrain_baseline"])
+        for key in ("baseline.model", "baseline.data.temporal_jitter"):
+            assert key in reported, reported
+        dry = _sh(["dvc", "repro", "--dry"], root, env)
+        ran = _ran_stages(dry.stdout)
+        assert "pretrain_baseline" in ran and not set(ran) & {
+            "make_dataset", "extract_frames", "proposals"}, dry.stdout
+    finally:
+        (root / "params.yaml").write_text(params)
+    assert _dvc_status(root, env) == {}
 
 
 def test_changing_the_head_reruns_only_head_training_and_evaluation(smoke_repo):

@@ -10,7 +10,6 @@ import shutil
 from dataclasses import asdict, replace
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -20,8 +19,8 @@ from torch import nn
 from pipeline.ava.clock import jitter_span
 from pipeline.cli import main as stad
 from pipeline.data.config import DataConfig
-from pipeline.data.dataset import clip_frame_subset
 from pipeline.engine.config import TrainConfig
+from pipeline.frames.spec import clip_reach
 from pipeline.engine.distributed import DistContext
 from pipeline.engine.train import run_lr, train
 from pipeline.errors import InputError
@@ -325,14 +324,14 @@ def test_ava_preset_reproduces_its_zoo_config(params_file, name):
     assert _architecture(head) == _architecture(expected)
     assert params.model.finetune_backbone   # frozen maps of all AVA keyframes do not fit in RAM
 
-    # the stored clips hold what the model reads, keyframe in place
-    stride, rest = divmod(baseline.frame_interval, params.frames.frame_interval)
-    assert rest == 0
-    clip_frame_subset(params.frames.clip_len, baseline.clip_len, stride)
-    # and the train clips every frame mmaction2's temporal jitter reaches (64 for every config)
-    assert params.frames.train_jitter
+    # the store holds every frame the model's clip reads, with every frame mmaction2's temporal
+    # jitter reaches (64 for every config), and is the same for every preset: trying another
+    # preset never extracts the frames again
+    assert params.frames.reach == (40, 32)
     reach = jitter_span(baseline.clip_len, baseline.frame_interval)
-    assert len(reach) == 64 and np.isin(reach, params.frames.spec(900).jitter_offsets).all()
+    assert len(reach) == 64 and -params.frames.reach[0] <= reach[0]
+    assert reach[-1] <= params.frames.reach[1]
+    assert clip_reach(baseline.clip_len, baseline.frame_interval, True) == (-reach[0], reach[-1])
 
     # proposals: the pickles, no box filtered out before a later threshold wants it
     assert params.proposals.source == "pickle"

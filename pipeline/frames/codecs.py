@@ -152,7 +152,8 @@ class H264Frames:
         positions = np.asarray(positions, dtype=np.int64)
         for unit in np.unique(positions // H264_GOP):
             wanted = positions[positions // H264_GOP == unit] - unit * H264_GOP
-            decoded = decode_group(array[int(unit):int(unit) + 1][0], int(wanted.max()) + 1)
+            decoded = decode_group(array[int(unit):int(unit) + 1][0], int(wanted.max()) + 1,
+                                   keep=set(wanted.tolist()))
             if len(decoded) <= wanted.max():
                 raise ValueError(f"H.264 group {unit} holds {len(decoded)} frames, frame "
                                  f"{int(wanted.max())} was asked for")
@@ -161,19 +162,26 @@ class H264Frames:
         return [frames[int(p)] for p in positions]
 
 
-def decode_group(data: bytes, count: int) -> list[np.ndarray]:
-    """The first ``count`` frames of one stored H.264 group as RGB uint8 arrays."""
+def decode_group(data: bytes, count: int, keep: set[int] | None = None) -> list:
+    """The first ``count`` frames of one stored H.264 group as RGB uint8 arrays; with
+    ``keep``, only those positions are converted to RGB (the others are None: a frame is
+    decoded to reach the next, but its colour conversion costs as much as decoding it)."""
     import av
     decoder = av.CodecContext.create("h264", "r")
     decoder.thread_type = "NONE"   # one thread per loader worker; frame threads delay output
-    out: list[np.ndarray] = []
+    out: list = []
+
+    def convert(picture):
+        return (picture.to_ndarray(format="rgb24") if keep is None or len(out) in keep
+                else None)
+
     for packet in [*decoder.parse(data), *decoder.parse(None)]:
         for picture in decoder.decode(packet):
-            out.append(picture.to_ndarray(format="rgb24"))
+            out.append(convert(picture))
             if len(out) >= count:
                 return out
     for picture in decoder.decode(None):
-        out.append(picture.to_ndarray(format="rgb24"))
+        out.append(convert(picture))
     return out[:count]
 
 

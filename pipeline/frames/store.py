@@ -115,7 +115,7 @@ class StoredVideo:
         unique, inverse = np.unique(positions, return_inverse=True)
         decoded = self._checked(lambda: self._codec.read(self._frames, unique),
                                 f"frames {', '.join(map(str, self.timeline[unique]))}")
-        return np.stack(decoded)[inverse]
+        return np.stack([decoded[i] for i in inverse])   # one copy (a clip is megabytes)
 
     def clip(self, keyframe_frame: int, offsets: np.ndarray) -> np.ndarray:
         """The frames at ``offsets`` from a keyframe's frame, (T, H, W, 3) uint8 RGB."""
