@@ -141,12 +141,12 @@ def test_every_float_key_refuses_nan_and_infinity(params_file, key):
 def test_a_key_given_twice_is_refused_naming_both_lines(params_file, tmp_path):
     """plain YAML keeps the last of two equal keys silently."""
     lines = params_file.read_text().splitlines(keepends=True)
-    at = next(i for i, line in enumerate(lines) if line.startswith("  clip_len:"))
-    lines.insert(at + 2, "  clip_len: 4\n")                 # frames.clip_len again, 2 lines on
+    at = next(i for i, line in enumerate(lines) if line.startswith("  short_side:"))
+    lines.insert(at + 2, "  short_side: 48\n")             # frames.short_side again, 2 lines on
     params_file.write_text("".join(lines))
     with pytest.raises(InputError, match=f"given twice, at lines {at + 1} and {at + 3}") as info:
         load_all(params_file)
-    assert info.value.key == "frames.clip_len" and str(params_file) in str(info.value)
+    assert info.value.key == "frames.short_side" and str(params_file) in str(info.value)
 
     overlay = tmp_path / "twice.yaml"
     overlay.write_text("baseline:\n  train:\n    lr: 0.1\n    epochs: 2\n    lr: 0.3\n")
