@@ -55,8 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", type=Path, help="dataset folder: draw its ground-truth boxes")
     p.add_argument("--proposals", type=Path, help="proposals Parquet: draw its boxes")
     p.add_argument("--clip-len", type=int, default=8, help="frames in the strip (default 8)")
-    p.add_argument("--frame-interval", type=int, default=4,
-                   help="timeline frames between them (default 4)")
+    p.add_argument("--frame-interval", type=int, default=None,
+                   help="timeline frames between them (default: the widest the store reaches)")
     p.set_defaults(func=_show)
 
     p = sub.add_parser("summary", help="summarise a Zarr store or a Parquet table")
@@ -115,8 +115,9 @@ def _show(args) -> int:
     if hit.empty:
         raise InputError(f"no keyframe {args.video},{args.timestamp} in the store",
                          path=args.frames)
+    interval = args.frame_interval or widest_interval(store.reach, args.clip_len)
     clip = store.clip(args.video, args.timestamp, clip_len=args.clip_len,
-                      frame_interval=args.frame_interval)
+                      frame_interval=interval)
     boxes: list[LabelledBox] = []
     if args.dataset is not None:
         boxes += _ground_truth_boxes(args.dataset, args.video, args.timestamp)
@@ -155,6 +156,13 @@ def _ground_truth_boxes(dataset_dir: Path, video: str, timestamp: int):
         names = [label_map.names[label_map.ids[i]] for i in np.flatnonzero(hot)]
         result.append(LabelledBox(row.x1, row.y1, row.x2, row.y2, "\n".join(names)))
     return result
+
+
+def widest_interval(reach: tuple[int, int], clip_len: int) -> int:
+    """The largest frame interval at which a ``clip_len`` clip stays within ``reach``."""
+    before, after = clip_len // 2, clip_len - 1 - clip_len // 2
+    limits = [reach[0] // before if before else None, reach[1] // after if after else None]
+    return max(1, min((x for x in limits if x is not None), default=1))
 
 
 def _summary(args) -> int:

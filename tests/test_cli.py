@@ -71,3 +71,19 @@ def test_a_frame_store_with_an_unknown_codec_is_one_line_naming_store_and_array(
         assert err.count("\n") == 1 and "Traceback" not in err, err
         assert f"{store}: cannot read array 'vid1/frames'" in err, err
         assert "codec_this_install_lacks" in err, err
+
+
+@pytest.mark.parametrize("reach", [(40, 32), (4, 3), (5, 2), (8, 6), (1, 0), (0, 0)])
+@pytest.mark.parametrize("clip_len", [1, 4, 8])
+def test_show_strip_is_the_widest_clip_inside_the_reach(reach, clip_len):
+    """``stad show`` without --frame-interval draws the widest strip the store holds."""
+    from pipeline.cli import widest_interval
+    from pipeline.frames.spec import clip_reach
+
+    interval = widest_interval(reach, clip_len)
+    needed = clip_reach(clip_len, interval, False)
+    wider = clip_reach(clip_len, interval + 1, False)
+    if clip_len > 1 and reach[0] >= clip_len // 2 and reach[1] >= clip_len - 1 - clip_len // 2:
+        assert needed[0] <= reach[0] and needed[1] <= reach[1]
+        assert wider[0] > reach[0] or wider[1] > reach[1]
+    assert interval >= 1
