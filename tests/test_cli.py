@@ -3,6 +3,8 @@
 import shutil
 from pathlib import Path
 
+import pytest
+
 from pipeline.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
