@@ -80,9 +80,11 @@ def write_text(path: str | Path, text: str) -> None:
     write_bytes(path, text.encode("utf-8"))
 
 
-def write_json(path: str | Path, obj: Any) -> None:
-    """JSON with sorted keys and a trailing newline: stable bytes for DVC metrics."""
-    write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+def write_json(path: str | Path, obj: Any, *, sort_keys: bool = True) -> None:
+    """JSON with sorted keys and a trailing newline: stable bytes for DVC metrics.
+    ``sort_keys=False`` keeps the caller's (fixed) order, which ``dvc exp show`` keeps for
+    its columns."""
+    write_text(path, json.dumps(obj, indent=2, sort_keys=sort_keys) + "\n")
 
 
 def write_parquet(path: str | Path, table: pa.Table | pd.DataFrame, *,

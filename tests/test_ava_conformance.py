@@ -99,9 +99,9 @@ def test_ava_download_runs_through_the_dag_with_ava_clock(ava_repo):
     index = pd.read_parquet(root / "data/frames/keyframes.parquet")
     assert index["timestamp"].max() == 1798   # the last keyframe of AVA's clock is stored
 
-    baseline = json.loads((root / "models/baseline/metrics.json").read_text())
+    baseline = json.loads((root / "models/baseline/report.json").read_text())
     assert baseline["not_in_frame_store"]["train"]["keyframes"] == 0   # left out upstream
-    evaluation = json.loads((root / "metrics/eval.json").read_text())
+    evaluation = json.loads((root / "results/eval_report.json").read_text())
     assert evaluation["counts"]["classes"] == len(LABELS)
     per_class = pd.read_csv(root / "plots/per_class_ap.csv")
     assert set(per_class["class"]) == {f"{i} {n}" for i, n in LABELS.items()}

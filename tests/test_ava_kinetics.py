@@ -118,5 +118,5 @@ def test_ava_kinetics_runs_through_the_dag_on_one_30fps_timeline(fixtures, ava_k
     assert set(CLIPS) <= set(proposals["video_id"])   # the Kinetics pickles, re-keyed
     results = pd.read_csv(root / "results/val_results.csv", header=None)
     assert set(results[0]) <= set(VAL_IDS) | {"Hq8yVb1xYcM_000030_000040"}
-    evaluation = json.loads((root / "metrics/eval.json").read_text())
+    evaluation = json.loads((root / "results/eval_report.json").read_text())
     assert evaluation["not_in_frame_store"]["keyframes"] == 0

@@ -207,7 +207,7 @@ def test_custom_dataset_runs_through_the_dag_on_each_videos_clock(fixture, custo
 
     proposals = json.loads((root / "metrics/proposals.json").read_text())
     assert proposals["val"]["recall"] == 1.0   # the dataset's own boxes are the true ones
-    evaluation = json.loads((root / "metrics/eval.json").read_text())
+    evaluation = json.loads((root / "results/eval_report.json").read_text())
     assert evaluation["counts"]["classes"] == len(LABELS)
     per_class = pd.read_csv(root / "plots/per_class_ap.csv")
     assert set(per_class["class"]) == {f"{i} {n}" for i, n in LABELS.items()}

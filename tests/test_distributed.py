@@ -78,6 +78,6 @@ def test_sharded_validation_scores_every_val_keyframe_once(run):
     for (video_id, timestamp), rows in per_keyframe.items():
         boxes = proposals[(proposals["video_id"] == video_id) & (proposals["timestamp"] == timestamp)]
         assert rows == 3 * len(boxes)                   # every box x class, no padded duplicates
-    metrics = json.loads((run / "out" / "metrics.json").read_text())
-    assert metrics["val_clips"] == len(val) and metrics["steps"] == 3
+    report = json.loads((run / "out" / "report.json").read_text())
+    assert report["val_clips"] == len(val) and report["steps"] == 3
     assert len(pd.read_csv(run / "out" / "steps.csv")) == 3

@@ -250,7 +250,8 @@ def test_tiny_detector_trains_loss_falls_and_outputs_are_written(data, tmp_path)
     assert epochs["val_mAP"].notna().tolist() == [e % 8 == 0 for e in range(1, 25)]
     saved = json.loads((out / "metrics.json").read_text())
     assert 0.0 <= saved["val_mAP"] <= 1.0 and saved["val_mAP"] == metrics["val_mAP"]
-    assert saved["val_clips"] == 5                                   # 6 val keyframes, 1 excluded
+    report = json.loads((out / "report.json").read_text())
+    assert report["val_clips"] == metrics["val_clips"] == 5          # 6 val keyframes, 1 excluded
     detections = read_results(out / "val_detections.parquet")
     assert list(detections.columns) == RESULT_COLUMNS
     assert set(detections["action_id"]) <= set(data.label_map.ids)

@@ -284,18 +284,20 @@ def test_train_head_then_evaluate_writes_every_output(data, baseline, banks, tmp
     assert list(csv.columns) == RESULT_COLUMNS and len(csv) == len(parquet) > 0
     assert set(csv["action_id"]) <= set(inputs.label_map.ids)
     saved = json.loads((tmp_path / "metrics/eval.json").read_text())
-    assert saved == result and 0.0 <= saved["mAP"] <= 1.0
-    # headline numbers only in the metrics file; one row per class in the plot
-    assert set(saved) == {"mAP", "group_mAP", "protocol", "counts", "undefined",
-                          "not_in_frame_store"}
+    details = json.loads((tmp_path / "results/eval_report.json").read_text())
+    assert {**saved, **details} == result and 0.0 <= saved["mAP"] <= 1.0
+    # headline numbers only in the metrics file, the rest in the report; one row per class
+    # in the plot
+    assert set(saved) == {"mAP", "group_mAP"}
+    assert set(details) == {"protocol", "counts", "undefined", "not_in_frame_store"}
     per_class = pd.read_csv(tmp_path / "plots/per_class_ap.csv")
     assert list(per_class.columns) == ["class", "group", "AP", "gt_count", "n_detections",
                                        "undefined"]
     assert set(per_class["class"]) == {f"{i} {inputs.label_map.names[i]}"
                                        for i in inputs.label_map.ids}
-    assert saved["counts"]["classes"] == len(per_class) == 3
-    assert saved["counts"]["gt_boxes"] == per_class["gt_count"].sum()
-    assert saved["counts"]["classes_with_AP"] == per_class["AP"].notna().sum()
+    assert details["counts"]["classes"] == len(per_class) == 3
+    assert details["counts"]["gt_boxes"] == per_class["gt_count"].sum()
+    assert details["counts"]["classes_with_AP"] == per_class["AP"].notna().sum()
     pr = pd.read_csv(tmp_path / "plots/pr_curves.csv")
     assert list(pr.columns) == ["class", "recall", "precision"]
     assert pr["recall"].between(0, 1).all() and pr["precision"].between(0, 1).all()

@@ -263,7 +263,9 @@ def test_two_nodes_train_the_baseline_bit_for_bit_as_one_node(baselines):
     pd.testing.assert_frame_equal(pd.read_parquet(one / "val_detections.parquet"),
                                   pd.read_parquet(two / "val_detections.parquet"))
     metrics = [json.loads((d / "metrics.json").read_text()) for d in (one, two)]
-    assert metrics[0] == metrics[1] and metrics[0]["steps"] == 3    # 12 keyframes / (2 x 2)
+    reports = [json.loads((d / "report.json").read_text()) for d in (one, two)]
+    assert metrics[0] == metrics[1] and reports[0] == reports[1]
+    assert reports[0]["steps"] == 3                                 # 12 keyframes / (2 x 2)
     steps = [pd.read_csv(d / "steps.csv").drop(columns="clips_per_s") for d in (one, two)]
     pd.testing.assert_frame_equal(*steps)
     pd.testing.assert_frame_equal(pd.read_csv(one / "epochs.csv"), pd.read_csv(two / "epochs.csv"))
@@ -294,9 +296,9 @@ def test_train_head_on_two_ranks_of_half_batch_equals_one_process(heads):
     checkpoints = finished_checkpoints(two.parent / "head_checkpoints")
     state = torch.load(checkpoints[-1], weights_only=False)
     assert len(state["replica_digests"]) == 2 and len(set(state["replica_digests"])) == 1
-    metrics = [json.loads((d / "metrics.json").read_text()) for d in (one, two)]
-    assert metrics[0]["steps"] == metrics[1]["steps"] == 6          # 2 epochs of 12 / 4
-    assert metrics[1]["val_mAP"] == pytest.approx(metrics[0]["val_mAP"], abs=1e-6)
+    reports = [json.loads((d / "report.json").read_text()) for d in (one, two)]
+    assert reports[0]["steps"] == reports[1]["steps"] == 6          # 2 epochs of 12 / 4
+    assert reports[1]["val_mAP"] == pytest.approx(reports[0]["val_mAP"], abs=1e-6)
     lrs = [pd.read_csv(d / "steps.csv")["lr"] for d in (one, two)]
     pd.testing.assert_series_equal(*lrs)
 

@@ -4,8 +4,9 @@ Writes (all atomically):
 
 - ``results_dir/val_results.csv`` (AVA result CSV, what reference evaluators read) and
   ``val_results.parquet`` (same rows, float32 precision);
-- ``metrics_path`` (JSON for ``dvc metrics``): mAP, group means, counts, why any is undefined
-  (``pipeline.evaluation.summary.headline``);
+- ``metrics_path`` (JSON for ``dvc metrics``): mAP and group means, and
+  ``results_dir/eval_report.json``: protocol, counts, why any is undefined, val keyframes
+  not in the frame store (``pipeline.evaluation.summary.write_scores``);
 - ``plots_dir/per_class_ap.csv`` (class, group, AP, counts, why undefined: a
   ``bar_horizontal`` plot) and ``plots_dir/pr_curves.csv`` (class, recall, precision);
 - ``results_dir/keyframes/*.png``: a few val keyframes with true boxes (yellow, their labels)
@@ -36,7 +37,7 @@ from pipeline.errors import InputError
 from pipeline.evaluation.evaluator import EvaluationResult, describe, evaluate
 from pipeline.evaluation.protocols import MIN_ACTION_SCORE, TRAINING_PROTOCOL
 from pipeline.evaluation.summary import write_csv, write_scores
-from pipeline.io import atomic_output, write_json
+from pipeline.io import atomic_output
 from pipeline.lfb.reader import FeatureBank
 from pipeline.lfb.window import BankWindow
 from pipeline.models.checkpoint import build_detector_from_checkpoint
@@ -122,7 +123,7 @@ def evaluate_head(*, files: DatasetFiles, checkpoint: str | Path, bank_dir: str 
     """Score val with the detector in ``checkpoint`` and write every output (module doc);
     the model runs under autocast to ``amp_dtype`` (None: float32).
 
-    Returns the metrics on the main rank (None on the others).
+    Returns metrics and report in one dict on the main rank (None on the others).
     """
     ctx = ctx or setup_distributed("auto")
     results_dir, plots_dir = Path(results_dir), Path(plots_dir)
@@ -153,10 +154,9 @@ def evaluate_head(*, files: DatasetFiles, checkpoint: str | Path, bank_dir: str 
     result = evaluate(gt, detections, inputs.label_map, exclusions=inputs.exclusions("val"),
                       protocol=protocol)
     scored = result.to_json()
-    metrics = {**write_scores(metrics_path, plots_dir / "per_class_ap.csv", scored,
-                              inputs.label_map.groups),
-               "not_in_frame_store": inputs.not_in_store("val")}
-    write_json(metrics_path, metrics)
+    metrics = write_scores(metrics_path, results_dir / "eval_report.json",
+                           plots_dir / "per_class_ap.csv", scored, inputs.label_map.groups,
+                           report_extra={"not_in_frame_store": inputs.not_in_store("val")})
     write_csv(plots_dir / "pr_curves.csv", pr_table(result))
     render_keyframes(results_dir / "keyframes", inputs, predictions, gt, count=render_count,
                      offsets=clip_offsets(model.config.clip_len, model.config.frame_interval))

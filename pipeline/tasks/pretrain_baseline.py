@@ -38,7 +38,7 @@ from pipeline.evaluation.evaluator import evaluate
 from pipeline.evaluation.protocols import MIN_ACTION_SCORE, TRAINING_PROTOCOL
 from pipeline.evaluation.summary import write_scores
 from pipeline.frames.store import FrameStore
-from pipeline.io import file_digest, write_json
+from pipeline.io import file_digest
 from pipeline.models.checkpoint import initialise, save_stad_checkpoint
 from pipeline.models.config import ModelConfig
 from pipeline.models.detector import Detector
@@ -103,8 +103,9 @@ def train_baseline(*, frames_dir: str | Path, keyframes_index: str | Path,
     """Train, then write into ``out_dir``: ``model.pt`` (stad-v1), ``steps.csv``,
     ``epochs.csv``, ``val_detections.parquet`` (one row per proposal box and
     class with score > ``min_action_score``, as mmaction2's bbox2result), ``metrics.json``
-    (val mAP, group means and counts under ``eval_protocol``) and ``per_class_ap.csv`` (val AP
-    per class, a plot). Returns the metrics (main rank).
+    (val mAP and group means under ``eval_protocol``), ``report.json`` (train loss, counts,
+    undefined reasons, what the frame store lacked) and ``per_class_ap.csv`` (val AP
+    per class, a plot). Returns metrics and report in one dict (main rank).
 
     Resumes from ``checkpoint_dir`` when it holds checkpoints of the same configuration.
     """
@@ -224,15 +225,12 @@ def train_baseline(*, frames_dir: str | Path, keyframes_index: str | Path,
                          frame_convention=store.convention, timeline_fps=store.timeline_fps,
                          frame_short_side=store.spec.short_side)
     write_results_parquet(out_dir / "val_detections.parquet", last_val["detections"])
-    top = write_scores(out_dir / "metrics.json", out_dir / "per_class_ap.csv",
-                       last_val["result"], label_map.groups)
-    metrics = {"val_mAP": top["mAP"], "val_group_mAP": top["group_mAP"],
-               "protocol": top["protocol"], "val_counts": top["counts"],
-               "undefined": top["undefined"],
-               "train_loss": history.epochs[-1]["loss"] if history.epochs else None,
-               "epochs": len(history.epochs),
-               "steps": len(history.steps), "train_clips": len(train_set),
-               "val_clips": len(val_set),
-               "not_in_frame_store": {"train": train_not_stored, "val": val_not_stored}}
-    write_json(out_dir / "metrics.json", metrics)
-    return metrics
+    return write_scores(
+        out_dir / "metrics.json", out_dir / "report.json", out_dir / "per_class_ap.csv",
+        last_val["result"], label_map.groups, prefix="val_",
+        report_extra={"train_loss": history.epochs[-1]["loss"] if history.epochs else None,
+                      "epochs": len(history.epochs),
+                      "steps": len(history.steps), "train_clips": len(train_set),
+                      "val_clips": len(val_set),
+                      "not_in_frame_store": {"train": train_not_stored,
+                                             "val": val_not_stored}})

@@ -44,7 +44,7 @@ from pipeline.errors import InputError
 from pipeline.evaluation.evaluator import evaluate
 from pipeline.evaluation.protocols import MIN_ACTION_SCORE, TRAINING_PROTOCOL
 from pipeline.evaluation.summary import write_scores
-from pipeline.io import file_digest, write_json
+from pipeline.io import file_digest
 from pipeline.lfb.reader import FeatureBank, num_slots
 from pipeline.lfb.window import BankWindow
 from pipeline.models.checkpoint import (BankRecipe, build_detector_from_checkpoint,
@@ -195,8 +195,10 @@ def train_head(*, files: DatasetFiles, baseline_checkpoint: str | Path,
                ctx: DistContext | None = None) -> dict[str, Any]:
     """Train the head; write ``model.pt`` (the whole detector, stad-v1), ``steps.csv``,
     ``epochs.csv`` (with val mAP and group means every ``val_every`` epochs) and
-    ``metrics.json`` (last val headline scores) and ``per_class_ap.csv`` (a plot) into
-    ``out_dir``. Resumes from ``checkpoint_dir``.
+    ``metrics.json`` (the last epoch's train loss: its val mAP is ``evaluate``'s headline),
+    ``report.json`` (last val mAP and group means, counts, head names, what the frame store
+    lacked) and ``per_class_ap.csv`` (a plot) into ``out_dir``. Resumes from
+    ``checkpoint_dir``. Returns metrics and report in one dict (main rank).
 
     ``bank_dir`` and ``window`` are needed by lfb heads only (others ignore the bank).
     """
@@ -326,18 +328,17 @@ def train_head(*, files: DatasetFiles, baseline_checkpoint: str | Path,
                          frame_short_side=inputs.store.spec.short_side,
                          bank=None if bank is None else bank_recipe(
                              model, baseline_checkpoint, bank, window, data_config))
-    top = write_scores(out_dir / "metrics.json", out_dir / "per_class_ap.csv", last["result"],
-                       label_map.groups)
-    metrics = {"val_mAP": top["mAP"], "val_group_mAP": top["group_mAP"],
-               "val_counts": top["counts"], "undefined": top["undefined"],
-               "train_loss": history.epochs[-1]["loss"], "epochs": len(history.epochs),
-               "steps": len(history.steps), "head": model_config.head_name,
-               "classifier": model_config.head, "shared_head": model_config.shared_head,
-               "finetune_backbone": finetune_backbone,
-               "not_in_frame_store": {split: inputs.not_in_store(split)
-                                      for split in ("train", "val")}}
-    write_json(out_dir / "metrics.json", metrics)
-    return metrics
+    return write_scores(
+        out_dir / "metrics.json", out_dir / "report.json", out_dir / "per_class_ap.csv",
+        last["result"], label_map.groups, prefix="val_", headline_scores=False,
+        headline_extra={"train_loss": history.epochs[-1]["loss"]},
+        report_extra={"epochs": len(history.epochs), "steps": len(history.steps),
+                      "head": model_config.head_name,
+                      "classifier": model_config.head,
+                      "shared_head": model_config.shared_head,
+                      "finetune_backbone": finetune_backbone,
+                      "not_in_frame_store": {split: inputs.not_in_store(split)
+                                             for split in ("train", "val")}})
 
 
 def _train_full(model: Detector, inputs: LoadedInputs, *, files: DatasetFiles,
