@@ -83,9 +83,10 @@ PROTOCOLS = ("mmaction2", "activitynet", "pyslowfast", "activitynet2020")
 # params ``eval.score_threshold``).
 MIN_ACTION_SCORE = 0.002
 
-# The protocol of the val metrics the training stages write (``models/*/metrics.json``): the
-# zoo's, so they compare with mmaction2's training logs; ``evaluate`` scores the head under
-# params ``eval.protocol``, and ``stad eval`` re-scores any result file under any protocol.
+# The protocol of the val scores the training stages write (``models/*/metrics.json``,
+# ``report.json``): the zoo's, so they compare with mmaction2's training logs; ``evaluate``
+# scores the head under params ``eval.protocol``, and ``stad eval`` re-scores any result file
+# under any protocol.
 TRAINING_PROTOCOL = "mmaction2"
 
 
