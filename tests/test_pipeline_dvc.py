@@ -95,12 +95,15 @@ def test_dvc_repro_builds_the_whole_dag(smoke_repo):
     # What the pipeline guarantees on any machine: trained models that did not diverge (the
     # guard stops a stage otherwise) and defined scores; never one CPU's float values.
     baseline = json.loads((root / "models/baseline/metrics.json").read_text())
+    baseline_report = json.loads((root / "models/baseline/report.json").read_text())
     head = json.loads((root / "models/head/metrics.json").read_text())
+    head_report = json.loads((root / "models/head/report.json").read_text())
     evaluation = json.loads((root / "metrics/eval.json").read_text())
-    for value in (baseline["train_loss"], head["train_loss"], baseline["val_mAP"],
-                  head["val_mAP"], evaluation["mAP"]):
+    eval_report = json.loads((root / "results/eval_report.json").read_text())
+    for value in (baseline_report["train_loss"], head["train_loss"], baseline["val_mAP"],
+                  head_report["val_mAP"], evaluation["mAP"]):
         assert isinstance(value, float) and math.isfinite(value), (baseline, head, evaluation)
-    assert 0.0 <= evaluation["mAP"] <= 1.0 and "mAP" not in evaluation["undefined"]
+    assert 0.0 <= evaluation["mAP"] <= 1.0 and "mAP" not in eval_report["undefined"]
 
     # No spurious reruns: a second repro, even with byte code lying in the code deps.
     (root / "pipeline/sources/synthetic/__pycache__").mkdir(exist_ok=True)
@@ -180,10 +183,12 @@ def test_changing_the_head_reruns_only_head_training_and_evaluation(smoke_repo):
     head = "lfb_avg" if "head: lfb_max" in (root / "params.yaml").read_text() else "lfb_max"
     result = _sh(["dvc", "exp", "run", "-S", f"model.head={head}"], root, env)
     assert _ran_stages(result.stdout) == ["train_head", "evaluate"], result.stdout
-    metrics = json.loads((root / "models/head/metrics.json").read_text())
-    assert metrics["shared_head"] == head
+    report = json.loads((root / "models/head/report.json").read_text())
+    assert report["shared_head"] == head
     evaluation = json.loads((root / "metrics/eval.json").read_text())
-    assert {"mAP", "group_mAP", "counts", "undefined"} <= set(evaluation)
+    assert set(evaluation) == {"mAP", "group_mAP"}
+    assert {"counts", "undefined"} <= set(json.loads(
+        (root / "results/eval_report.json").read_text()))
     # what `dvc metrics show` prints: headline numbers, no per-class columns
     shown_metrics = json.loads(_sh(["dvc", "metrics", "show", "--json"], root, env).stdout)
     for path in ("metrics/eval.json", "models/baseline/metrics.json", "models/head/metrics.json"):
@@ -227,3 +232,51 @@ def test_queued_experiments_rerun_only_the_head_stages(smoke_repo):
         assert _ran_stages(log) == ["train_head", "evaluate"], log
     shown = json.loads(_sh(["dvc", "exp", "show", "--json"], root, env).stdout)
     assert f"q-{heads[0]}" in json.dumps(shown)
+
+
+def _metric_columns(shown) -> list[tuple[str, str]]:
+    """The metric columns of ``dvc exp show --json`` in its table's order: (file, dotted key)
+    of every metrics value of the workspace and the experiments, first seen first. Commits'
+    own rows are left out: theirs are the files committed, whatever code wrote them."""
+    columns: dict[tuple[str, str], None] = {}
+
+    def flatten(path: str, value, prefix: str = "") -> None:
+        if isinstance(value, dict):
+            for key, inner in value.items():
+                flatten(path, inner, f"{prefix}{key}.")
+        else:
+            columns[(path, prefix[:-1])] = None
+
+    def walk(node) -> None:
+        if isinstance(node, dict):
+            for path, result in (node.get("metrics") or {}).items():
+                flatten(path, result.get("data", {}))
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    for row in shown:
+        walk(row if row["rev"] == "workspace" else row.get("experiments"))
+    return list(columns)
+
+
+def test_the_experiments_table_shows_headline_metrics_only(smoke_repo):
+    """`dvc exp show` after a head experiment: at most 20 metric columns, the evaluated mAP
+    among the first 8, no per-class or input statistics, and each name in one file only (so
+    the table's headers need no file prefix). Last in the module: it leaves the workspace at
+    the linear head, which the queued experiments above must see as a change."""
+    root, env = smoke_repo
+    _sh(["dvc", "repro"], root, env)
+    _sh(["dvc", "exp", "run", "-S", "model.head=linear"], root, env)
+    columns = _metric_columns(json.loads(_sh(["dvc", "exp", "show", "--json"], root,
+                                             env).stdout))
+    assert len(columns) <= 20, columns
+    assert ("metrics/eval.json", "mAP") in columns[:8], columns
+    assert {path for path, _ in columns} == {
+        "models/baseline/metrics.json", "models/head/metrics.json", "metrics/eval.json"}
+    names = [name for _, name in columns]
+    assert len(names) == len(set(names)), columns
+    for word in ("per_class", "gt_count", "not_in_frame_store", "positives", "counts"):
+        assert not any(word in name for name in names), columns
