@@ -22,6 +22,8 @@ from test_pipeline_dvc import _ran_stages, _sh, project_copy, repro_from_scratch
 from video_utils import ffmpeg_rate_numbers
 
 
+pytestmark = pytest.mark.slow
+
 @pytest.fixture(scope="module")
 def ava_repo(tmp_path_factory):
     """The fixture download, and a project copy whose params point at it (smoke sizes)."""

@@ -77,6 +77,7 @@ lfb:
     return root, project_copy(root, "smoke", overlay)
 
 
+@pytest.mark.slow
 def test_ava_kinetics_runs_through_the_dag_on_one_30fps_timeline(fixtures, ava_kinetics_repo):
     ava, kinetics = fixtures
     root, env = ava_kinetics_repo

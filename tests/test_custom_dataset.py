@@ -176,6 +176,7 @@ lfb:
     return root, project_copy(root, "smoke", overlay)
 
 
+@pytest.mark.slow
 def test_custom_dataset_runs_through_the_dag_on_each_videos_clock(fixture, custom_repo):
     root, env = custom_repo
     repro_from_scratch(root, env)

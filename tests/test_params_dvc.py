@@ -19,6 +19,8 @@ from test_params import covered, leaf_keys
 from test_pipeline_dvc import _sh, project_copy
 
 
+pytestmark = pytest.mark.slow
+
 @pytest.fixture(scope="session")
 def locked_repo(tmp_path_factory):
     root = tmp_path_factory.mktemp("params_repo")

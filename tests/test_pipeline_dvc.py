@@ -14,6 +14,8 @@ import pytest
 import yaml
 import zarr
 
+pytestmark = pytest.mark.slow
+
 REPO = Path(__file__).resolve().parents[1]
 
 

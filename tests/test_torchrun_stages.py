@@ -49,6 +49,8 @@ from pipeline.io import write_parquet
 from pipeline.frames.spec import clip_reach
 from test_data_loading import TinyData, build_tiny_data
 
+pytestmark = pytest.mark.slow
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TIMEOUT = 900   # per launch: generous, the shared CI machine can be very busy
 
