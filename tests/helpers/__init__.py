@@ -7,6 +7,7 @@ from one another.
   a codec this install lacks.
 - ``tiny_data``: a small AVA-style dataset with a real frame store (``build_tiny_data``).
 - ``tiny_training``: small configs and jobs for training and head runs on the tiny data.
+- ``indices``: a dataset of plain indices, for training-loop tests that need no model data.
 - ``lfb_bank``: feature-bank boxes and deterministic features.
 - ``evaluation_cases``: AVA ground truth and detections, random cases and their files.
 - ``plain_reference``: a slow, plain AVA evaluator sharing no code with ``pipeline``.
