@@ -221,7 +221,7 @@ def run_one(evaluator: str, directory: Path, protocol: str) -> dict:
                                              str(paths["excl.csv"]))["overall"])
     else:
         sys.path.insert(0, str(REPO / "tests"))
-        from plain_reference import plain_evaluate_2020_files, plain_evaluate_files
+        from helpers.plain_reference import plain_evaluate_2020_files, plain_evaluate_files
         if protocol == "activitynet2020":
             value = plain_evaluate_2020_files(paths["gt.csv"], paths["det.csv"],
                                               paths["labels.pbtxt"])["mAP"]

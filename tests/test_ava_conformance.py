@@ -1,4 +1,4 @@
-"""The whole DAG on an AVA-shaped download (``tests/ava_fixture.py``) through a real
+"""The whole DAG on an AVA-shaped download (``tests/helpers/ava_fixture.py``) through a real
 ``dvc repro``: official layout and names, movie-length videos at 24, 25, 29.97 and 30 fps,
 AVA's clock checked frame-exactly in the stored clips under both frame index conventions: every
 stored frame is the one ``ffmpeg -r 30`` gives at its index (libavfilter's fps filter as the
@@ -12,14 +12,14 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from ava_fixture import (ACTIONS, FPS, FPS_OF, FRAMES, LABELS, MISSING_ID, TRAIN_IDS, VAL_IDS,
-                         expected_keyframe_frame, make_ava_fixture)
+from helpers.ava_fixture import (ACTIONS, FPS, FPS_OF, FRAMES, LABELS, MISSING_ID, TRAIN_IDS,
+                                 VAL_IDS, expected_keyframe_frame, make_ava_fixture)
 from pipeline.ava.annotations import read_annotations
 from pipeline.cli import main as stad
 from pipeline.frames.store import FrameStore
-from store_check import check_video, frames_within_reach
-from test_pipeline_dvc import _ran_stages, _sh, project_copy, repro_from_scratch
-from video_utils import ffmpeg_rate_numbers
+from helpers.dvc_project import project_copy, ran_stages, repro_from_scratch, sh
+from helpers.stores import check_video, frames_within_reach
+from helpers.video import ffmpeg_rate_numbers
 
 
 pytestmark = pytest.mark.slow
@@ -124,13 +124,13 @@ def test_ava_download_runs_through_the_dag_with_ava_clock(ava_repo):
 
 def test_mmaction2_convention_reads_one_frame_later(ava_repo):
     fixture, root, env = ava_repo
-    _sh(["dvc", "repro"], root, env)
+    sh(["dvc", "repro"], root, env)
     params = (root / "params.yaml").read_text()
     (root / "params.yaml").write_text(params.replace("convention: pyslowfast",
                                                      "convention: mmaction2"))
     try:
-        result = _sh(["dvc", "repro", "-s", "extract_frames"], root, env)
-        assert _ran_stages(result.stdout) == ["extract_frames"], result.stdout
+        result = sh(["dvc", "repro", "-s", "extract_frames"], root, env)
+        assert ran_stages(result.stdout) == ["extract_frames"], result.stdout
         checked = _check_clock(root, fixture, "mmaction2")
         assert sum(checked.values()) == 8 * len(fixture.keyframes)
     finally:

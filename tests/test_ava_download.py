@@ -18,12 +18,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ava_fixture import LABELS, TRAIN_IDS, VAL_IDS, make_ava_fixture
+from helpers.ava_fixture import LABELS, TRAIN_IDS, VAL_IDS, make_ava_fixture
 from pipeline.ava.annotations import read_annotations
 from pipeline.ava.label_map import read_label_map
 from pipeline.sources.ava_download import index_download
 from pipeline.errors import InputError
-from video_utils import write_video
+from helpers.video import write_video
 
 START = 1760
 TRAIN_CSV = "annotations/ava_train_v2.2.csv"

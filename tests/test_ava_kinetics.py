@@ -1,9 +1,9 @@
 """``data.source: ava_kinetics``: a short AVA download plus a Kinetics-shaped one
-(``tests/kinetics_fixture.py``: 10-s clips at 25 and 30 fps, cut windows and a full clip, the
-7-column CSV with fractional timestamps, a missing clip) through a real ``dvc repro``, every
-stored frame of both parts checked against the frame ``ffmpeg -r 30`` gives at the index the
-clock names: AVA's ``30 * (t - 900)``, a Kinetics keyframe's ``round(30 * (t - clip start))``
-in its own clip."""
+(``tests/helpers/kinetics_fixture.py``: 10-s clips at 25 and 30 fps, cut windows and a full
+clip, the 7-column CSV with fractional timestamps, a missing clip) through a real ``dvc repro``,
+every stored frame of both parts checked against the frame ``ffmpeg -r 30`` gives at the index
+the clock names: AVA's ``30 * (t - 900)``, a Kinetics keyframe's
+``round(30 * (t - clip start))`` in its own clip."""
 
 from __future__ import annotations
 
@@ -12,14 +12,14 @@ import json
 import pandas as pd
 import pytest
 
-from ava_fixture import FPS, VAL_IDS, TRAIN_IDS, make_ava_fixture
-from kinetics_fixture import CLIPS, MISSING, make_kinetics_fixture
+from helpers.ava_fixture import FPS, VAL_IDS, TRAIN_IDS, make_ava_fixture
+from helpers.kinetics_fixture import CLIPS, MISSING, make_kinetics_fixture
 from pipeline.sources.ava_kinetics import index_ava_kinetics
 from pipeline.errors import InputError
 from pipeline.frames.store import FrameStore
-from store_check import check_video, frames_within_reach
-from test_pipeline_dvc import project_copy, repro_from_scratch
-from video_utils import ffmpeg_rate_numbers
+from helpers.dvc_project import project_copy, repro_from_scratch
+from helpers.stores import check_video, frames_within_reach
+from helpers.video import ffmpeg_rate_numbers
 
 AVA_START = 1780   # short AVA videos: seconds 1780..1801, keyframes 1782..1798
 

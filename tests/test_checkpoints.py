@@ -23,7 +23,7 @@ from pipeline.models.checkpoint import (build_detector_from_checkpoint, convert,
                                         inspect_state_dict, load_into,
                                         load_mmaction2_checkpoint, load_stad_checkpoint)
 from pipeline.models.command import add_checkpoint_command
-from zoo_layout import expected_layout, random_state
+from helpers.zoo_layout import expected_layout, random_state
 
 SLOWFAST_8X8 = "slowfast_kinetics400-pretrained-r50_8xb8-8x8x1-20e_ava21-rgb"
 

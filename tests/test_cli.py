@@ -60,8 +60,8 @@ def test_a_frame_store_with_an_unknown_codec_is_one_line_naming_store_and_array(
                                                                                 capsys):
     """``stad summary``, ``stad keyframes`` and ``stad show`` on a real frame
     store one of whose arrays names a codec this zarr lacks."""
-    from test_data_loading import build_tiny_data
-    from test_lfb_bank import name_an_unknown_codec
+    from helpers.stores import name_an_unknown_codec
+    from helpers.tiny_data import build_tiny_data
 
     data = build_tiny_data(tmp_path / "data", videos=2, seconds=3, width=32, height=24)
     store = data.frames_dir

@@ -1,7 +1,7 @@
 """``data.source: custom``: a folder of mp4 files at 10 and 24 fps with AVA-format CSVs whose
-timestamps count seconds from each video's first frame (``tests/custom_fixture.py``): the
-up-front checks, and the whole DAG through a real ``dvc repro`` with every stored frame checked
-against the clock (keyframe at ``t`` s = frame ``round(t * fps)`` of its own video)."""
+timestamps count seconds from each video's first frame (``tests/helpers/custom_fixture.py``):
+the up-front checks, and the whole DAG through a real ``dvc repro`` with every stored frame
+checked against the clock (keyframe at ``t`` s = frame ``round(t * fps)`` of its own video)."""
 
 from __future__ import annotations
 
@@ -14,16 +14,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from custom_fixture import (EXCLUDED, FPS_OF, LABELS, TIMES, expected_keyframe_frame,
-                            make_custom_fixture)
+from helpers.custom_fixture import (EXCLUDED, FPS_OF, LABELS, TIMES, expected_keyframe_frame,
+                                    make_custom_fixture)
 from pipeline.ava.annotations import read_annotations
 from pipeline.sources.custom import index_custom
 from pipeline.ava.label_map import read_label_map
 from pipeline.errors import InputError
 from pipeline.frames.store import FrameStore
-from store_check import check_video
-from test_pipeline_dvc import project_copy, repro_from_scratch
-from video_utils import read_frame_number, write_video
+from helpers.dvc_project import project_copy, repro_from_scratch
+from helpers.stores import check_video
+from helpers.video import read_frame_number, write_video
 
 
 @pytest.fixture(scope="module")

@@ -28,8 +28,8 @@ from pipeline.models.detector import Detector
 from pipeline.models.presets import get_preset
 from pipeline.models.checkpoint import save_stad_checkpoint
 from pipeline.proposals.torchvision_detector import COCO_PERSON
-from test_data_loading import FPS, TinyData, build_tiny_data
-from video_utils import ffmpeg_rate_numbers, read_frame_number, write_video
+from helpers.tiny_data import FPS, TinyData, build_tiny_data
+from helpers.video import ffmpeg_rate_numbers, read_frame_number, write_video
 
 REPO = Path(__file__).resolve().parents[1]
 SECONDS = 6                  # 4 train keyframes (1..4): one batch of the smoke size

@@ -32,10 +32,10 @@ from pipeline.lfb.reader import FeatureBank
 from pipeline.lfb.window import BankWindow
 from pipeline.models.checkpoint import convert, read_stad_checkpoint
 from pipeline.models.presets import get_preset
-from test_data_loading import TinyData, build_tiny_data
-from test_head_stages import _head_config, files_of
-from video_utils import write_video
-from zoo_layout import expected_layout, random_state
+from helpers.tiny_data import TinyData, build_tiny_data, files_of
+from helpers.tiny_training import head_config
+from helpers.video import write_video
+from helpers.zoo_layout import expected_layout, random_state
 
 CPU = DistContext(rank=0, local_rank=0, world_size=1, device=torch.device("cpu"))
 SECONDS = 8                    # keyframes 1..6 stored; the val video is vid2
@@ -77,7 +77,7 @@ def dag(tmp_path_factory) -> tuple[TinyData, dict[str, tuple[Path, Path]]]:
     bank_dim = FeatureBank(root / "bank").dim
     for name in HEADS:
         head = name.removesuffix("_finetuned")
-        config = _head_config(baseline, head)
+        config = head_config(baseline, head)
         assert config.lfb_channels == bank_dim
         out = root / name
         train_head(files=files, baseline_checkpoint=baseline, bank_dir=root / "bank",

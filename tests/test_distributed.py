@@ -17,8 +17,8 @@ from pipeline.engine.checkpoint import checkpoint_files, finished_runs
 from pipeline.engine.train import parameter_digest
 from pipeline.models.checkpoint import build_detector_from_checkpoint
 from pipeline.frames.spec import clip_reach
-from test_data_loading import build_tiny_data
-from test_engine import make_job
+from helpers.tiny_data import build_tiny_data
+from helpers.tiny_training import make_job
 
 import torch
 

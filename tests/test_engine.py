@@ -31,27 +31,10 @@ from pipeline.tasks.baseline_job import run_job
 from pipeline.errors import InputError
 from pipeline.models.checkpoint import build_detector_from_checkpoint, load_stad_checkpoint
 from pipeline.frames.spec import clip_reach
-from test_data_loading import TinyData, build_tiny_data
+from helpers.tiny_data import TinyData, build_tiny_data
+from helpers.tiny_training import make_job
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-
-
-def make_job(data: TinyData, out: Path, *, preset: str = "tiny", **train) -> dict:
-    """A launch job for the tiny preset (SlowOnly 8x8 layout at 1/8 width) on tiny clips."""
-    return {
-        "frames_dir": str(data.frames_dir), "keyframes_index": str(data.keyframes_path),
-        "train_annotations": str(data.annotations["train"]),
-        "val_annotations": str(data.annotations["val"]),
-        "train_exclusions": str(data.exclusions["train"]),
-        "val_exclusions": str(data.exclusions["val"]),
-        "label_map_path": str(data.label_map_path), "proposals_path": str(data.proposals_path),
-        "out_dir": str(out / "out"), "checkpoint_dir": str(out / "checkpoints"),
-        "preset": preset,
-        "train": {"epochs": 2, "batch_size": 4, "lr": 0.05, "warmup_epochs": 0.5,
-                  "schedule": "cosine", "num_workers": 0, "deterministic": True, **train},
-        "data": {"short_side_range": [32, 48], "crop_size": 32, "test_short_side": 32,
-                 "test_batch_size": 4},
-    }
 
 
 @pytest.fixture(autouse=True)

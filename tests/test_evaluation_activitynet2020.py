@@ -1,6 +1,6 @@
 """The activitynet2020 protocol (the official evaluator since its AVA-Kinetics update): hand
 cases for each of its rules, and exact parity with a plain-loop reference of those rules
-(``plain_reference.plain_evaluate_2020_files``) on random AVA-Kinetics-shaped files."""
+(``helpers.plain_reference.plain_evaluate_2020_files``) on random AVA-Kinetics-shaped files."""
 
 from __future__ import annotations
 
@@ -11,14 +11,14 @@ import math
 import numpy as np
 import pytest
 
-from ava_fixture import ACTIONS, LABELS
+from helpers.ava_fixture import ACTIONS, LABELS
 from pipeline.ava.label_map import LabelMap, write_label_map
 from pipeline.errors import InputError
 from pipeline.evaluation.evaluator import evaluate, evaluate_files
 from pipeline.evaluation.command import main as eval_main
 from pipeline.evaluation.official_csv import read_official_detections, read_official_ground_truth
 from pipeline.evaluation.top_k import reference_list_rank
-from plain_reference import plain_evaluate_2020_files
+from helpers.plain_reference import plain_evaluate_2020_files
 
 PROTOCOL = "activitynet2020"
 AVA60 = LabelMap(ids=tuple(LABELS), names=LABELS)  # the 60 evaluated of AVA's 80 actions
@@ -307,7 +307,7 @@ def test_pipeline_tables_with_integer_timestamps_and_exclusions(tmp_path):
     from pipeline.ava.annotations import read_annotations
     from pipeline.ava.exclusions import read_exclusions
     from pipeline.ava.results import read_results
-    from test_evaluation import write_case as write_ava_case
+    from helpers.evaluation_cases import write_case as write_ava_case
 
     paths, _ = write_ava_case(tmp_path)
     labels = LabelMap(ids=(1, 2, 80), names={1: "a", 2: "b", 80: "c"})

@@ -20,8 +20,8 @@ from pipeline.frames.extract import extract_frames
 from pipeline.frames.spec import H264_GOP, FrameSpec, clip_reach
 from pipeline.frames.store import INDEX_SCHEMA, LAYOUT, FrameStore
 from pipeline.io import partial_path
-from video_utils import (COLOR_ROW, ffmpeg_rate_numbers, read_frame_number, render_frame,
-                         write_avi, write_video)
+from helpers.video import (COLOR_ROW, ffmpeg_rate_numbers, read_frame_number, render_frame,
+                           write_avi, write_video)
 
 FPS = 10
 QUALITY = {"zstd": 3, "lz4": 3, "jpeg": 90, "h264": 18}

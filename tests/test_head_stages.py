@@ -22,27 +22,22 @@ from pipeline.ava.results import COLUMNS as RESULT_COLUMNS
 from pipeline.ava.results import read_results
 from pipeline.data.transforms import normalize_clips
 from pipeline.engine.config import TrainConfig
-from pipeline.engine.distributed import DistContext
-from pipeline.data.config import DataConfig
 from pipeline.tasks.infer_lfb import infer_lfb
-from pipeline.data.inputs import DatasetFiles, LoadedInputs
+from pipeline.data.inputs import LoadedInputs
 from pipeline.data.collate import boxes_to_rois
 from pipeline.engine.maps import (as_features, compute_maps, pooled_maps,
                                  predict_on_maps, predict_streaming, roi_windows)
 from pipeline.tasks.evaluate import evaluate_head
 from pipeline.tasks.train_head import train_head
 from pipeline.lfb.reader import FeatureBank, num_slots
-from pipeline.lfb.window import BankWindow
 from pipeline.models.detector import Detector
 from pipeline.models.presets import get_preset
 from pipeline.models.checkpoint import build_detector_from_checkpoint, save_stad_checkpoint
 from pipeline.frames.spec import clip_offsets, clip_reach
-from test_data_loading import TinyData, build_tiny_data
+from helpers.tiny_data import TinyData, build_tiny_data, files_of
+from helpers.tiny_training import CPU, DATA, WINDOW, head_config
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-CPU = DistContext(rank=0, local_rank=0, world_size=1, device=torch.device("cpu"))
-DATA = DataConfig(short_side_range=(32, 48), crop_size=32, test_short_side=32, test_batch_size=4)
-WINDOW = BankWindow(window_seconds=2, max_per_second=3)
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -52,15 +47,6 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 def data(tmp_path_factory) -> TinyData:
     return build_tiny_data(tmp_path_factory.mktemp("head_data"), videos=3, seconds=8,
                            width=64, height=48, reach=clip_reach(8, 8, False))
-
-
-def files_of(data: TinyData) -> DatasetFiles:
-    return DatasetFiles(frames_dir=data.frames_dir, keyframes_index=data.keyframes_path,
-                        proposals=data.proposals_path, label_map=data.label_map_path,
-                        train_annotations=data.annotations["train"],
-                        val_annotations=data.annotations["val"],
-                        train_exclusions=data.exclusions["train"],
-                        val_exclusions=data.exclusions["val"])
 
 
 @pytest.fixture(scope="module")
@@ -126,8 +112,8 @@ def test_killed_infer_lfb_resumes_from_written_shards(data, baseline, banks, tmp
     script = (
         "import sys, torch\n"
         f"sys.path[:0] = [{str(REPO_ROOT)!r}, {str(REPO_ROOT / 'tests')!r}]\n"
-        "from test_head_stages import files_of, DATA, CPU\n"
-        "from test_data_loading import TinyData\n"
+        "from helpers.tiny_data import TinyData, files_of\n"
+        "from helpers.tiny_training import CPU, DATA\n"
         "from pipeline.tasks.infer_lfb import infer_lfb\n"
         "from pipeline.ava.label_map import read_label_map\n"
         "from pathlib import Path\n"
@@ -238,25 +224,10 @@ def test_streaming_prediction_equals_prediction_on_cached_maps(data, baseline, b
         np.testing.assert_allclose(a["scores"], b["scores"], rtol=1e-4, atol=1e-5)
 
 
-def _head_config(baseline: Path, head: str):
-    """params.yaml's model group with ``head`` (small widths), on the baseline's config."""
-    from pipeline.params.model import ModelParams
-    from pipeline.params.schema import build
-    import yaml
-    raw = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())["model"]
-    raw["head"] = head
-    raw["lfb"]["latent_channels"] = 16
-    raw["acrn"]["out_channels"] = 32
-    params = build(ModelParams, raw, key="model")
-    baseline_config = build_detector_from_checkpoint(baseline).config
-    return params.model_config(baseline_config, bank_dim=256,
-                               num_slots=num_slots(WINDOW.window_seconds, WINDOW.max_per_second))
-
-
 @pytest.mark.parametrize("head", ["lfb_nl", "acrn"])
 def test_train_head_then_evaluate_writes_every_output(data, baseline, banks, tmp_path, head):
     inputs = LoadedInputs(files_of(data))
-    config = _head_config(baseline, head)
+    config = head_config(baseline, head)
     train = TrainConfig(epochs=2, batch_size=2, lr=0.05, warmup_epochs=0.5, schedule="cosine",
                         num_workers=0, val_every=1)
     metrics = train_head(files=files_of(data), baseline_checkpoint=baseline,
@@ -362,7 +333,7 @@ def test_videos_the_store_skipped_are_neither_trained_nor_scored(tmp_path):
     head = train_head(files=files, baseline_checkpoint=tmp_path / "baseline/model.pt",
                       bank_dir=tmp_path / "bank", out_dir=tmp_path / "head",
                       checkpoint_dir=tmp_path / "ck1",
-                      model_config=_head_config(tmp_path / "baseline/model.pt", "lfb_nl"),
+                      model_config=head_config(tmp_path / "baseline/model.pt", "lfb_nl"),
                       train_config=train, data_config=DATA, window=WINDOW, ctx=CPU)
     assert head["not_in_frame_store"] == expected
     result = evaluate_head(files=files, checkpoint=tmp_path / "head/model.pt",

@@ -23,7 +23,7 @@ from pipeline.models.command import add_checkpoint_command
 from pipeline.models.fbo import (BOX_EMBEDDING, TIME_EMBEDDING, LFBAvg, LFBHead, LFBMax,
                                 LFBNonLocal, box_embedding, time_embedding)
 from pipeline.models.roi_head import RoIExtractor3d
-from zoo_layout import expected_layout, random_state
+from helpers.zoo_layout import expected_layout, random_state
 
 ACRN21 = "slowfast-acrn_kinetics400-pretrained-r50_8xb8-8x8x1-cosine-10e_ava21-rgb"
 ACRN22 = "slowfast-acrn_kinetics400-pretrained-r50_8xb8-8x8x1-cosine-10e_ava22-rgb"

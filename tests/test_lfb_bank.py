@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ast
-import json
 import os
 import pickle
 import shutil
@@ -15,41 +14,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from helpers.lfb_bank import DIM, features_of, make_boxes
+from helpers.stores import name_an_unknown_codec
 from pipeline.errors import InputError
 from pipeline.lfb.layout import bank_layout
 from pipeline.lfb.reader import FeatureBank, num_slots
 from pipeline.lfb.writer import BankStorage, BankWriter, fill_bank
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-DIM = 8
 W, M = 4, 3   # window_seconds, max_per_second of most tests
-
-
-def make_boxes(seed: int = 0) -> pd.DataFrame:
-    """Two videos of 40 s: seconds with 0 boxes, crowded seconds (> M boxes), tied scores;
-    rows shuffled so the layout has to sort them."""
-    rng = np.random.default_rng(seed)
-    rows = []
-    for video_id in ("vid_b", "vid_a"):
-        for timestamp in range(900, 940):
-            count = int(rng.choice([0, 1, 2, 5, 7], p=[0.25, 0.3, 0.2, 0.15, 0.1]))
-            for _ in range(count):
-                x1, y1 = rng.uniform(0, 0.5, 2)
-                rows.append({"video_id": video_id, "timestamp": timestamp, "x1": x1, "y1": y1,
-                             "x2": x1 + 0.4, "y2": y1 + 0.4,
-                             "score": float(rng.choice([0.5, 0.9, 0.95, rng.uniform(0.8, 1)])),
-                             "split": "train", "source": "proposal"})
-    rows[0]["source"] = "gt"
-    table = pd.DataFrame(rows)
-    return table.iloc[rng.permutation(len(table))].reset_index(drop=True)
-
-
-def features_of(boxes: pd.DataFrame) -> np.ndarray:
-    """Deterministic, non-zero features: column 0 is row + 1, the rest mix in the box."""
-    row = boxes["row"].to_numpy(np.float64)
-    columns = [row + 1] + [np.sin(row * (k + 1)) + boxes["x1"].to_numpy() + 2
-                           for k in range(DIM - 1)]
-    return np.stack(columns, axis=1).astype(np.float32)
 
 
 def build_bank(path: Path, boxes: pd.DataFrame, dtype: str = "float32", **provenance) -> dict:
@@ -265,7 +238,7 @@ _RANK_SCRIPT = """
 import sys
 import numpy as np, pandas as pd
 sys.path.insert(0, {tests!r})
-from test_lfb_bank import features_of, make_boxes
+from helpers.lfb_bank import features_of, make_boxes
 from pipeline.lfb.writer import BankStorage, BankWriter, fill_bank
 rank = int(sys.argv[1])
 writer = BankWriter({path!r}, make_boxes(), BankStorage(dim=8, dtype="float32", chunk_rows=8,
@@ -332,15 +305,6 @@ def test_bad_storage_and_window_arguments(bank_path):
         bank.window("vid_a", 910, window_seconds=0, max_per_second=M)
     with pytest.raises(InputError, match="not a feature bank"):
         FeatureBank(bank_path.parent / "missing")
-
-
-def name_an_unknown_codec(array_dir: Path) -> None:
-    """Rewrite an array's ``zarr.json`` as a zarr with another codec would write it."""
-    meta = json.loads((array_dir / "zarr.json").read_text())
-    codecs = meta["codecs"][0]["configuration"]["codecs"] if meta["codecs"][0]["name"] == \
-        "sharding_indexed" else meta["codecs"]
-    codecs[-1]["name"] = "codec_this_install_lacks"
-    (array_dir / "zarr.json").write_text(json.dumps(meta))
 
 
 def test_a_bank_with_an_unknown_codec_is_one_line_naming_store_and_array(tmp_path, bank_path,

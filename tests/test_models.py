@@ -19,7 +19,7 @@ from pipeline.models.presets import PRESETS, get_preset
 from pipeline.models.blocks import NonLocal3d
 from pipeline.models.resnet3d import slowfast
 from pipeline.models.roi_head import RoIExtractor3d
-from zoo_layout import EXPECTED_KEYS, expected_layout
+from helpers.zoo_layout import EXPECTED_KEYS, expected_layout
 
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from helpers.params_tree import covered, leaf_keys
 from pipeline.errors import InputError
 from pipeline.params.all import GROUPS, RUNTIME_KEYS, UpscaledClipsWarning, load_all
 from pipeline.params.overlay import apply_overlay
@@ -111,15 +112,6 @@ def test_stage_loads_only_its_groups(params_file):
     assert set(vars(frames_only)) == {"frames"}
 
 
-def leaf_keys(tree: dict, prefix: str = "") -> list[str]:
-    """Dotted keys of a params mapping's leaves (a list value is one leaf)."""
-    keys = []
-    for name, value in tree.items():
-        key = f"{prefix}{name}"
-        keys.extend(leaf_keys(value, f"{key}.") if isinstance(value, dict) and value else [key])
-    return keys
-
-
 _RAW = yaml.safe_load((REPO / "params.yaml").read_text())
 FLOAT_KEYS = [key for key in leaf_keys(_RAW)
               if isinstance(functools.reduce(dict.get, key.split("."), _RAW), float)]
@@ -156,11 +148,6 @@ def test_a_key_given_twice_is_refused_naming_both_lines(params_file, tmp_path):
         apply_overlay(params_file, overlay)
     assert info.value.key == "baseline.train.lr" and str(overlay) in str(info.value)
     assert params_file.read_text() == clean.read_text()
-
-
-def covered(entry: str, key: str) -> bool:
-    """Whether a dvc.yaml params entry (a key or a sub-tree) tracks leaf ``key``."""
-    return key == entry or key.startswith(f"{entry}.")
 
 
 def test_dvc_yaml_declares_exactly_the_keys_that_shape_each_stage():

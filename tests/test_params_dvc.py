@@ -15,8 +15,8 @@ import pytest
 import yaml
 
 from pipeline.params.all import RUNTIME_KEYS
-from test_params import covered, leaf_keys
-from test_pipeline_dvc import _sh, project_copy
+from helpers.dvc_project import project_copy, sh
+from helpers.params_tree import covered, leaf_keys
 
 
 pytestmark = pytest.mark.slow
@@ -36,13 +36,13 @@ def locked_repo(tmp_path_factory):
                 else:                                # a folder (data/dataset, the bank, ...)
                     path.mkdir(parents=True, exist_ok=True)
                     (path / "placeholder").write_text("placeholder\n")
-    _sh(["dvc", "commit", "--force", "--quiet"], root, env)
+    sh(["dvc", "commit", "--force", "--quiet"], root, env)
     assert _status(root, env) == {}
     return root, env, stages, (root / "params.yaml").read_text()
 
 
 def _status(root: Path, env: dict) -> dict:
-    return json.loads(_sh(["dvc", "status", "--json"], root, env).stdout or "{}")
+    return json.loads(sh(["dvc", "status", "--json"], root, env).stdout or "{}")
 
 
 def _changed_params(status: dict) -> dict[str, set[str]]:

@@ -2,9 +2,6 @@
 
 import json
 import math
-import os
-import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -14,43 +11,11 @@ import pytest
 import yaml
 import zarr
 
+from helpers.dvc_project import project_copy, ran_stages, repro_from_scratch, sh
+
 pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def _sh(args, cwd, env, check=True):
-    result = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True)
-    if check and result.returncode != 0:
-        raise AssertionError(f"{' '.join(map(str, args))} failed ({result.returncode}):\n"
-                             f"{result.stdout}\n{result.stderr}")
-    return result
-
-
-def project_copy(root: Path, *overlays: str | Path) -> dict:
-    """Copy the project's tracked files into ``root``, apply the preset overlays, commit;
-    return the environment to run dvc in."""
-    listed = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"],
-                            cwd=REPO, capture_output=True, text=True, check=True).stdout.split()
-    for name in listed:
-        source = REPO / name
-        if not source.is_file() or name.startswith(("data/dataset", "data/frames",
-                                                    "data/proposals", "metrics/")):
-            continue
-        target = root / name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(source, target)
-    (root / "dvc.lock").unlink(missing_ok=True)
-    env = dict(os.environ)
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
-    env["PYTHONDONTWRITEBYTECODE"] = "1"
-    env["PYTHONPATH"] = str(root)
-    for overlay in overlays:
-        _sh([sys.executable, "-m", "pipeline.cli", "params", "apply", str(overlay)], root, env)
-    _sh(["git", "init", "-q"], root, env)
-    _sh(["git", "-c", "user.name=t", "-c", "user.email=t@t", "add", "-A"], root, env)
-    _sh(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "smoke"], root, env)
-    return env
 
 
 @pytest.fixture(scope="module")
@@ -58,21 +23,6 @@ def smoke_repo(tmp_path_factory):
     """A copy of the project's tracked files, smoke preset applied, committed."""
     root = tmp_path_factory.mktemp("repo")
     return root, project_copy(root, "smoke")
-
-
-def _ran_stages(output: str) -> list[str]:
-    return [line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage")]
-
-
-ALL_STAGES = ["make_dataset", "extract_frames", "proposals", "pretrain_baseline", "infer_lfb",
-              "train_head", "evaluate"]
-
-
-def repro_from_scratch(root: Path, env: dict) -> str:
-    """``dvc repro`` in a project without outputs: every stage runs, in DAG order; stdout."""
-    result = _sh(["dvc", "repro"], root, env)
-    assert _ran_stages(result.stdout) == ALL_STAGES, result.stdout
-    return result.stdout
 
 
 def test_dvc_repro_builds_the_whole_dag(smoke_repo):
@@ -110,20 +60,20 @@ def test_dvc_repro_builds_the_whole_dag(smoke_repo):
     # No spurious reruns: a second repro, even with byte code lying in the code deps.
     (root / "pipeline/sources/synthetic/__pycache__").mkdir(exist_ok=True)
     (root / "pipeline/sources/synthetic/__pycache__/x.cpython-311.pyc").write_bytes(b"junk")
-    again = _sh(["dvc", "repro"], root, env)
-    assert _ran_stages(again.stdout) == [], again.stdout
+    again = sh(["dvc", "repro"], root, env)
+    assert ran_stages(again.stdout) == [], again.stdout
 
 
 def test_changing_proposal_params_reruns_only_proposals(smoke_repo):
     root, env = smoke_repo
-    _sh(["dvc", "repro"], root, env)
-    result = _sh(["dvc", "repro", "-s", "proposals", "--dry"], root, env)
-    assert _ran_stages(result.stdout) == []
+    sh(["dvc", "repro"], root, env)
+    result = sh(["dvc", "repro", "-s", "proposals", "--dry"], root, env)
+    assert ran_stages(result.stdout) == []
     params = (root / "params.yaml").read_text()
     (root / "params.yaml").write_text(params.replace("false_positives_per_frame: 0.3",
                                                      "false_positives_per_frame: 0.5"))
-    result = _sh(["dvc", "repro", "proposals"], root, env)
-    assert _ran_stages(result.stdout) == ["proposals"], result.stdout
+    result = sh(["dvc", "repro", "proposals"], root, env)
+    assert ran_stages(result.stdout) == ["proposals"], result.stdout
 
 
 def test_bad_params_fail_the_stage_with_the_key(smoke_repo):
@@ -132,7 +82,7 @@ def test_bad_params_fail_the_stage_with_the_key(smoke_repo):
     try:
         assert "  quality: 3  " in params
         (root / "params.yaml").write_text(params.replace("  quality: 3  ", "  quality: high  "))
-        result = _sh(["dvc", "repro", "extract_frames"], root, env, check=False)
+        result = sh(["dvc", "repro", "extract_frames"], root, env, check=False)
         assert result.returncode != 0
         assert "frames.quality" in result.stdout + result.stderr
     finally:
@@ -140,7 +90,7 @@ def test_bad_params_fail_the_stage_with_the_key(smoke_repo):
 
 
 def _dvc_status(root: Path, env: dict) -> dict:
-    return json.loads(_sh(["dvc", "status", "--json"], root, env).stdout or "{}")
+    return json.loads(sh(["dvc", "status", "--json"], root, env).stdout or "{}")
 
 
 def test_the_models_sampling_never_marks_the_frame_store_changed(smoke_repo):
@@ -149,7 +99,7 @@ def test_the_models_sampling_never_marks_the_frame_store_changed(smoke_repo):
     jitter inside that reach (2x1 with jitter reads [2, 0]) rerun the baseline from the same
     store, never extraction, the dataset or the proposals."""
     root, env = smoke_repo
-    _sh(["dvc", "repro"], root, env)
+    sh(["dvc", "repro"], root, env)
     assert _dvc_status(root, env) == {}
     params = (root / "params.yaml").read_text()
     assert "  reach: [4, 3]  " in params
@@ -161,15 +111,15 @@ def test_the_models_sampling_never_marks_the_frame_store_changed(smoke_repo):
         raw["baseline"]["data"]["temporal_jitter"] = True
         (root / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
         # a valid configuration: the clip is inside the store's reach
-        _sh([sys.executable, "-m", "pipeline.cli", "params", "check"], root, env)
+        sh([sys.executable, "-m", "pipeline.cli", "params", "check"], root, env)
         status = _dvc_status(root, env)
         assert not set(status) & {"make_dataset", "extract_frames", "proposals"}, status
         assert "pretrain_baseline" in status, status
         reported = json.dumps(status["pretrain_baseline"])
         for key in ("baseline.model", "baseline.data.temporal_jitter"):
             assert key in reported, reported
-        dry = _sh(["dvc", "repro", "--dry"], root, env)
-        ran = _ran_stages(dry.stdout)
+        dry = sh(["dvc", "repro", "--dry"], root, env)
+        ran = ran_stages(dry.stdout)
         assert "pretrain_baseline" in ran and not set(ran) & {
             "make_dataset", "extract_frames", "proposals"}, dry.stdout
     finally:
@@ -179,12 +129,12 @@ def test_the_models_sampling_never_marks_the_frame_store_changed(smoke_repo):
 
 def test_changing_the_head_reruns_only_head_training_and_evaluation(smoke_repo):
     root, env = smoke_repo
-    _sh(["dvc", "repro"], root, env)
+    sh(["dvc", "repro"], root, env)
     bank = json.loads((root / "data/lfb/bank/bank.json").read_text())
     assert bank["storage"]["dtype"] == "float16" and bank["num_rows"] > 0
     head = "lfb_avg" if "head: lfb_max" in (root / "params.yaml").read_text() else "lfb_max"
-    result = _sh(["dvc", "exp", "run", "-S", f"model.head={head}"], root, env)
-    assert _ran_stages(result.stdout) == ["train_head", "evaluate"], result.stdout
+    result = sh(["dvc", "exp", "run", "-S", f"model.head={head}"], root, env)
+    assert ran_stages(result.stdout) == ["train_head", "evaluate"], result.stdout
     report = json.loads((root / "models/head/report.json").read_text())
     assert report["shared_head"] == head
     evaluation = json.loads((root / "metrics/eval.json").read_text())
@@ -192,13 +142,13 @@ def test_changing_the_head_reruns_only_head_training_and_evaluation(smoke_repo):
     assert {"counts", "undefined"} <= set(json.loads(
         (root / "results/eval_report.json").read_text()))
     # what `dvc metrics show` prints: headline numbers, no per-class columns
-    shown_metrics = json.loads(_sh(["dvc", "metrics", "show", "--json"], root, env).stdout)
+    shown_metrics = json.loads(sh(["dvc", "metrics", "show", "--json"], root, env).stdout)
     for path in ("metrics/eval.json", "models/baseline/metrics.json", "models/head/metrics.json"):
         assert path in json.dumps(shown_metrics), path
     assert "per_class_AP" not in json.dumps(shown_metrics)
     assert (root / "results/val_results.csv").is_file()
     assert len(list((root / "results/keyframes").glob("*.png"))) == 2
-    shown = _sh(["dvc", "plots", "show", "--json"], root, env)
+    shown = sh(["dvc", "plots", "show", "--json"], root, env)
     for plot in ("plots/per_class_ap.csv", "plots/pr_curves.csv", "models/head/epochs.csv",
                  "models/baseline/steps.csv", "models/baseline/per_class_ap.csv",
                  "models/head/per_class_ap.csv"):
@@ -209,30 +159,30 @@ def test_queued_experiments_rerun_only_the_head_stages(smoke_repo):
     """`dvc exp run --queue` experiments run in a fresh copy of the repository: nothing
     upstream may look changed there (no resume state among the outputs)."""
     root, env = smoke_repo
-    _sh(["dvc", "repro"], root, env)
+    sh(["dvc", "repro"], root, env)
     git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
-    _sh([*git, "add", "-A"], root, env)
-    _sh([*git, "commit", "-qm", "outputs", "--allow-empty"], root, env)
+    sh([*git, "add", "-A"], root, env)
+    sh([*git, "commit", "-qm", "outputs", "--allow-empty"], root, env)
     heads = ["linear", "mlp"]
     for head in heads:
-        _sh(["dvc", "exp", "run", "--queue", "--name", f"q-{head}", "-S", f"model.head={head}"],
+        sh(["dvc", "exp", "run", "--queue", "--name", f"q-{head}", "-S", f"model.head={head}"],
             root, env)
     try:
-        _sh(["dvc", "queue", "start", "-j", "1"], root, env)
+        sh(["dvc", "queue", "start", "-j", "1"], root, env)
         deadline = time.monotonic() + 900
         while True:
-            status = _sh(["dvc", "queue", "status"], root, env).stdout
+            status = sh(["dvc", "queue", "status"], root, env).stdout
             if not any(word in status for word in ("Queued", "Running")):
                 break
             assert time.monotonic() < deadline, status
             time.sleep(5)
     finally:
-        _sh(["dvc", "queue", "stop"], root, env, check=False)
+        sh(["dvc", "queue", "stop"], root, env, check=False)
     assert status.count("Success") == len(heads), status
     for head in heads:
-        log = _sh(["dvc", "queue", "logs", f"q-{head}"], root, env).stdout
-        assert _ran_stages(log) == ["train_head", "evaluate"], log
-    shown = json.loads(_sh(["dvc", "exp", "show", "--json"], root, env).stdout)
+        log = sh(["dvc", "queue", "logs", f"q-{head}"], root, env).stdout
+        assert ran_stages(log) == ["train_head", "evaluate"], log
+    shown = json.loads(sh(["dvc", "exp", "show", "--json"], root, env).stdout)
     assert f"q-{heads[0]}" in json.dumps(shown)
 
 
@@ -270,9 +220,9 @@ def test_the_experiments_table_shows_headline_metrics_only(smoke_repo):
     the table's headers need no file prefix). Last in the module: it leaves the workspace at
     the linear head, which the queued experiments above must see as a change."""
     root, env = smoke_repo
-    _sh(["dvc", "repro"], root, env)
-    _sh(["dvc", "exp", "run", "-S", "model.head=linear"], root, env)
-    columns = _metric_columns(json.loads(_sh(["dvc", "exp", "show", "--json"], root,
+    sh(["dvc", "repro"], root, env)
+    sh(["dvc", "exp", "run", "-S", "model.head=linear"], root, env)
+    columns = _metric_columns(json.loads(sh(["dvc", "exp", "show", "--json"], root,
                                              env).stdout))
     assert len(columns) <= 20, columns
     assert ("metrics/eval.json", "mAP") in columns[:8], columns

@@ -20,7 +20,7 @@ from pipeline.proposals.simulate import SimulatedDetector
 from pipeline.proposals.table import PROPOSAL_SCHEMA, read_proposals, write_proposals
 from pipeline.boxes import paired_iou
 from pipeline.proposals.torchvision_detector import COCO_PERSON, detect_persons
-from video_utils import write_video
+from helpers.video import write_video
 
 BOXES = ["x1", "y1", "x2", "y2"]
 

@@ -47,7 +47,7 @@ from pipeline.sources.manifest import DatasetManifest, SplitFiles, write_manifes
 from pipeline.engine.checkpoint import FINISHED, checkpoint_files
 from pipeline.io import write_parquet
 from pipeline.frames.spec import clip_reach
-from test_data_loading import TinyData, build_tiny_data
+from helpers.tiny_data import TinyData, build_tiny_data
 
 pytestmark = pytest.mark.slow
 

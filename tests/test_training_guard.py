@@ -12,6 +12,7 @@ import pytest
 import torch
 from torch import nn
 
+from helpers.indices import Indices, collate_indices
 from pipeline.engine.config import TrainConfig
 from pipeline.engine.distributed import DistContext
 from pipeline.engine.train import recompute_bn_statistics, train
@@ -19,21 +20,6 @@ from pipeline.errors import TrainingDiverged
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SINGLE = DistContext(rank=0, local_rank=0, world_size=1, device=torch.device("cpu"))
-
-
-class Indices(torch.utils.data.Dataset):
-    def __init__(self, size: int):
-        self.size = size
-
-    def __len__(self) -> int:
-        return self.size
-
-    def __getitem__(self, index: int) -> int:
-        return index
-
-
-def collate(items: list[int]) -> torch.Tensor:
-    return torch.tensor(items)
 
 
 def scripted_loss(values: list[float]):
@@ -62,7 +48,7 @@ def test_a_diverging_loss_stops_with_one_line_naming_the_params(tmp_path, bad, r
     loss_fn = scripted_loss([0.7] * 6 + [bad] + [0.7] * 10)
     with pytest.raises(TrainingDiverged) as caught:
         train(nn.Linear(1, 1), Indices(8), config=config(), loss_fn=loss_fn, ctx=SINGLE,
-              checkpoint_dir=tmp_path / "ckpt", collate_fn=collate, params_key="model.train")
+              checkpoint_dir=tmp_path / "ckpt", collate_fn=collate_indices, params_key="model.train")
     message = str(caught.value)
     assert "\n" not in message
     assert "epoch 2, step 3 (global step 7)" in message and reason in message
@@ -76,13 +62,13 @@ def test_an_explosion_at_the_second_step_of_a_short_run_is_caught(tmp_path):
     with pytest.raises(TrainingDiverged, match=r"global step 2\): loss 78 \(above 10x the "
                                                r"mean 3.7 of the run's first 1 step"):
         train(nn.Linear(1, 1), Indices(6), config=config(epochs=1), loss_fn=loss_fn, ctx=SINGLE,
-              checkpoint_dir=tmp_path / "ckpt", collate_fn=collate, params_key="model.train")
+              checkpoint_dir=tmp_path / "ckpt", collate_fn=collate_indices, params_key="model.train")
 
 
 def test_a_falling_loss_and_a_moderate_bump_train_to_the_end(tmp_path):
     loss_fn = scripted_loss([0.7, 0.6, 0.5, 0.5, 0.4, 3.0, 0.3, 0.3])   # 3.0 < 10 x 0.54
     history = train(nn.Linear(1, 1), Indices(8), config=config(), loss_fn=loss_fn, ctx=SINGLE,
-                    checkpoint_dir=tmp_path / "ckpt", collate_fn=collate)
+                    checkpoint_dir=tmp_path / "ckpt", collate_fn=collate_indices)
     assert len(history.steps) == 8
 
 
@@ -95,7 +81,7 @@ DDP_SCRIPT = textwrap.dedent("""
     from pipeline.engine.distributed import setup_distributed
     from pipeline.engine.train import train
     from pipeline.errors import TrainingDiverged
-    from test_training_guard import Indices, collate
+    from helpers.indices import Indices, collate_indices
 
     out = Path(sys.argv[1])
     ctx = setup_distributed("cpu")
@@ -111,7 +97,7 @@ DDP_SCRIPT = textwrap.dedent("""
                          num_workers=0, device="cpu", val_every=0, grad_clip=None)
     try:
         train(nn.Linear(1, 1, bias=False), Indices(8), config=config, loss_fn=loss_fn, ctx=ctx,
-              checkpoint_dir=out / "ckpt", collate_fn=collate, params_key="baseline.train")
+              checkpoint_dir=out / "ckpt", collate_fn=collate_indices, params_key="baseline.train")
     except TrainingDiverged as exc:
         (out / f"rank{ctx.rank}.txt").write_text(str(exc))
         sys.exit(3)

@@ -1,7 +1,7 @@
 """A custom dataset in miniature: a folder of mp4 files at 10 and 24 fps and AVA-format CSVs
 whose timestamps are seconds from each video's first frame, from 0, whole and fractional.
 
-Every frame paints its own number (``video_utils``), so a stored clip can be checked
+Every frame paints its own number (``helpers.video``), so a stored clip can be checked
 frame-exactly against the clock: the keyframe at ``t`` s is frame ``round(t * fps)`` of its
 video (``expected_keyframe_frame``). Train rows carry a person id (8 columns), val rows do not
 (7 columns); the label map has four actions of the user's own ids (not AVA's); the train
@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.ava.label_map import LabelMap, write_label_map
-from video_utils import write_video
+from helpers.video import write_video
 
 DURATION_S = 8
 FPS_OF = {"kitchen_cam1": Fraction(10), "yard_cam2": Fraction(24),

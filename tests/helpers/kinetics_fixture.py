@@ -1,10 +1,10 @@
 """The Kinetics part of AVA-Kinetics in miniature, next to a short AVA fixture
-(``ava_fixture``): 10-s clips at 25 and 30 fps named as Kinetics-700's cut windows
+(``helpers.ava_fixture``): 10-s clips at 25 and 30 fps named as Kinetics-700's cut windows
 ``{youtube_id}_{time_start:06d}_{time_end:06d}.mp4`` and one full clip ``{youtube_id}.mp4``,
 the 7-column ``kinetics_{train,val}_v1.0.csv`` (no person id, 6-decimal float timestamps in
 seconds of the YouTube video, AVA's action ids), a train keyframe whose clip is missing (a
 video gone from YouTube), and mmaction2-style Kinetics proposal pickles keyed
-``"{youtube_id},{int(t):04d}"``. Every frame paints its own number (``video_utils``).
+``"{youtube_id},{int(t):04d}"``. Every frame paints its own number (``helpers.video``).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from video_utils import write_video
+from helpers.video import write_video
 
 # clip stem -> (split, youtube id, first second, own rate, keyframe times in YouTube seconds)
 CLIPS = {

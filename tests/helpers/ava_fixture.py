@@ -1,7 +1,7 @@
 """An AVA-shaped download in miniature: the official layout, names, ids and clock, tiny pixels.
 
 Each video is what mmaction2's preparation script cuts from a movie: seconds 900..1801, every
-frame painting its own number (``video_utils``), so a stored clip can be checked frame-exactly
+frame painting its own number (``helpers.video``), so a stored clip can be checked frame-exactly
 against AVA's clock. The videos keep their movies' rates, 24, 25, 29.97 and 30 fps
 (``FPS_OF``), as AVA's do: on AVA's 30-fps timeline each is 27,030 frames, the frames
 ``ffmpeg -r 30`` gives. Annotations, exclusions and FAIR-style
@@ -27,7 +27,7 @@ from pipeline.ava.annotations import write_annotations
 from pipeline.ava.exclusions import write_exclusions
 from pipeline.ava.label_map import LabelMap, ava_group_of, write_label_map
 from pipeline.sources.manifest import AVA_FILES
-from video_utils import write_video
+from helpers.video import write_video
 
 FPS, VIDEO_START, FRAMES = 30, 900, 27030
 ACTIONS = {   # AVA's 80 actions (ava_action_list_v2.2.pbtxt)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 
-EXPECTED_KEYS = Path(__file__).parent / "expected_keys"
+EXPECTED_KEYS = Path(__file__).resolve().parents[1] / "expected_keys"
 
 
 def expected_layout(name: str) -> dict[str, tuple[int, ...]]:

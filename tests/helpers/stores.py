@@ -1,14 +1,17 @@
-"""A frame store checked frame by frame against a clock (the custom, AVA and AVA-Kinetics DAG
-tests): written out independently of ``pipeline.frames.extract``."""
+"""Zarr stores in tests: a frame store checked frame by frame against a clock (the custom, AVA
+and AVA-Kinetics DAG tests), written out independently of ``pipeline.frames.extract``; an
+array made to name a codec this install lacks (the frame store and bank reader tests)."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 
 import numpy as np
 
+from helpers.video import read_frame_number
 from pipeline.frames.store import FrameStore
-from video_utils import read_frame_number
 
 
 def frames_within_reach(centers: Iterable[int], reach: Sequence[int],
@@ -38,3 +41,12 @@ def check_video(store: FrameStore, video_id: str, centers: dict[int, int],
     expected = [reference[k] for k in wanted]
     assert shown == expected, (video_id, shown, expected)
     return len(wanted)
+
+
+def name_an_unknown_codec(array_dir: Path) -> None:
+    """Rewrite an array's ``zarr.json`` as a zarr with another codec would write it."""
+    meta = json.loads((array_dir / "zarr.json").read_text())
+    codecs = meta["codecs"][0]["configuration"]["codecs"] if meta["codecs"][0]["name"] == \
+        "sharding_indexed" else meta["codecs"]
+    codecs[-1]["name"] = "codec_this_install_lacks"
+    (array_dir / "zarr.json").write_text(json.dumps(meta))
