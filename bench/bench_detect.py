@@ -28,7 +28,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipeline.detect import detect_video  # noqa: E402
+from pipeline.detect.config import DetectConfig  # noqa: E402
+from pipeline.detect.run import detect_video  # noqa: E402
 from pipeline.frames.spec import decoded_size  # noqa: E402
 from pipeline.frames.video import open_video  # noqa: E402
 from pipeline.engine.maps import score_clips  # noqa: E402
@@ -142,9 +143,10 @@ def main() -> None:
         del samples
 
         tick = time.perf_counter()
-        detect_video(video, checkpoint=checkpoint, out_dir=tmp / "out", proposals=proposals,
-                     device=args.device, batch_size=args.batch_size, write_video=False,
-                     progress=False)
+        detect_video(video, tmp / "out",
+                     DetectConfig(checkpoint=checkpoint, proposals=proposals, device=args.device,
+                                  batch_size=args.batch_size, write_video=False,
+                                  progress=False))
         detect = time.perf_counter() - tick
 
     passes = 2 if args.head == "lfb_max" else 1

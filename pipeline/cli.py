@@ -70,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _detect(args) -> int:
-    from pipeline.detect import run_detect_command
+    from pipeline.detect_command import run_detect_command
 
     return run_detect_command(args)
 

@@ -2,7 +2,8 @@
 other subcommands start fast; ``pipeline.detect`` (the models, torch) runs the command.
 
 The integrator calls ``add_detect_command(subparsers)`` and sets the returned parser's ``func``
-to a handler that imports ``pipeline.detect.run_detect_command`` when it runs.
+to ``run_detect_command``, which builds the run's ``DetectConfig`` (bad values fail before torch
+loads) and imports ``pipeline.detect.run`` only then.
 """
 
 from __future__ import annotations
@@ -11,10 +12,9 @@ import argparse
 from pathlib import Path
 
 from pipeline.ava.clock import CONVENTIONS
+from pipeline.detect.config import DEFAULT_SHORT_SIDE, DetectConfig
 from pipeline.evaluation.protocols import MIN_ACTION_SCORE
 from pipeline.proposals.architectures import ARCHITECTURES
-
-DEFAULT_SHORT_SIDE = 256        # mmaction2's AVA test resize, when the checkpoint has none
 
 
 def add_detect_command(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -71,3 +71,30 @@ def add_detect_command(subparsers: argparse._SubParsersAction) -> argparse.Argum
     p.add_argument("--no-video", action="store_true", help="write no annotated.mp4")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     return p
+
+
+def detect_config(args: argparse.Namespace) -> DetectConfig:
+    """The run's settings from the parsed command line (checked as the config is built)."""
+    return DetectConfig(
+        checkpoint=args.checkpoint, proposals=args.proposals,
+        detector_weights=args.detector_weights, detector_arch=args.detector_arch,
+        label_map=args.label_map, rate=args.rate, top_k=args.top_k,
+        score_threshold=args.score_threshold, person_threshold=args.person_threshold,
+        short_side=args.short_side, device=args.device, timestamp_start=args.timestamp_start,
+        convention=args.convention, timeline_fps=args.timeline_fps,
+        native_timeline=args.native_timeline, start=args.start, end=args.end,
+        batch_size=args.batch_size, bank_baseline=args.bank_baseline,
+        bank_window=None if args.bank_window is None else tuple(args.bank_window),
+        write_video=not args.no_video)
+
+
+def run_detect_command(args: argparse.Namespace) -> int:
+    """``stad detect``: detect, then say what was written."""
+    config = detect_config(args)
+    from pipeline.detect.run import detect_video
+
+    result = detect_video(args.video, args.out, config)
+    written = [result.csv, result.parquet, *(p for p in (result.video, result.bank) if p)]
+    print(f"{result.keyframes} keyframes, {result.rows} detections: wrote "
+          f"{', '.join(map(str, written))}")
+    return 0
