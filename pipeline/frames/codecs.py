@@ -44,7 +44,6 @@ def _bytes_elements(values: list[bytes]) -> np.ndarray:
 class BloscFrames:
     """Lossless: the pixels themselves, Blosc ``zstd`` or ``lz4`` at level ``quality``."""
 
-    frames_per_unit = 1
 
     def __init__(self, spec: FrameSpec):
         self.cname, self.clevel = spec.codec, spec.quality
@@ -69,7 +68,6 @@ class JpegFrames:
     """One JPEG per frame at quality ``quality``, chroma subsampled 4:2:0 (as AVA's frame
     dumps); each frame is read and decoded on its own."""
 
-    frames_per_unit = 1
 
     def __init__(self, spec: FrameSpec):
         self.quality = spec.quality
@@ -98,7 +96,6 @@ class H264Frames:
     """Groups of ``H264_GOP`` frames, each an independent H.264 stream (x264 CRF ``quality``,
     ``-tune fastdecode``, closed GOP, no B-frames, parameter sets repeated)."""
 
-    frames_per_unit = H264_GOP
 
     def __init__(self, spec: FrameSpec):
         self.crf = spec.quality

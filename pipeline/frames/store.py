@@ -27,8 +27,9 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -97,7 +98,7 @@ class StoredVideo:
             warnings.simplefilter("ignore")
             self._frames = open_zarr(store_path, f"{video_id}/frames", array=True)
             timeline = open_zarr(store_path, f"{video_id}/timeline", array=True)
-        self.timeline = self._checked(lambda: timeline[:], "its frame index")
+        self.timeline = self._checked(lambda: timeline[:], lambda: "its frame index")
 
     def frames(self, indices: Sequence[int] | np.ndarray) -> np.ndarray:
         """Timeline frames at ``indices`` (any order, repeats allowed; clamped to the video, as
@@ -114,22 +115,23 @@ class StoredVideo:
                              path=self.store_path, key="frames.reach")
         unique, inverse = np.unique(positions, return_inverse=True)
         decoded = self._checked(lambda: self._codec.read(self._frames, unique),
-                                f"frames {', '.join(map(str, self.timeline[unique]))}")
+                                lambda: f"frames {', '.join(map(str, self.timeline[unique]))}")
         return np.stack([decoded[i] for i in inverse])   # one copy (a clip is megabytes)
 
     def clip(self, keyframe_frame: int, offsets: np.ndarray) -> np.ndarray:
         """The frames at ``offsets`` from a keyframe's frame, (T, H, W, 3) uint8 RGB."""
         return self.frames(int(keyframe_frame) + np.asarray(offsets, dtype=np.int64))
 
-    def _checked(self, read, what: str):
+    def _checked(self, read: Callable[[], Any], what: Callable[[], str]) -> Any:
         """Run a read; a corrupt or unreadable chunk becomes one line naming store, video and
-        frames (never wrong pixels)."""
+        frames (never wrong pixels). ``what`` is formatted only on failure: reads are the
+        loader's hot path."""
         try:
             return read()
         except InputError:
             raise
         except Exception as err:   # zarr, Blosc, the checksum and the decoders raise their own
-            raise InputError(f"video '{self.video_id}': cannot read {what}: "
+            raise InputError(f"video '{self.video_id}': cannot read {what()}: "
                              f"{type(err).__name__}: {err} (the store is damaged: run "
                              "`dvc checkout` or `dvc repro -f extract_frames`)",
                              path=self.store_path) from err
