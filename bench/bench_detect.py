@@ -1,11 +1,11 @@
 """`stad detect` against its floor, measured in the same run on the same video: a plain
-sequential decode of every frame (decord, at the decode size detect uses) plus the model alone
+sequential decode of every frame (PyAV, the decoder and size detect uses) plus the model alone
 on the same keyframe clips, batched (clips decoded beforehand, not timed).
 
     python bench/bench_detect.py                       # 79 s of 768x576 at 10 fps, tiny model
     python bench/bench_detect.py --head lfb_max        # a feature-bank head: two passes
 
-The ratio ``detect / (decode + model)`` is what the issue aims at (<= 2). A feature-bank head
+The ratio ``detect / (decode + model)`` should stay at or below 2. A feature-bank head
 decodes twice and runs the baseline for the bank first, so its floor counts the decode and
 the backbone twice. The annotated video (encoding every frame) is left out (``--no-video``),
 as are reading the checkpoint and building the model.
@@ -111,8 +111,8 @@ def main() -> None:
         source = open_video("movie", video, lambda w, h: decoded_size(w, h,
                                                                       args.frame_short_side))
         tick = time.perf_counter()
-        for first in range(0, source.num_frames, 32):
-            source.get_frames(np.arange(first, min(first + 32, source.num_frames)))
+        for _ in source.iter_frames(np.arange(source.num_frames)):
+            pass
         decode = time.perf_counter() - tick
 
         # floor 2: the model alone on the same clips, batched
@@ -122,8 +122,8 @@ def main() -> None:
                                    num_frames=source.num_frames)
         boxes = torch.tensor([[0.1, 0.2, 0.4, 0.9], [0.5, 0.2, 0.8, 0.9]])
         samples = []
-        for indices in clips:
-            frames = torch.from_numpy(source.get_frames(indices))
+        for clip in source.iter_clips(clips):
+            frames = torch.from_numpy(clip)
             height, width = frames.shape[1:3]
             samples.append(transform(ClipSample(
                 clip=frames, gt_boxes=torch.zeros((0, 4)),

@@ -76,14 +76,6 @@ class VideoSource:
                          f"frame {int(wanted[k])} was needed (the container lists "
                          f"{self.source_frames})", path=self.path)
 
-    def get_frames(self, indices: np.ndarray) -> np.ndarray:
-        """Timeline frames at ``indices`` (any order, repeats allowed), (N, H, W, 3) uint8."""
-        indices = np.asarray(indices, dtype=np.int64)
-        out = np.empty((*indices.shape, self.height, self.width, 3), np.uint8)
-        for timeline, frame in self.iter_frames(indices.ravel()):
-            out[np.isin(indices, timeline)] = frame
-        return out
-
     def iter_clips(self, indices: np.ndarray) -> Iterator[np.ndarray]:
         """The clips ``indices[k]`` (timeline frames, ``[K, T]``) one by one, as (T, H, W, 3)
         uint8, decoding the video once and holding only the frames between the lowest one a
