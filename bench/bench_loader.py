@@ -55,7 +55,7 @@ from pipeline.frames.store import FrameStore  # noqa: E402
 
 NUM_CLASSES = 3
 DEFAULT_CODECS = ["zstd:3", "lz4:5", "jpeg:90", "jpeg:95", "h264:18"]
-TARGETS = {"4x16": 341.0, "32x2": 78.0}   # one GPU's measured feed rate (README), clips/s
+TARGETS = {"4x16": 341.0, "32x2": 78.0}   # one GPU's measured feed rate (docs/ava.md), clips/s
 
 
 def identity(sample, rng):

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# The issue-16 GPU measurement in one go (about 8 to 10 minutes on one H200, estimated, never run; run from the repo root
+# The GPU measurement in one go (about 8 to 10 minutes on one H200, estimated, never run; run from the repo root
 # with the project's venv): throughput of the three R50 detectors in float32, float16 and
 # bfloat16 autocast, the opt-in memory format and compiler, the loader at AVA's clip size,
-# and the bfloat16 tolerance test. Output: bench/results/gpu_check.txt (paste into README).
+# and the bfloat16 tolerance test. Output: bench/results/gpu_check.txt (its numbers go into docs/benchmarks.md).
 set -u
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
@@ -11,7 +11,7 @@ mkdir -p "$(dirname "$OUT")"
 run() { echo "\$ $*" | tee -a "$OUT"; timeout "${LIMIT:-150}" "$@" 2>&1 | tee -a "$OUT"; echo | tee -a "$OUT"; }
 : > "$OUT"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee -a "$OUT"
-# 1. step efficiency: float32 vs float16 vs bfloat16 (batch 16 as the README's 341 clips/s)
+# 1. step efficiency: float32 vs float16 vs bfloat16 (batch 16 as the 341 clips/s of docs/ava.md)
 run $PY bench/bench_train.py --device cuda --steps 10 --batch 16 --cudnn-benchmark off --models slowonly_r50_4x16
 run $PY bench/bench_train.py --device cuda --steps 20 --batch 16 --amp --dtype float16 --cudnn-benchmark off --models slowonly_r50_4x16
 LIMIT=270 run $PY bench/bench_train.py --device cuda --steps 20 --batch 16 --amp --dtype float16 --loader --workers 12 --loader-videos 2 --loader-seconds 30

@@ -11,7 +11,7 @@ The code deps of dvc.yaml are generated from the same closure:
 ``python -m pipeline.devtools.stage_deps`` rewrites them (whole folders where the stage imports
 every module of the folder), ``--check`` names the stages whose deps are out of date. The same
 import graph shows that ``pipeline/`` has no import cycle, between modules or between its
-packages (the layers of README "Development").
+packages (the layers of docs/architecture.md).
 """
 
 from __future__ import annotations

@@ -112,8 +112,8 @@ class RoIHead(nn.Module):
     Dropout (``bbox_head.dropout``) acts on a map before its spatial max for every head: for
     LFB heads on the RoI map the operator reads, where mmaction2 drops channels of the
     concatenated vector instead. Dropped channels of a pooled vector cost the embedded
-    dataset's movement classes 0.03 AP in the linear head's own features (measured: README,
-    Experiments), so here the heads differ only in what they add. Training only: inference,
+    dataset's movement classes 0.03 AP in the linear head's own features (measured:
+    docs/experiments.md), so here the heads differ only in what they add. Training only: inference,
     and with it every released checkpoint's output, is the same as mmaction2's.
     """
 

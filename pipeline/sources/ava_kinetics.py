@@ -1,6 +1,6 @@
 """Index and validate the Kinetics part of AVA-Kinetics (``data.source: ava_kinetics``).
 
-Layout under ``data.kinetics.root`` (see README "AVA-Kinetics")::
+Layout under ``data.kinetics.root`` (see docs/ava-kinetics.md)::
 
     annotations/kinetics_train_v1.0.csv   youtube_id, timestamp, x1, y1, x2, y2, action_id:
                                           7 columns, no person id, timestamp = float seconds

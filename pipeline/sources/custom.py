@@ -1,7 +1,7 @@
 """Index and validate a folder of your own videos with AVA-format annotations (``data.source:
 custom``).
 
-Layout under ``root`` (see README "Training on your own videos")::
+Layout under ``root`` (see docs/custom-videos.md)::
 
     videos/<video_id>.mp4                      any container FFmpeg reads, any frame rate
     annotations/train.csv, annotations/val.csv AVA rows: video_id, timestamp, x1, y1, x2, y2,
