@@ -25,6 +25,8 @@ ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
 PAGES = sorted((ROOT / "docs").glob("*.md"))
 ALL_TEXTS = [README, *PAGES]
+# Files the pages name that a command they show writes, not the repository.
+WRITTEN_BY_COMMANDS = {"bench/results/gpu_check.txt"}   # bench/gpu_check.sh on a GPU
 PARAMS_GROUPS = ("data", "frames", "proposals", "baseline", "lfb", "model", "eval")
 
 # Words that narrate how the project was made rather than what it does. Precise enough to
@@ -209,3 +211,17 @@ def test_stage_commands_in_docs_use_the_dag_flags():
                 wrong += [f"{doc.name}: {name} {w}" for w in words
                           if w.startswith("--") and w not in dag_flags]
     assert not wrong, f"stage flags that dvc.yaml's commands do not pass: {wrong}"
+
+
+def test_repository_paths_named_in_docs_exist():
+    """A page that names a module, test, bench script or preset names one that is there."""
+    missing = []
+    for doc in ALL_TEXTS:
+        for code in _inline_code(doc.read_text()):
+            for token in code.split():
+                path = token.split("::")[0].rstrip(".,;:)")
+                if (re.fullmatch(r"(pipeline|tests|bench|stages|presets)/[\w./-]+", path)
+                        and not re.search(r"[A-Z]{3,}", path)     # a placeholder: presets/NAME.yaml
+                        and path not in WRITTEN_BY_COMMANDS and not (ROOT / path).exists()):
+                    missing.append(f"{doc.name}: {path}")
+    assert not missing, f"paths named in the docs that the repository does not have: {missing}"
