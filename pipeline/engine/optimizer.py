@@ -14,8 +14,8 @@ bool``, ``name`` as the backbone's own ``named_parameters()`` spells it (no ``ba
 
 from __future__ import annotations
 
-from torch import nn
 import torch
+from torch import nn
 
 from pipeline.engine.config import TrainConfig
 from pipeline.errors import InputError
