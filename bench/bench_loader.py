@@ -260,7 +260,7 @@ def share_main(args: argparse.Namespace) -> None:
     from pipeline.devices import resolve_device
     from pipeline.engine.config import TrainConfig
     from pipeline.engine.detection import detection_loss
-    from pipeline.engine.train import build_optimizer
+    from pipeline.engine.optimizer import build_optimizer
     from pipeline.models.detector import Detector
     from pipeline.models.presets import get_preset
 

@@ -19,6 +19,7 @@ from pipeline.ava.proposals import write_proposal_pickle
 from pipeline.ava.results import read_results
 from pipeline.cli import main
 from pipeline.data.config import DataConfig
+from pipeline.data.inputs import DatasetFiles
 from pipeline.engine.config import TrainConfig
 from pipeline.tasks.pretrain_baseline import train_baseline
 from pipeline.errors import InputError
@@ -28,7 +29,7 @@ from pipeline.models.detector import Detector
 from pipeline.models.presets import get_preset
 from pipeline.models.checkpoint import save_stad_checkpoint
 from pipeline.proposals.torchvision_detector import COCO_PERSON
-from helpers.tiny_data import FPS, TinyData, build_tiny_data
+from helpers.tiny_data import FPS, TinyData, build_tiny_data, files_of
 from helpers.video import ffmpeg_rate_numbers, read_frame_number, write_video
 
 REPO = Path(__file__).resolve().parents[1]
@@ -64,6 +65,11 @@ def _config(cls, values: dict):
                   for key, value in values.items() if key in names})
 
 
+def _files(data: TinyData) -> DatasetFiles:
+    """The tiny data's files without its exclusion lists."""
+    return replace(files_of(data), train_exclusions=None, val_exclusions=None)
+
+
 @pytest.fixture(scope="module")
 def smoke(tmp_path_factory) -> tuple[TinyData, Path, int]:
     """Tiny videos at the smoke preset's size and rate, and a baseline checkpoint trained on
@@ -74,12 +80,9 @@ def smoke(tmp_path_factory) -> tuple[TinyData, Path, int]:
     data = build_tiny_data(root / "data", videos=2, seconds=SECONDS, width=synthetic["width"],
                            height=synthetic["height"], reach=tuple(frames["reach"]))
     assert max(data.label_map.ids) + 1 == model.num_classes
-    train_baseline(
-        frames_dir=data.frames_dir, keyframes_index=data.keyframes_path,
-        train_annotations=data.annotations["train"], val_annotations=data.annotations["val"],
-        label_map_path=data.label_map_path, proposals_path=data.proposals_path,
-        out_dir=root / "baseline", checkpoint_dir=root / "checkpoints", model_config=model,
-        train_config=train, data_config=data_config, preset="tiny")
+    train_baseline(files=_files(data), out_dir=root / "baseline",
+                   checkpoint_dir=root / "checkpoints", model_config=model, train_config=train,
+                   data_config=data_config, preset="tiny")
     return data, root / "baseline" / "model.pt", data_config.test_short_side
 
 
@@ -293,10 +296,7 @@ def test_zero_epochs_scores_the_initial_checkpoint_as_is(smoke, tmp_path):
     checkpoint is evaluated): the same detections as the run that trained it."""
     data, checkpoint, _ = smoke
     _, _, model, train, data_config = smoke_settings(num_classes=6)
-    kwargs = dict(frames_dir=data.frames_dir, keyframes_index=data.keyframes_path,
-                  train_annotations=data.annotations["train"],
-                  val_annotations=data.annotations["val"], label_map_path=data.label_map_path,
-                  proposals_path=data.proposals_path, out_dir=tmp_path / "scored",
+    kwargs = dict(files=_files(data), out_dir=tmp_path / "scored",
                   checkpoint_dir=tmp_path / "checkpoints", model_config=model,
                   train_config=replace(train, epochs=0), data_config=data_config, preset="tiny")
     with pytest.raises(InputError, match="init_checkpoint"):

@@ -62,11 +62,7 @@ def dag(tmp_path_factory) -> tuple[TinyData, dict[str, tuple[Path, Path]]]:
                            reach=clip_reach(4, 2, False), short_side=STORE_SHORT_SIDE)
     files = files_of(data)
     model = replace(get_preset("tiny"), num_classes=6, clip_len=4, frame_interval=2)
-    train_baseline(frames_dir=files.frames_dir, keyframes_index=files.keyframes_index,
-                   train_annotations=files.train_annotations,
-                   val_annotations=files.val_annotations, train_exclusions=files.train_exclusions,
-                   val_exclusions=files.val_exclusions, label_map_path=files.label_map,
-                   proposals_path=files.proposals, out_dir=root / "baseline",
+    train_baseline(files=files, out_dir=root / "baseline",
                    checkpoint_dir=root / "ck", model_config=model, train_config=TRAIN,
                    data_config=DATA, preset="tiny", ctx=CPU)
     baseline = root / "baseline" / "model.pt"

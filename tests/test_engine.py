@@ -9,8 +9,8 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -27,12 +27,11 @@ from pipeline.engine.checkpoint import (MANIFEST, RESUME_KEYS, ResumeRefused, ch
                                         checkpoint_files, finished_runs, load_latest_checkpoint,
                                         rng_state, save_checkpoint, set_rng_state)
 from pipeline.engine.curves import write_curves
-from pipeline.tasks.baseline_job import run_job
 from pipeline.errors import InputError
 from pipeline.models.checkpoint import build_detector_from_checkpoint, load_stad_checkpoint
 from pipeline.frames.spec import clip_reach
 from helpers.tiny_data import TinyData, build_tiny_data
-from helpers.tiny_training import make_job
+from helpers.tiny_training import baseline_group, run_baseline, stage_command
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -128,10 +127,11 @@ class RunsCode:
 
 
 def unfinished_run(data: TinyData, root: Path, **train) -> dict:
-    """A job whose checkpoint folder holds an unfinished run: a finished run with a checkpoint
-    every step (2 steps per epoch), its mid-epoch checkpoint put back as if killed there."""
-    job = make_job(data, root, epochs=1, val_every=0, checkpoint_every_steps=1, **train)
-    run_job(job)
+    """Baseline params whose checkpoint folder holds an unfinished run: a finished run with a
+    checkpoint every step (2 steps per epoch), its mid-epoch checkpoint put back as if killed
+    there."""
+    job = baseline_group(epochs=1, val_every=0, checkpoint_every_steps=1, **train)
+    run_baseline(data, root, job)
     folder = root / "checkpoints"
     assert checkpoint_files(folder) == []                   # the finished run moved aside...
     kept = checkpoint_files(finished_runs(folder)[-1])      # ...whole
@@ -153,7 +153,7 @@ def test_resume_skips_a_checkpoint_that_would_run_code(data, tmp_path, caplog):
     # as if the run's own newest file had been replaced: a file it would load
     (tmp_path / "checkpoints" / MANIFEST).write_text(json.dumps({"files": [valid.name, evil.name]}))
     caplog.set_level(logging.INFO)
-    run_job(job)                                            # step 1 of 2 done: resume, finish
+    run_baseline(data, tmp_path, job)                       # step 1 of 2 done: resume, finish
     assert not marker.exists()
     skipped = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING
                and "skipping checkpoint" in r.getMessage()]
@@ -178,8 +178,8 @@ def test_files_the_run_did_not_write_are_never_loaded_pruned_or_moved(data, tmp_
     (folder / "notes.txt").write_text("mine")
     foreign = {p.name: p.read_bytes() for p in folder.iterdir()}
     caplog.set_level(logging.INFO)
-    run_job(make_job(data, tmp_path, epochs=1, batch_size=2, val_every=0,   # 5 steps
-                     checkpoint_every_steps=1, keep_checkpoints=2))
+    run_baseline(data, tmp_path, baseline_group(epochs=1, batch_size=2, val_every=0,  # 5 steps
+                                                checkpoint_every_steps=1, keep_checkpoints=2))
     warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert any(all(name in m for name in foreign) and "not written by this run" in m
                for m in warned), warned
@@ -215,12 +215,11 @@ def test_curves_are_csv(tmp_path):
 
 
 def test_tiny_detector_trains_loss_falls_and_outputs_are_written(data, tmp_path):
-    job = make_job(data, tmp_path, epochs=24, lr=0.02, val_every=8)
     # No dropout and no random rescale or flip: the same clips every epoch, so a model that
     # learns at all fits these 11 keyframes' labels and its loss must fall.
-    job["model"] = {"dropout": 0.0}
-    job["data"].update(short_side_range=[48, 48], crop_size=48, flip_p=0.0)
-    metrics = run_job(job)
+    job = baseline_group(epochs=24, lr=0.02, val_every=8, model={"dropout": 0.0},
+                         data={"short_side_range": [48, 48], "crop_size": 48, "flip_p": 0.0})
+    metrics = run_baseline(data, tmp_path, job)
     out = tmp_path / "out"
     steps = pd.read_csv(out / "steps.csv")
     assert len(steps) == metrics["steps"] == 24 * (11 // 4)        # 11 train keyframes, batch 4
@@ -254,14 +253,12 @@ def test_killed_run_resumes_to_the_same_weights(data, tmp_path):
     job, and compare with a run that was never interrupted (deterministic mode)."""
     train = dict(epochs=2, batch_size=2, checkpoint_every_steps=1, val_every=0)  # 5 steps/epoch
     reference = tmp_path / "reference"
-    run_job(make_job(data, reference, **train))
+    run_baseline(data, reference, baseline_group(**train))
 
     resumed = tmp_path / "resumed"
-    job_path = tmp_path / "job.json"
-    job_path.write_text(json.dumps(make_job(data, resumed, **train)))
-    command = [sys.executable, "-m", "pipeline.tasks.baseline_job", str(job_path)]
+    command, cwd = stage_command(data, resumed, baseline_group(**train))
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "OMP_NUM_THREADS": "1"}
-    process = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL,
+    process = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.DEVNULL,
                                stderr=subprocess.PIPE)
     deadline = time.monotonic() + 120
     while not checkpoint_files(resumed / "checkpoints") and process.poll() is None:
@@ -274,7 +271,7 @@ def test_killed_run_resumes_to_the_same_weights(data, tmp_path):
     checkpoint = load_latest_checkpoint(resumed / "checkpoints")
     assert checkpoint["epoch"] == 0 and 0 < checkpoint["step_in_epoch"] < 5   # mid-epoch
 
-    finished = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True)
+    finished = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True)
     assert finished.returncode == 0, finished.stderr[-2000:]
     assert "resuming at epoch 0" in finished.stderr
     expected, got = _final_state(reference / "out"), _final_state(resumed / "out")
@@ -287,11 +284,11 @@ def test_killed_run_resumes_to_the_same_weights(data, tmp_path):
 
 
 def test_a_finished_run_is_kept_and_a_new_config_starts_fresh(data, tmp_path):
-    run_job(make_job(data, tmp_path, epochs=1, val_every=0))
+    run_baseline(data, tmp_path, baseline_group(epochs=1, val_every=0))
     (first,) = finished_runs(tmp_path / "checkpoints")
     fresh = tmp_path / "fresh"
-    run_job(make_job(data, fresh, epochs=1, val_every=0, lr=0.01))
-    run_job(make_job(data, tmp_path, epochs=1, val_every=0, lr=0.01))   # same folders
+    run_baseline(data, fresh, baseline_group(epochs=1, val_every=0, lr=0.01))
+    run_baseline(data, tmp_path, baseline_group(epochs=1, val_every=0, lr=0.01))  # same folders
     expected, got = _final_state(fresh / "out"), _final_state(tmp_path / "out")
     assert all(torch.equal(expected[k], got[k]) for k in expected)
     assert first in finished_runs(tmp_path / "checkpoints") and checkpoint_files(first)
@@ -302,11 +299,10 @@ def test_an_unfinished_run_of_another_config_is_refused_never_deleted(data, tmp_
     unfinished_run(data, tmp_path)
     folder = tmp_path / "checkpoints"
     before = {p: p.read_bytes() for p in folder.rglob("*.pt")}
-    changed = make_job(data, tmp_path, epochs=1, val_every=0, checkpoint_every_steps=1,
-                       lr=0.01)
-    changed["data"]["flip_p"] = 0.0
+    changed = baseline_group(epochs=1, val_every=0, checkpoint_every_steps=1, lr=0.01,
+                             data={"flip_p": 0.0})
     with pytest.raises(ResumeRefused) as refused:
-        run_job(changed)
+        run_baseline(data, tmp_path, changed)
     message = str(refused.value)
     assert str(folder) in message and "nothing was deleted" in message
     assert "baseline.train.lr: 0.05 -> 0.01" in message
@@ -314,11 +310,9 @@ def test_an_unfinished_run_of_another_config_is_refused_never_deleted(data, tmp_
     assert f"mv {folder} {folder}.old" in message
     assert "baseline.train.epochs" not in message and "input." not in message
     assert {p: p.read_bytes() for p in folder.rglob("*.pt")} == before
+    command, cwd = stage_command(data, tmp_path, changed)
     stage = subprocess.run(  # the stage's exit: one message, status 2, no traceback
-        [sys.executable, "-c", "import json, sys; from stages import run; "
-         "from pipeline.tasks.baseline_job import run_job; "
-         "run(lambda _: run_job(json.loads(sys.argv[1])))", json.dumps(changed)],
-        cwd=REPO_ROOT, capture_output=True, text=True,
+        command, cwd=cwd, capture_output=True, text=True,
         env={**os.environ, "PYTHONPATH": str(REPO_ROOT), "OMP_NUM_THREADS": "1"})
     assert stage.returncode == 2 and "Traceback" not in stage.stderr, stage.stderr[-2000:]
     assert "baseline.train.lr: 0.05 -> 0.01" in stage.stderr
@@ -330,12 +324,10 @@ def test_a_moved_checkout_with_other_runtime_knobs_resumes(data, tmp_path, caplo
     unfinished_run(data, tmp_path)
     moved = tmp_path / "moved_data"
     shutil.copytree(data.root, moved)
-    job = make_job(data, tmp_path, epochs=1, val_every=1, checkpoint_every_steps=None,
-                   num_workers=1, keep_checkpoints=3)
-    job = json.loads(json.dumps(job).replace(str(data.root), str(moved)))
-    assert str(moved) in job["frames_dir"]
+    job = baseline_group(epochs=1, val_every=1, checkpoint_every_steps=None, num_workers=1,
+                         keep_checkpoints=3)
     caplog.set_level(logging.INFO)
-    run_job(job)
+    run_baseline(replace(data, root=moved), tmp_path, job)
     assert any("resuming at epoch 0, step 1 of 2" in r.getMessage() for r in caplog.records)
 
 

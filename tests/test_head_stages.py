@@ -316,11 +316,7 @@ def test_videos_the_store_skipped_are_neither_trained_nor_scored(tmp_path):
     train = TrainConfig(epochs=1, batch_size=2, lr=0.05, warmup_epochs=0.0, num_workers=0,
                         device="cpu")
     baseline = train_baseline(
-        frames_dir=files.frames_dir, keyframes_index=files.keyframes_index,
-        train_annotations=files.train_annotations, val_annotations=files.val_annotations,
-        train_exclusions=files.train_exclusions, val_exclusions=files.val_exclusions,
-        label_map_path=files.label_map, proposals_path=files.proposals,
-        out_dir=tmp_path / "baseline", checkpoint_dir=tmp_path / "ck0",
+        files=files, out_dir=tmp_path / "baseline", checkpoint_dir=tmp_path / "ck0",
         model_config=replace(get_preset("tiny"), num_classes=6), train_config=train,
         data_config=DATA, preset="tiny", ctx=CPU)
     assert baseline["not_in_frame_store"] == expected

@@ -1,7 +1,8 @@
-"""The files a head stage reads, and the keyframe datasets built on them.
+"""The files a training or inference stage reads, and the keyframe datasets built on them.
 
-Every dataset here uses the test-time transform (short side fixed, no crop or flip): the head
-stages compute backbone maps once per keyframe, which is only exact without augmentation.
+``LoadedInputs.dataset`` uses the test-time transform (short side fixed, no crop or flip):
+scoring, and the head stages' backbone maps computed once per keyframe, which is only exact
+without augmentation. ``LoadedInputs.train_dataset`` is the augmented train split.
 """
 
 from __future__ import annotations
@@ -14,9 +15,10 @@ import pandas as pd
 from pipeline.ava.annotations import merge_boxes, read_annotations
 from pipeline.ava.exclusions import read_exclusions
 from pipeline.ava.label_map import LabelMap, read_label_map
+from pipeline.data.config import DataConfig
 from pipeline.data.dataset import KeyframeDataset, stored_annotations
 from pipeline.sources.manifest import read_manifest
-from pipeline.data.transforms import eval_transform
+from pipeline.data.transforms import eval_transform, train_transform
 from pipeline.errors import InputError
 from pipeline.frames.store import FrameStore
 from pipeline.proposals.table import read_proposals
@@ -106,3 +108,19 @@ class LoadedInputs:
                                num_classes=self.label_map.num_classes,
                                min_proposal_score=min_proposal_score,
                                max_proposals=max_proposals)
+
+    def train_dataset(self, *, frames_per_clip: int, frame_interval: int,
+                      data: DataConfig) -> KeyframeDataset:
+        """The train split's annotated keyframes as training samples: ``data``'s augmentation
+        (rescale, crop, flip, temporal jitter) and train proposal filter."""
+        boxes, labels = merge_boxes(self.gt("train"), self.label_map)
+        return KeyframeDataset(
+            self.files.frames_dir, self.keyframes, boxes=boxes, labels=labels,
+            proposals=self.proposals, exclusions=self.exclusions("train"), split="train",
+            frames_per_clip=frames_per_clip, frame_interval=frame_interval,
+            transform=train_transform(short_side_range=data.short_side_range,
+                                      crop_size=data.crop_size, flip_p=data.flip_p,
+                                      min_box_size=data.min_box_size),
+            num_classes=self.label_map.num_classes,
+            min_proposal_score=data.train_min_proposal_score,
+            max_proposals=data.max_proposals, temporal_jitter=data.temporal_jitter)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, fields
 from typing import Literal
 
@@ -22,6 +23,12 @@ class TrainConfig:
     Defaults follow mmaction2's SlowOnly AVA 2.1 recipe (8 GPUs x 16 clips, SGD 0.2, warmup
     x0.1 over 5 epochs, steps at 10 and 15, 20 epochs, clip 40); ``batch_size`` is per process.
 
+    The optimiser (``pipeline.engine.optimizer``): ``optimizer`` sgd (with ``momentum``) or
+    adamw (with ``betas``); ``weight_decay`` on every parameter, or with ``decay_norm_bias``
+    off none on 1-D parameters, biases and what the backbone exempts (position tables);
+    ``layer_decay`` < 1 scales a backbone layer's lr by ``layer_decay ** (layers - 1 - layer)``
+    (mmaction2's layer-wise decay; 1.0: off).
+
     ``base_batch_size`` scales the learning rate with the number of processes, as mmaction2's
     ``--auto-scale-lr``: the run uses ``lr * world_size * batch_size / base_batch_size``
     (``effective_lr``), so ``lr`` is the rate of a run whose total batch is
@@ -31,8 +38,12 @@ class TrainConfig:
     epochs: int = 20
     batch_size: int = 16
     lr: float = 0.2
-    momentum: float = 0.9
+    optimizer: Literal["sgd", "adamw"] = "sgd"
+    momentum: float = 0.9           # sgd only
+    betas: tuple[float, float] = (0.9, 0.999)  # adamw only
     weight_decay: float = 1e-5
+    decay_norm_bias: bool = True    # False: no decay on 1-D params, biases, position tables
+    layer_decay: float = 1.0        # backbone lr x layer_decay ** (layers - 1 - layer); 1: off
     warmup_epochs: float = 5.0      # linear warmup length, counted in iterations
     warmup_ratio: float = 0.1       # lr factor at iteration 0
     schedule: Literal["cosine", "step"] = "step"
@@ -74,8 +85,27 @@ class TrainConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
                 raise InputError(f"must be a non-negative integer, got {value!r}", key=name)
+        for name in ("lr", "momentum", "weight_decay", "layer_decay", "warmup_epochs",
+                     "warmup_ratio", "gamma"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) \
+                    or not math.isfinite(value):
+                raise InputError(f"must be a finite number, got {value!r}", key=name)
         if self.lr <= 0:
             raise InputError(f"must be > 0, got {self.lr!r}", key="lr")
+        if self.optimizer not in ("sgd", "adamw"):
+            raise InputError(f"must be 'sgd' or 'adamw', got {self.optimizer!r}", key="optimizer")
+        if not 0 <= self.momentum < 1:
+            raise InputError(f"must be in [0, 1), got {self.momentum!r}", key="momentum")
+        if len(self.betas) != 2 or not all(
+                isinstance(b, (int, float)) and not isinstance(b, bool) and 0 <= b < 1
+                for b in self.betas):
+            raise InputError(f"must be two numbers in [0, 1), got {self.betas!r}", key="betas")
+        if self.weight_decay < 0:
+            raise InputError(f"must be >= 0, got {self.weight_decay!r}", key="weight_decay")
+        if not 0 < self.layer_decay <= 1:
+            raise InputError(f"must be in (0, 1] (1: off), got {self.layer_decay!r}",
+                             key="layer_decay")
         if self.warmup_epochs < 0:
             raise InputError(f"must be >= 0, got {self.warmup_epochs!r}", key="warmup_epochs")
         if not 0 < self.warmup_ratio <= 1:

@@ -33,6 +33,7 @@ from pipeline.engine.checkpoint import (check_resumable, fingerprint_entries, fi
 from pipeline.engine.config import RUNTIME_FIELDS, TrainConfig
 from pipeline.engine.curves import write_curves
 from pipeline.engine.distributed import DistContext
+from pipeline.engine.optimizer import build_optimizer
 from pipeline.engine.precision import autocast, autocast_dtype, configure_cudnn, needs_loss_scaling
 from pipeline.engine.schedule import LRSchedule
 from pipeline.errors import TrainingDiverged
@@ -66,17 +67,6 @@ def seed_everything(seed: int, *, deterministic: bool) -> None:
         torch.use_deterministic_algorithms(True)
         torch.backends.cudnn.deterministic = True
         torch.backends.cudnn.benchmark = False
-
-
-def build_optimizer(model: nn.Module, config: TrainConfig, lr: float | None = None
-                    ) -> torch.optim.SGD:
-    """SGD with momentum; weight decay on every parameter, as mmaction2's AVA configs do.
-
-    ``lr``: the base rate (``config.effective_lr(world_size)``); None takes ``config.lr``.
-    """
-    params = [p for p in model.parameters() if p.requires_grad]
-    return torch.optim.SGD(params, lr=config.lr if lr is None else lr, momentum=config.momentum,
-                           weight_decay=config.weight_decay)
 
 
 def run_lr(config: TrainConfig, world_size: int, *, announce: bool = True) -> float:
@@ -179,7 +169,7 @@ def train(model: nn.Module, dataset: torch.utils.data.Dataset, *, config: TrainC
     device = ctx.device
     model.to(device)
     base_lr = run_lr(config, ctx.world_size, announce=ctx.is_main)
-    optimizer = build_optimizer(model, config, lr=base_lr)
+    optimizer = build_optimizer(model, config, lr=base_lr, params_key=params_key)
     amp_dtype = autocast_dtype(device, config.amp, config.amp_dtype)
     scaler = torch.amp.GradScaler("cuda", enabled=needs_loss_scaling(amp_dtype))
     configure_cudnn(device, deterministic=config.deterministic)
@@ -256,7 +246,7 @@ def train(model: nn.Module, dataset: torch.utils.data.Dataset, *, config: TrainC
         for batch in dist_utils.iterate_together(progress, ctx, "loading a batch"):
             lr = schedule(global_step)
             for group in optimizer.param_groups:
-                group["lr"] = lr
+                group["lr"] = lr * group.get("lr_scale", 1.0)
             with autocast(device, amp_dtype):
                 loss = loss_fn(wrapped, batch)
             loss_value = float(loss.item())

@@ -4,8 +4,8 @@ The detector keeps the baseline's backbone (same ``ModelConfig`` up to the head 
 gets a fresh RoI head: linear or MLP classifier, ACRN, or an LFB operator reading bank windows.
 
 Frozen backbone (the default): the backbone's maps of every train and val keyframe are computed
-once (``maps.py``) and only ``roi_head`` is trained, through the baseline engine's ``train``
-(checkpoints, resume, curves, DDP). Training RoIs are GT boxes plus proposals assigned at the
+once (``maps.py``) and only ``roi_head`` is trained, through the engine's ``Trainer`` as the
+baseline is (checkpoints, resume, curves, DDP, val scoring, closing files). Training RoIs are GT boxes plus proposals assigned at the
 config's IoU threshold, as in the baseline; without augmentation, since the maps are fixed.
 ``finetune_backbone``: the whole detector is trained on augmented clips instead (slow on CPU).
 Bank windows are drawn at random within crowded seconds while training, deterministically
@@ -23,33 +23,30 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from pipeline.ava.annotations import merge_boxes
 from pipeline.data.collate import Batch
 from pipeline.data.config import DataConfig
 from pipeline.data.config import shaping_fields as data_shaping_fields
 from pipeline.data.dataset import KeyframeDataset, check_clip_reach
 from pipeline.data.inputs import DatasetFiles, LoadedInputs
-from pipeline.data.transforms import normalize_clips, train_transform
+from pipeline.data.transforms import normalize_clips
 from pipeline.devices import set_cpu_threads
 from pipeline.engine.checkpoint import run_fingerprint
 from pipeline.engine.config import TrainConfig
 from pipeline.engine.config import shaping_fields as train_shaping_fields
-from pipeline.engine.detection import detections_table, scored_loss, training_rois
+from pipeline.engine.detection import scored_loss, training_rois
 from pipeline.engine.distributed import DistContext, all_gather_objects, setup_distributed
 from pipeline.engine.maps import (KeyframeMaps, as_features, compute_maps, predict_on_maps,
                                   predict_streaming, roi_windows)
 from pipeline.engine.precision import autocast_dtype
-from pipeline.engine.train import seed_everything, train
+from pipeline.engine.train import seed_everything
+from pipeline.engine.trainer import Trainer
 from pipeline.errors import InputError
-from pipeline.evaluation.evaluator import evaluate
 from pipeline.evaluation.protocols import MIN_ACTION_SCORE, TRAINING_PROTOCOL
-from pipeline.evaluation.summary import write_scores
 from pipeline.io import file_digest
 from pipeline.lfb.reader import FeatureBank, num_slots
 from pipeline.lfb.window import BankWindow
 from pipeline.models.checkpoint import (BankRecipe, build_detector_from_checkpoint,
-                                        load_stad_checkpoint, read_stad_checkpoint,
-                                        save_stad_checkpoint)
+                                        load_stad_checkpoint, read_stad_checkpoint)
 from pipeline.models.config import ModelConfig
 from pipeline.models.detector import Detector
 from pipeline.params.baseline import BaselineParams
@@ -185,6 +182,86 @@ def bank_recipe(model: Detector, baseline_checkpoint: str | Path, bank: FeatureB
         baseline_sha256=provenance.get("checkpoint_sha256"))
 
 
+class CachedHeadLoss:
+    """Frozen backbone: the RoI head's loss on cached maps (``HeadBatch``)."""
+
+    def __init__(self, detector: Detector, columns: Tensor, device: torch.device):
+        self.detector, self.columns, self.device = detector, columns, device
+
+    def __call__(self, head: nn.Module, batch: HeadBatch) -> Tensor:
+        device = self.device
+        logits = head(as_features(batch.maps.to(device)), batch.rois.to(device),
+                      _to(batch.lt_features, device), _to(batch.lt_mask, device),
+                      _to(batch.lt_geometry, device))
+        return scored_loss(self.detector, logits, batch.targets, self.columns)
+
+
+class FinetuneLoss:
+    """``finetune_backbone``: the whole detector on augmented clips, bank windows per RoI."""
+
+    def __init__(self, detector: Detector, columns: Tensor, bank: FeatureBank | None,
+                 window: BankWindow | None, device: torch.device):
+        self.detector, self.columns, self.device = detector, columns, device
+        self.bank, self.window = bank, window
+
+    def __call__(self, model: nn.Module, batch: Batch) -> Tensor:
+        device = self.device
+        rois, targets = training_rois(batch.proposals, batch.gt_boxes, batch.gt_labels,
+                                      config=self.detector.config, columns=self.columns)
+        lt, mask, geometry = roi_windows(self.bank, self.window, [k[0] for k in batch.keys],
+                                         np.array([k[1] for k in batch.keys]), rois[:, 0],
+                                         rng=window_rng())
+        clips = normalize_clips(batch.clips.to(device, non_blocking=True))
+        logits = model(clips, rois.to(device), _to(lt, device), _to(mask, device),
+                       _to(geometry, device))
+        return scored_loss(self.detector, logits, targets, self.columns)
+
+
+class MapsPredictor:
+    """Frozen backbone: val scores of the RoI head on the cached val maps (main rank)."""
+
+    def __init__(self, detector: Detector, maps: KeyframeMaps | None, *, columns: Tensor,
+                 bank: FeatureBank | None, window: BankWindow | None, batch_size: int,
+                 device: torch.device, amp_dtype: torch.dtype | None):
+        self.detector, self.maps, self.columns = detector, maps, columns
+        self.bank, self.window, self.batch_size = bank, window, batch_size
+        self.device, self.amp_dtype = device, amp_dtype
+
+    def predict(self) -> list[dict[str, Any]] | None:
+        if self.maps is None:   # not the main rank
+            return None
+        return predict_on_maps(self.detector.roi_head, self.maps, columns=self.columns,
+                               bank=self.bank, window=self.window, batch_size=self.batch_size,
+                               device=self.device, amp_dtype=self.amp_dtype)
+
+
+class StreamingPredictor:
+    """``finetune_backbone``: the backbone changes, so val streams through the whole model."""
+
+    def __init__(self, detector: Detector, dataset: KeyframeDataset, *, columns: Tensor,
+                 bank: FeatureBank | None, window: BankWindow | None, batch_size: int,
+                 num_workers: int, ctx: DistContext, amp_dtype: torch.dtype | None):
+        self.detector, self.dataset, self.columns = detector, dataset, columns
+        self.bank, self.window, self.batch_size = bank, window, batch_size
+        self.num_workers, self.ctx, self.amp_dtype = num_workers, ctx, amp_dtype
+
+    def predict(self) -> list[dict[str, Any]] | None:
+        return predict_streaming(self.detector, self.dataset, columns=self.columns,
+                                 bank=self.bank, window=self.window,
+                                 batch_size=self.batch_size, num_workers=self.num_workers,
+                                 ctx=self.ctx, amp_dtype=self.amp_dtype)
+
+
+def eval_dataset(inputs: LoadedInputs, split: str, config: ModelConfig,
+                 data: DataConfig) -> KeyframeDataset:
+    """The split's keyframes at test time (the maps, val scoring), ``data``'s proposal filter."""
+    min_score = (data.train_min_proposal_score if split == "train"
+                 else data.test_min_proposal_score)
+    return inputs.dataset(split, frames_per_clip=config.clip_len,
+                          frame_interval=config.frame_interval, short_side=data.test_short_side,
+                          min_proposal_score=min_score, max_proposals=data.max_proposals)
+
+
 def train_head(*, files: DatasetFiles, baseline_checkpoint: str | Path,
                bank_dir: str | Path | None, out_dir: str | Path, checkpoint_dir: str | Path,
                model_config: ModelConfig, train_config: TrainConfig,
@@ -205,7 +282,6 @@ def train_head(*, files: DatasetFiles, baseline_checkpoint: str | Path,
     if train_config.epochs < 1:
         raise InputError("a fresh head needs at least one epoch", key="model.train.epochs")
     ctx = ctx or setup_distributed(train_config.device)
-    out_dir = Path(out_dir)
     device = ctx.device
     amp_dtype = autocast_dtype(device, train_config.amp, train_config.amp_dtype)
     bank = None
@@ -220,11 +296,10 @@ def train_head(*, files: DatasetFiles, baseline_checkpoint: str | Path,
                              f"{model_config.lfb_channels}; the window gives {slots}, the bank "
                              f"{bank.dim}", path=bank_dir, key="lfb_num_lt_feat")
     inputs = LoadedInputs(files)
-    label_map = inputs.label_map
-    if max(label_map.ids) >= model_config.num_classes:
-        raise InputError(f"label map id {max(label_map.ids)} needs num_classes > "
-                         f"{max(label_map.ids)}", path=files.label_map, key="num_classes")
-    columns = torch.tensor(label_map.ids, dtype=torch.long)
+    trainer = Trainer(inputs, train_config=train_config, data_config=data_config, ctx=ctx,
+                      out_dir=out_dir, checkpoint_dir=checkpoint_dir, params_key="model.train",
+                      eval_protocol=eval_protocol, min_action_score=min_action_score)
+    columns = trainer.columns(model_config.num_classes)
 
     seed_everything(train_config.seed, deterministic=train_config.deterministic)
     model = Detector(model_config)
@@ -233,53 +308,23 @@ def train_head(*, files: DatasetFiles, baseline_checkpoint: str | Path,
     check_clip_reach(inputs.store, model_config.clip_len, model_config.frame_interval,
                      finetune_backbone and data_config.temporal_jitter)
 
-    def test_set(split: str) -> KeyframeDataset:
-        min_score = (data_config.train_min_proposal_score if split == "train"
-                     else data_config.test_min_proposal_score)
-        return inputs.dataset(split, frames_per_clip=model_config.clip_len,
-                              frame_interval=model_config.frame_interval,
-                              short_side=data_config.test_short_side,
-                              min_proposal_score=min_score,
-                              max_proposals=data_config.max_proposals)
-
     def maps_of(split: str) -> KeyframeMaps | None:
         model.eval()
         with torch.inference_mode():
-            return compute_maps(model, test_set(split), batch_size=data_config.test_batch_size,
-                                num_workers=train_config.num_workers, ctx=ctx, desc=f"{split} maps",
-                                amp_dtype=amp_dtype)
+            return compute_maps(model, eval_dataset(inputs, split, model_config, data_config),
+                                batch_size=data_config.test_batch_size,
+                                num_workers=train_config.num_workers, ctx=ctx,
+                                desc=f"{split} maps", amp_dtype=amp_dtype)
 
-    val_maps = None if finetune_backbone else maps_of("val")
-    val_gt, val_excluded = inputs.gt("val"), inputs.exclusions("val")
-    last: dict[str, Any] = {}
-
-    def score_val() -> dict[str, Any] | None:
-        if finetune_backbone:   # the backbone changes: stream val through the whole model
-            predictions = predict_streaming(model, test_set("val"), columns=columns, bank=bank,
-                                            window=window, batch_size=data_config.test_batch_size,
-                                            num_workers=train_config.num_workers, ctx=ctx,
-                                            amp_dtype=amp_dtype)
-        elif val_maps is not None:
-            predictions = predict_on_maps(model.roi_head, val_maps, columns=columns, bank=bank,
-                                          window=window, batch_size=data_config.test_batch_size,
-                                          device=device, amp_dtype=amp_dtype)
-        else:
-            predictions = None
-        if predictions is None:   # not the main rank
-            return None
-        detections = detections_table(predictions, label_map.ids, min_score=min_action_score)
-        return evaluate(val_gt, detections, label_map, exclusions=val_excluded,
-                        protocol=eval_protocol).to_json()
-
-    def validate(_model: nn.Module, epoch: int) -> dict[str, float]:
-        result = score_val()
-        last["epoch"] = epoch
-        if result is None:
-            return {}
-        last["result"] = result
-        return {"val_mAP": result["mAP"],
-                **{f"val_mAP_{g}": v for g, v in result["group_mAP"].items()}}
-
+    if finetune_backbone:
+        predictor = StreamingPredictor(
+            model, eval_dataset(inputs, "val", model_config, data_config), columns=columns,
+            bank=bank, window=window, batch_size=data_config.test_batch_size,
+            num_workers=train_config.num_workers, ctx=ctx, amp_dtype=amp_dtype)
+    else:
+        predictor = MapsPredictor(model, maps_of("val"), columns=columns, bank=bank,
+                                  window=window, batch_size=data_config.test_batch_size,
+                                  device=device, amp_dtype=amp_dtype)
     fingerprint = run_fingerprint(
         model=model_config, data=data_config, prefix="model",
         baseline=file_digest(baseline_checkpoint),
@@ -288,10 +333,11 @@ def train_head(*, files: DatasetFiles, baseline_checkpoint: str | Path,
         inputs=asdict(files))
 
     if finetune_backbone:
-        history = _train_full(model, inputs, files=files, columns=columns,
-                              bank=bank, window=window, data_config=data_config,
-                              train_config=train_config, ctx=ctx, checkpoint_dir=checkpoint_dir,
-                              out_dir=out_dir, validate=validate, fingerprint=fingerprint)
+        train_set = inputs.train_dataset(frames_per_clip=model_config.clip_len,
+                                         frame_interval=model_config.frame_interval,
+                                         data=data_config)
+        trainer.fit(model, train_set, loss=FinetuneLoss(model, columns, bank, window, device),
+                    predictor=predictor, fingerprint=fingerprint)
     else:
         for param in model.backbone_parameters():
             param.requires_grad_(False)
@@ -300,77 +346,20 @@ def train_head(*, files: DatasetFiles, baseline_checkpoint: str | Path,
             train_maps = all_gather_objects(train_maps, ctx)[0]
         collate = CachedBatches(train_maps, config=model_config, columns=columns, bank=bank,
                                 window=window)
-
-        def loss_fn(head: nn.Module, batch: HeadBatch) -> Tensor:
-            logits = head(as_features(batch.maps.to(device)), batch.rois.to(device),
-                          _to(batch.lt_features, device), _to(batch.lt_mask, device),
-                          _to(batch.lt_geometry, device))
-            return scored_loss(model, logits, batch.targets, columns)
-
         # The maps live in this process's memory: no loader workers.
-        history = train(model.roi_head, KeyframeKeys(len(train_maps)),
-                        config=replace(train_config, num_workers=0), loss_fn=loss_fn, ctx=ctx,
-                        checkpoint_dir=checkpoint_dir,
-                        curves_dir=out_dir if ctx.is_main else None, validate=validate,
-                        fingerprint=fingerprint, collate_fn=collate, params_key="model.train")
-
-    if last.get("epoch") != train_config.epochs:
-        result = score_val()
-        if result is not None:
-            last.update(epoch=train_config.epochs, result=result)
-    if not ctx.is_main:
-        return {}
-    save_stad_checkpoint(out_dir / "model.pt", model=model.cpu(), preset=None,
-                         test_short_side=data_config.test_short_side,
-                         labels={i: label_map.names[i] for i in label_map.ids},
-                         frame_convention=inputs.store.convention,
-                         timeline_fps=inputs.store.timeline_fps,
-                         frame_short_side=inputs.store.spec.short_side,
-                         bank=None if bank is None else bank_recipe(
-                             model, baseline_checkpoint, bank, window, data_config))
-    return write_scores(
-        out_dir / "metrics.json", out_dir / "report.json", out_dir / "per_class_ap.csv",
-        last["result"], label_map.groups, prefix="val_", headline_scores=False,
-        headline_extra={"train_loss": history.epochs[-1]["loss"]},
-        report_extra={"epochs": len(history.epochs), "steps": len(history.steps),
-                      "head": model_config.head_name,
-                      "classifier": model_config.head,
-                      "shared_head": model_config.shared_head,
-                      "finetune_backbone": finetune_backbone,
-                      "not_in_frame_store": {split: inputs.not_in_store(split)
-                                             for split in ("train", "val")}})
-
-
-def _train_full(model: Detector, inputs: LoadedInputs, *, files: DatasetFiles,
-                columns: Tensor, bank: FeatureBank | None, window: BankWindow | None,
-                data_config: DataConfig, train_config: TrainConfig, ctx: DistContext,
-                checkpoint_dir: str | Path, out_dir: Path, validate, fingerprint: str):
-    """Fine-tune path: the whole detector on augmented clips, bank windows per RoI."""
-    boxes, labels = merge_boxes(inputs.gt("train"), inputs.label_map)
-    train_set = KeyframeDataset(
-        files.frames_dir, inputs.keyframes, boxes=boxes, labels=labels,
-        proposals=inputs.proposals, exclusions=inputs.exclusions("train"), split="train",
-        frames_per_clip=model.config.clip_len, frame_interval=model.config.frame_interval,
-        transform=train_transform(short_side_range=data_config.short_side_range,
-                                  crop_size=data_config.crop_size, flip_p=data_config.flip_p,
-                                  min_box_size=data_config.min_box_size),
-        num_classes=inputs.label_map.num_classes,
-        min_proposal_score=data_config.train_min_proposal_score,
-        max_proposals=data_config.max_proposals, temporal_jitter=data_config.temporal_jitter)
-    device = ctx.device
-
-    def loss_fn(wrapped: nn.Module, batch: Batch) -> Tensor:
-        rois, targets = training_rois(batch.proposals, batch.gt_boxes, batch.gt_labels,
-                                      config=model.config, columns=columns)
-        lt, mask, geometry = roi_windows(bank, window, [k[0] for k in batch.keys],
-                                         np.array([k[1] for k in batch.keys]), rois[:, 0],
-                                         rng=window_rng())
-        clips = normalize_clips(batch.clips.to(device, non_blocking=True))
-        logits = wrapped(clips, rois.to(device), _to(lt, device), _to(mask, device),
-                         _to(geometry, device))
-        return scored_loss(model, logits, targets, columns)
-
-    return train(model, train_set, config=train_config, loss_fn=loss_fn, ctx=ctx,
-                 checkpoint_dir=checkpoint_dir, curves_dir=out_dir if ctx.is_main else None,
-                 validate=validate, fingerprint=fingerprint, params_key="model.train")
-
+        trainer.fit(model.roi_head, KeyframeKeys(len(train_maps)),
+                    loss=CachedHeadLoss(model, columns, device), predictor=predictor,
+                    fingerprint=fingerprint, collate_fn=collate,
+                    config=replace(train_config, num_workers=0))
+    recipe = None
+    if bank is not None and ctx.is_main:
+        recipe = bank_recipe(model, baseline_checkpoint, bank, window, data_config)
+    return trainer.finish(model, preset=None, write_detections=False, headline_scores=False,
+                          bank=recipe,
+                          report_extra={"head": model_config.head_name,
+                                        "classifier": model_config.head,
+                                        "shared_head": model_config.shared_head,
+                                        "finetune_backbone": finetune_backbone,
+                                        "not_in_frame_store": {
+                                            split: inputs.not_in_store(split)
+                                            for split in ("train", "val")}})
