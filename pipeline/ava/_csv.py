@@ -20,6 +20,7 @@ from pipeline.io import atomic_output
 INT16_MAX, INT32_MAX = np.iinfo(np.int16).max, np.iinfo(np.int32).max
 INT, FLOAT, STRING = "int", "float", "string"
 _ARROW_TYPES = {INT: pa.int64(), FLOAT: pa.float64(), STRING: pa.dictionary(pa.int32(), pa.string())}
+_NUMBERS = {INT: (int, "an integer"), FLOAT: (float, "a number")}   # parser, what it wants
 
 
 def count_columns(path: Path) -> int:
@@ -72,25 +73,14 @@ def _raise_first_bad_line(path: Path, columns: list[tuple[str, str]],
             for value, (name, kind) in zip(fields, columns):
                 if kind == STRING and value == "":
                     raise InputError(f"{name} is empty", path=path, line=number)
-                if kind == INT and not _is_int(value):
-                    raise InputError(f"{name}={value!r} is not an integer", path=path,
-                                     line=number)
-                if kind == FLOAT and not _is_float(value):
-                    raise InputError(f"{name}={value!r} is not a number", path=path,
+                if kind in _NUMBERS and not _parses(_NUMBERS[kind][0], value):
+                    raise InputError(f"{name}={value!r} is not {_NUMBERS[kind][1]}", path=path,
                                      line=number)
 
 
-def _is_int(text: str) -> bool:
+def _parses(parse, text: str) -> bool:
     try:
-        int(text)
-    except ValueError:
-        return False
-    return True
-
-
-def _is_float(text: str) -> bool:
-    try:
-        float(text)
+        parse(text)
     except ValueError:
         return False
     return True
