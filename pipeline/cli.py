@@ -107,12 +107,11 @@ def _keyframes(args) -> int:
 def _show(args) -> int:
     import pandas as pd
 
+    from pipeline.boxes import at_keyframe
     from pipeline.viz import LabelledBox, render_clip
 
     store = _frame_store(args.frames)
-    index = store.index
-    hit = index[(index["video_id"] == args.video) & (index["timestamp"] == args.timestamp)]
-    if hit.empty:
+    if at_keyframe(store.index, args.video, args.timestamp).empty:
         raise InputError(f"no keyframe {args.video},{args.timestamp} in the store",
                          path=args.frames)
     interval = args.frame_interval or widest_interval(store.reach, args.clip_len)
@@ -122,8 +121,7 @@ def _show(args) -> int:
     if args.dataset is not None:
         boxes += _ground_truth_boxes(args.dataset, args.video, args.timestamp)
     if args.proposals is not None:
-        props = pd.read_parquet(args.proposals)
-        props = props[(props["video_id"] == args.video) & (props["timestamp"] == args.timestamp)]
+        props = at_keyframe(pd.read_parquet(args.proposals), args.video, args.timestamp)
         boxes += [LabelledBox(r.x1, r.y1, r.x2, r.y2, f"{r.score:.2f}", (0, 200, 255))
                   for r in props.itertuples()]
     image = render_clip(clip, boxes)
@@ -140,6 +138,7 @@ def _ground_truth_boxes(dataset_dir: Path, video: str, timestamp: int):
 
     from pipeline.ava.annotations import merge_boxes, read_annotations
     from pipeline.ava.label_map import read_label_map
+    from pipeline.boxes import at_keyframe
     from pipeline.sources.manifest import read_manifest
     from pipeline.viz import LabelledBox
 
@@ -149,8 +148,7 @@ def _ground_truth_boxes(dataset_dir: Path, video: str, timestamp: int):
     if split is None:
         raise InputError(f"video {video} is not in the dataset", path=dataset_dir)
     gt = read_annotations(manifest.path(dataset_dir, manifest.splits[split].annotations), label_map)
-    gt = gt[(gt["video_id"] == video) & (gt["timestamp"] == timestamp)]
-    boxes, labels = merge_boxes(gt, label_map)
+    boxes, labels = merge_boxes(at_keyframe(gt, video, timestamp), label_map)
     result = []
     for row, hot in zip(boxes.itertuples(), labels):
         names = [label_map.names[label_map.ids[i]] for i in np.flatnonzero(hot)]

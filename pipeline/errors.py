@@ -30,6 +30,16 @@ class InputError(ValueError):
         super().__init__(f"{prefix}: {message}" if prefix else message)
 
 
+def check_columns(columns, wanted, *, what: str, path: str | Path | None = None) -> None:
+    """Refuse a table (``what``, e.g. "proposals table") whose ``columns`` lack any of
+    ``wanted``: the error names every missing column (the first as its key) and the ones the
+    table has."""
+    missing = [name for name in wanted if name not in columns]
+    if missing:
+        raise InputError(f"{what} lacks columns {missing} (it has {list(columns)})", path=path,
+                         key=missing[0])
+
+
 class TrainingDiverged(RuntimeError):
     """The loss became non-finite or exploded: the run's settings, not its input, are at fault.
 

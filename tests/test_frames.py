@@ -461,7 +461,7 @@ def test_quality_range_depends_on_the_codec(codec, quality):
 
 
 @pytest.mark.parametrize("table, match", [
-    (pd.DataFrame({"video_id": ["a"], "timestamp": [1]}), "no column 'split'"),
+    (pd.DataFrame({"video_id": ["a"], "timestamp": [1]}), r"lacks columns \['split'\]"),
     (pd.DataFrame({"video_id": ["a", "a"], "timestamp": [1, 1], "split": "t"}), "listed twice"),
     (pd.DataFrame({"video_id": ["a"], "timestamp": [1.5], "split": "t"}), "whole second"),
     (pd.DataFrame({"video_id": ["a"], "timestamp": [None], "split": "t"}), "has no timestamp"),

@@ -27,12 +27,12 @@ import pandas as pd
 from pipeline.ava._csv import FLOAT, INT, STRING, check_integral, check_rows, count_columns
 from pipeline.ava._csv import INT16_MAX, INT32_MAX, check_timestamps, read_table, write_csv
 from pipeline.ava.label_map import LabelMap
-from pipeline.boxes import BOX_COLUMNS
-from pipeline.errors import InputError
+from pipeline.boxes import BOX_COLUMNS, KEYFRAME_KEY
+from pipeline.errors import InputError, check_columns
 
-COLUMNS = ["video_id", "timestamp", *BOX_COLUMNS, "action_id", "person_id"]
-_FILE_COLUMNS = [("video_id", STRING), ("timestamp", INT), ("x1", FLOAT), ("y1", FLOAT),
-                 ("x2", FLOAT), ("y2", FLOAT), ("action_id", INT), ("person_id", INT)]
+COLUMNS = [*KEYFRAME_KEY, *BOX_COLUMNS, "action_id", "person_id"]
+_FILE_COLUMNS = [("video_id", STRING), ("timestamp", INT),
+                 *((name, FLOAT) for name in BOX_COLUMNS), ("action_id", INT), ("person_id", INT)]
 AVA_ACTION_IDS = tuple(range(1, 81))   # every action of AVA's CSVs (the full action list)
 
 
@@ -125,9 +125,7 @@ def write_annotations(path: str | Path, df: pd.DataFrame, *, decimals: int = 3) 
     Rows with ``person_id == -1`` everywhere are written with 7 columns, like the files that
     have no person id.
     """
-    missing = [c for c in COLUMNS if c not in df.columns]
-    if missing:
-        raise ValueError(f"annotation table lacks columns {missing}")
+    check_columns(df.columns, COLUMNS, what="annotation table", path=path)
     out = df[COLUMNS]
     if len(out) and (out["person_id"].to_numpy() == -1).all():
         out = out.drop(columns="person_id")
@@ -145,14 +143,13 @@ def merge_boxes(df: pd.DataFrame, label_map: LabelMap) -> tuple[pd.DataFrame, np
     """
     known = np.isin(df["action_id"].to_numpy(), np.asarray(label_map.ids))
     df = df.loc[known].reset_index(drop=True)
-    keys = ["video_id", "timestamp", *BOX_COLUMNS]
-    box_code = df.groupby(keys, sort=False).ngroup().to_numpy()
+    box_code = df.groupby([*KEYFRAME_KEY, *BOX_COLUMNS], sort=False).ngroup().to_numpy()
     n_boxes = int(box_code.max()) + 1 if len(df) else 0
     first_row = np.full(n_boxes, len(df), dtype=np.int64)
     np.minimum.at(first_row, box_code, np.arange(len(df)))
-    boxes = df.iloc[first_row][["video_id", "timestamp", *BOX_COLUMNS, "person_id"]]
+    boxes = df.iloc[first_row][[*KEYFRAME_KEY, *BOX_COLUMNS, "person_id"]]
     boxes = boxes.assign(_first=first_row).set_axis(np.arange(n_boxes))
-    order = boxes.sort_values(["video_id", "timestamp", "_first"], kind="stable").index
+    order = boxes.sort_values([*KEYFRAME_KEY, "_first"], kind="stable").index
     rank = np.empty(n_boxes, dtype=np.int64)
     rank[order] = np.arange(n_boxes)
     index_of = np.zeros(max(label_map.ids) + 1, dtype=np.int64)

@@ -8,8 +8,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.ava._csv import FLOAT, INT, STRING, check_timestamps, read_table, write_csv
-
-COLUMNS = ["video_id", "timestamp"]
+from pipeline.boxes import KEYFRAME_KEY
 
 
 def read_exclusions(path: str | Path, *, fractional: bool = False) -> pd.DataFrame:
@@ -27,4 +26,4 @@ def read_exclusions(path: str | Path, *, fractional: bool = False) -> pd.DataFra
 
 def write_exclusions(path: str | Path, df: pd.DataFrame) -> None:
     """Write ``video_id,0902`` rows, atomically."""
-    write_csv(path, df[COLUMNS], float_decimals=3)
+    write_csv(path, df[KEYFRAME_KEY], float_decimals=3)

@@ -20,10 +20,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from pipeline.boxes import BOX_COLUMNS, KEYFRAME_KEY
 from pipeline.errors import InputError
 from pipeline.io import write_bytes
 
-COLUMNS = ["video_id", "timestamp", "x1", "y1", "x2", "y2", "score"]
+_VALUE_COLUMNS = [*BOX_COLUMNS, "score"]   # the N x 5 array's columns, in order
 _KEY = re.compile(r"(?P<video_id>[^,]+),(?P<timestamp>\d+)")
 _FRACTIONAL_KEY = re.compile(r"(?P<video_id>[^,]+),(?P<timestamp>\d+(?:\.\d*)?)")
 
@@ -95,14 +96,14 @@ def read_proposal_pickle(path: str | Path, *, fractional: bool = False) -> pd.Da
         "video_id": pd.array(np.repeat(np.array(video_ids, dtype=object), counts), dtype="str"),
         "timestamp": np.repeat(np.array(timestamps, dtype=np.float64 if fractional
                                         else np.int32), counts),
-        **{name: values[:, k] for k, name in enumerate(COLUMNS[2:])},
+        **{name: values[:, k] for k, name in enumerate(_VALUE_COLUMNS)},
     })
 
 
 def write_proposal_pickle(path: str | Path, df: pd.DataFrame) -> None:
     """Write the ``N x 5`` float64 pickle, keys in order of first appearance, atomically."""
-    groups = df.groupby(["video_id", "timestamp"], sort=False).indices
-    values = df[COLUMNS[2:]].to_numpy(dtype=np.float64)
+    groups = df.groupby(KEYFRAME_KEY, sort=False).indices
+    values = df[_VALUE_COLUMNS].to_numpy(dtype=np.float64)
     data = {f"{video_id},{int(timestamp):04d}": values[rows]
             for (video_id, timestamp), rows in groups.items()}
     write_bytes(path, pickle.dumps(data, protocol=pickle.HIGHEST_PROTOCOL))

@@ -24,16 +24,16 @@ import pyarrow.parquet as pq
 from pipeline.ava._csv import FLOAT, INT, STRING, check_integral, check_rows, read_table
 from pipeline.ava._csv import write_csv
 from pipeline.ava.annotations import INT16_MAX, INT32_MAX
-from pipeline.boxes import BOX_COLUMNS
-from pipeline.errors import InputError
+from pipeline.boxes import BOX_COLUMNS, KEYFRAME_KEY
+from pipeline.errors import InputError, check_columns
 from pipeline.io import write_parquet
 
-COLUMNS = ["video_id", "timestamp", *BOX_COLUMNS, "action_id", "score"]
-_FILE_COLUMNS = [("video_id", STRING), ("timestamp", INT), ("x1", FLOAT), ("y1", FLOAT),
-                 ("x2", FLOAT), ("y2", FLOAT), ("action_id", INT), ("score", FLOAT)]
+COLUMNS = [*KEYFRAME_KEY, *BOX_COLUMNS, "action_id", "score"]
+_FILE_COLUMNS = [("video_id", STRING), ("timestamp", INT),
+                 *((name, FLOAT) for name in BOX_COLUMNS), ("action_id", INT), ("score", FLOAT)]
 PARQUET_SCHEMA = pa.schema([
     ("video_id", pa.dictionary(pa.int32(), pa.string())), ("timestamp", pa.int32()),
-    ("x1", pa.float32()), ("y1", pa.float32()), ("x2", pa.float32()), ("y2", pa.float32()),
+    *((name, pa.float32()) for name in BOX_COLUMNS),
     ("action_id", pa.int16()), ("score", pa.float32()),
 ])
 
@@ -49,9 +49,7 @@ def read_results(path: str | Path) -> pd.DataFrame:
         if not path.is_file():
             raise InputError("file not found", path=path)
         table = pq.read_table(path)
-        missing = [c for c in COLUMNS if c not in table.column_names]
-        if missing:
-            raise InputError(f"Parquet results lack columns {missing}", path=path)
+        check_columns(table.column_names, COLUMNS, what="Parquet results table", path=path)
         table = table.select(COLUMNS)
     else:
         table = read_table(path, _FILE_COLUMNS)

@@ -18,7 +18,7 @@ import pandas as pd
 import torch
 
 from pipeline.ava.clock import jitter_bounds
-from pipeline.boxes import BOX_COLUMNS
+from pipeline.boxes import BOX_COLUMNS, KEYFRAME_KEY, count_keyframes, normalise_keys
 from pipeline.data.transforms import ClipSample
 from pipeline.errors import InputError
 from pipeline.frames.spec import clip_offsets, clip_reach
@@ -26,8 +26,6 @@ from pipeline.frames.store import FrameStore
 from pipeline.proposals.table import filter_proposals
 
 log = logging.getLogger(__name__)
-
-KEY_COLUMNS = ["video_id", "timestamp"]
 
 
 def stored_annotations(annotations: pd.DataFrame, keyframes: pd.DataFrame, split: str
@@ -42,14 +40,14 @@ def stored_annotations(annotations: pd.DataFrame, keyframes: pd.DataFrame, split
     training, validation and evaluation agree on the keyframes. The count (videos, keyframes,
     boxes, rows) goes into the stages' metrics.
     """
-    keys = _normalise_keys(annotations[KEY_COLUMNS])
-    stored = _normalise_keys(keyframes[KEY_COLUMNS]).drop_duplicates()
-    inside = keys.merge(stored, on=KEY_COLUMNS, how="left", indicator=True)["_merge"]
+    keys = normalise_keys(annotations[KEYFRAME_KEY])
+    stored = normalise_keys(keyframes[KEYFRAME_KEY]).drop_duplicates()
+    inside = keys.merge(stored, on=KEYFRAME_KEY, how="left", indicator=True)["_merge"]
     inside = (inside == "both").to_numpy()
     dropped = annotations[~inside]
     summary = {"videos": sorted(map(str, dropped["video_id"].unique())),
-               "keyframes": int(len(dropped[KEY_COLUMNS].drop_duplicates())),
-               "boxes": int(len(dropped[KEY_COLUMNS + BOX_COLUMNS].drop_duplicates())),
+               "keyframes": count_keyframes(dropped),
+               "boxes": int(len(dropped[KEYFRAME_KEY + BOX_COLUMNS].drop_duplicates())),
                "rows": int(len(dropped))}
     if len(dropped):
         log.warning("%s: %d annotated keyframes (%d boxes) of %d videos are not in the frame "
@@ -58,16 +56,10 @@ def stored_annotations(annotations: pd.DataFrame, keyframes: pd.DataFrame, split
     return annotations[inside].reset_index(drop=True), summary
 
 
-def _normalise_keys(table: pd.DataFrame) -> pd.DataFrame:
-    """Same key dtypes everywhere (Parquet may give category/int16), so merges match."""
-    return table.assign(video_id=table["video_id"].astype(str),
-                        timestamp=table["timestamp"].astype(np.int64))
-
-
 def _pack(table: pd.DataFrame, keys: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     """Order of ``table`` rows grouped by sample, and per-sample offsets into that order."""
-    sample_of_row = table[KEY_COLUMNS].merge(keys.reset_index(names="_sample"), on=KEY_COLUMNS,
-                                             how="left")["_sample"]
+    sample_of_row = table[KEYFRAME_KEY].merge(keys.reset_index(names="_sample"),
+                                              on=KEYFRAME_KEY, how="left")["_sample"]
     sample_of_row = sample_of_row.fillna(-1).to_numpy(np.int64)
     inside = np.flatnonzero(sample_of_row >= 0)
     order = inside[np.argsort(sample_of_row[inside], kind="stable")]
@@ -115,17 +107,17 @@ class KeyframeDataset(torch.utils.data.Dataset):
         self.num_classes = num_classes
         self._frame_store: FrameStore | None = None  # opened lazily, once per worker process
 
-        keyframes = _normalise_keys(keyframes)
+        keyframes = normalise_keys(keyframes)
         index = keyframes if split is None else keyframes[keyframes["split"] == split]
-        index = index[KEY_COLUMNS + ["frame"]].drop_duplicates(KEY_COLUMNS)
+        index = index[KEYFRAME_KEY + ["frame"]].drop_duplicates(KEYFRAME_KEY)
         if boxes is not None:
             if labels is None or len(labels) != len(boxes):
                 raise ValueError("labels must be given with boxes, one row per box")
             if labels.shape[1] != num_classes:
                 raise ValueError(f"labels have {labels.shape[1]} columns, num_classes is {num_classes}")
-            boxes = _normalise_keys(boxes)
-            wanted = boxes[KEY_COLUMNS].drop_duplicates()
-            keys = wanted.merge(index, on=KEY_COLUMNS, how="left")
+            boxes = normalise_keys(boxes)
+            wanted = boxes[KEYFRAME_KEY].drop_duplicates()
+            keys = wanted.merge(index, on=KEYFRAME_KEY, how="left")
             missing = keys[keys["frame"].isna()]
             if len(missing):
                 first = missing.iloc[0]
@@ -137,16 +129,17 @@ class KeyframeDataset(torch.utils.data.Dataset):
         else:
             keys = index
         if exclusions is not None and len(exclusions):
-            excluded = keys[KEY_COLUMNS].merge(_normalise_keys(exclusions)[KEY_COLUMNS].drop_duplicates(),
-                                               on=KEY_COLUMNS, how="left", indicator=True)
+            excluded_keys = normalise_keys(exclusions)[KEYFRAME_KEY].drop_duplicates()
+            excluded = keys[KEYFRAME_KEY].merge(excluded_keys, on=KEYFRAME_KEY, how="left",
+                                                indicator=True)
             keys = keys[(excluded["_merge"] == "left_only").to_numpy()]
-        keys = keys.sort_values(KEY_COLUMNS, kind="stable").reset_index(drop=True)
+        keys = keys.sort_values(KEYFRAME_KEY, kind="stable").reset_index(drop=True)
         self.video_ids = keys["video_id"].astype(str).to_numpy(dtype=object)
         self.timestamps = keys["timestamp"].to_numpy(np.int64)
         self.keyframe_frames = keys["frame"].to_numpy(np.int64)
 
         if boxes is not None:
-            order, self._gt_offsets = _pack(boxes, keys[KEY_COLUMNS])
+            order, self._gt_offsets = _pack(boxes, keys[KEYFRAME_KEY])
             self._gt_boxes = boxes[BOX_COLUMNS].to_numpy(np.float32)[order]
             self._gt_labels = np.ascontiguousarray(labels[order], dtype=np.uint8)
         else:
@@ -154,10 +147,10 @@ class KeyframeDataset(torch.utils.data.Dataset):
             self._gt_boxes = np.zeros((0, 4), np.float32)
             self._gt_labels = np.zeros((0, num_classes), np.uint8)
         if proposals is None:
-            proposals = pd.DataFrame({c: [] for c in KEY_COLUMNS + BOX_COLUMNS + ["score"]})
-        proposals = filter_proposals(_normalise_keys(proposals), min_score=min_proposal_score,
+            proposals = pd.DataFrame({c: [] for c in KEYFRAME_KEY + BOX_COLUMNS + ["score"]})
+        proposals = filter_proposals(normalise_keys(proposals), min_score=min_proposal_score,
                                      max_per_keyframe=max_proposals)
-        order, self._prop_offsets = _pack(proposals, keys[KEY_COLUMNS])
+        order, self._prop_offsets = _pack(proposals, keys[KEYFRAME_KEY])
         self._proposals = proposals[BOX_COLUMNS].to_numpy(np.float32)[order]
         self._prop_scores = proposals["score"].to_numpy(np.float32)[order]
 

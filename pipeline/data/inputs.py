@@ -15,6 +15,7 @@ import pandas as pd
 from pipeline.ava.annotations import merge_boxes, read_annotations
 from pipeline.ava.exclusions import read_exclusions
 from pipeline.ava.label_map import LabelMap, read_label_map
+from pipeline.boxes import KEYFRAME_KEY
 from pipeline.data.config import DataConfig
 from pipeline.data.dataset import KeyframeDataset, stored_annotations
 from pipeline.sources.manifest import read_manifest
@@ -98,8 +99,8 @@ class LoadedInputs:
             index = self.keyframes
         else:
             boxes, labels, exclusions = None, None, None
-            index = self.keyframes.merge(keyframes[["video_id", "timestamp"]].drop_duplicates(),
-                                         on=["video_id", "timestamp"])
+            index = self.keyframes.merge(keyframes[KEYFRAME_KEY].drop_duplicates(),
+                                         on=KEYFRAME_KEY)
         return KeyframeDataset(self.files.frames_dir, index, boxes=boxes, labels=labels,
                                proposals=self.proposals, exclusions=exclusions,
                                split=split if keyframes is None else None,

@@ -15,7 +15,7 @@ import pandas as pd
 import torch
 
 from pipeline.ava.proposals import read_proposal_pickle
-from pipeline.boxes import BOX_COLUMNS
+from pipeline.boxes import BOX_COLUMNS, normalise_keys
 from pipeline.errors import InputError
 from pipeline.lfb.layout import proposal_rows
 from pipeline.models.checkpoint import BankRecipe
@@ -37,8 +37,7 @@ def read_video_proposals(path: str | Path, video_id: str, timestamps: list[int]
     if not path.is_file():
         raise InputError("proposals file not found", path=path)
     table = read_proposals(path) if path.suffix == ".parquet" else read_proposal_pickle(path)
-    table = table.assign(video_id=table["video_id"].astype(str),
-                         timestamp=table["timestamp"].astype(np.int64))
+    table = normalise_keys(table)
     mine = table[table["video_id"] == video_id]
     if mine.empty:
         others = sorted(table["video_id"].unique())[:3]

@@ -24,7 +24,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from pipeline.ava._csv import check_rows, count_columns
-from pipeline.boxes import BOX_COLUMNS
+from pipeline.boxes import BOX_COLUMNS, KEYFRAME_KEY
 from pipeline.ava.results import read_results
 from pipeline.errors import InputError
 
@@ -102,7 +102,7 @@ def _read_uniform(path: Path) -> tuple[pd.DataFrame, pd.DataFrame] | None:
     n_columns = count_columns(path)
     if n_columns not in (7, 8):
         return None
-    names = ["video_id", "timestamp", *BOX_COLUMNS, "action_id", "last"][:n_columns]
+    names = [*KEYFRAME_KEY, *BOX_COLUMNS, "action_id", "last"][:n_columns]
     text = pa.dictionary(pa.int32(), pa.string())
     types = {"video_id": text, "timestamp": text,
              **{name: pa.float64() for name in BOX_COLUMNS}, "action_id": pa.int64(),
@@ -129,7 +129,7 @@ def _read_uniform(path: Path) -> tuple[pd.DataFrame, pd.DataFrame] | None:
         **{name: floats[name] for name in BOX_COLUMNS},
         "action_id": table["action_id"].to_numpy(),
         "last": floats["last"] if n_columns == 8 else np.full(len(every), np.nan)})
-    empty = rows.iloc[:0][["video_id", "timestamp"]].reset_index(drop=True)
+    empty = rows.iloc[:0][KEYFRAME_KEY].reset_index(drop=True)
     return rows, empty
 
 

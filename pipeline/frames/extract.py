@@ -24,14 +24,15 @@ from tqdm import tqdm
 from zarr.codecs import BloscCodec, Crc32cCodec
 
 from pipeline.ava.clock import keyframe_frame_index
-from pipeline.errors import InputError
+from pipeline.boxes import KEYFRAME_KEY, whole_second_keys
+from pipeline.errors import InputError, check_columns
 from pipeline.frames.codecs import frame_codec
 from pipeline.frames.spec import FrameSpec
 from pipeline.frames.store import INDEX_SCHEMA, LAYOUT, disk_usage, index_from_group
 from pipeline.frames.video import open_video
 from pipeline.io import commit_partial, partial_path, remove_path, write_parquet
 
-KEYFRAME_COLUMNS = ("video_id", "timestamp", "split")
+KEYFRAME_COLUMNS = [*KEYFRAME_KEY, "split"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,30 +55,18 @@ def plan_videos(videos: dict[str, Path], keyframes: pd.DataFrame) -> list[VideoP
     Optional columns ``time`` and ``start`` (:func:`pipeline.sources.manifest.keyframe_clock`) give each
     keyframe's exact time and its video's clock; a video whose times are its keys and whose
     start is the spec's gets neither, so its array reads as before per-video clocks."""
-    for column in KEYFRAME_COLUMNS:
-        if column not in keyframes.columns:
-            raise InputError(f"keyframe table has no column '{column}' "
-                             f"(columns: {list(keyframes.columns)})", key=column)
+    check_columns(keyframes.columns, KEYFRAME_COLUMNS, what="keyframe table")
     clock = [c for c in ("time", "start") if c in keyframes.columns]
     table = keyframes.loc[:, [*KEYFRAME_COLUMNS, *clock]]
-    for column in KEYFRAME_COLUMNS:
-        if table[column].isna().any():
-            first = table.index[table[column].isna()][0]
-            raise InputError(f"keyframe table row {first} has no {column}", key=column)
-    timestamps = pd.to_numeric(table["timestamp"], errors="coerce")
-    bad = timestamps.isna() | (timestamps != np.round(timestamps))
-    if bad.any():
-        first = table.index[bad][0]
-        raise InputError(f"keyframe table row {first}: timestamp "
-                         f"{table['timestamp'][first]!r} is not a whole second", key="timestamp")
+    timestamps = whole_second_keys(table, KEYFRAME_COLUMNS, what="keyframe table")
     table = table.assign(video_id=table["video_id"].astype(str), split=table["split"].astype(str),
-                         timestamp=timestamps.astype(np.int64))
-    duplicated = table.duplicated(["video_id", "timestamp"])
+                         timestamp=timestamps)
+    duplicated = table.duplicated(KEYFRAME_KEY)
     if duplicated.any():
         row = table[duplicated].iloc[0]
         raise InputError(f"keyframe ({row['video_id']}, {row['timestamp']}) is listed twice",
                          key="timestamp")
-    table = table.sort_values(["video_id", "timestamp"], kind="stable")
+    table = table.sort_values(KEYFRAME_KEY, kind="stable")
     plans = []
     for video_id, rows in table.groupby("video_id", sort=True):
         path = videos.get(video_id)

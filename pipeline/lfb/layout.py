@@ -15,21 +15,18 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from pipeline.boxes import BOX_COLUMNS
-from pipeline.errors import InputError
+from pipeline.boxes import BOX_COLUMNS, KEYFRAME_KEY, whole_second_keys
+from pipeline.errors import InputError, check_columns
 from pipeline.proposals.table import filter_proposals
 
-BANK_BOX_COLUMNS = ("video_id", "timestamp", *BOX_COLUMNS, "score", "split", "source")
+BANK_BOX_COLUMNS = [*KEYFRAME_KEY, *BOX_COLUMNS, "score", "split", "source"]
 SOURCES = ("gt", "proposal")
 INDEX_SCHEMA = pa.schema([
     ("row", pa.int64()),
     ("video_id", pa.string()),
     ("timestamp", pa.int32()),
     ("box_index", pa.int32()),
-    ("x1", pa.float32()),
-    ("y1", pa.float32()),
-    ("x2", pa.float32()),
-    ("y2", pa.float32()),
+    *((name, pa.float32()) for name in BOX_COLUMNS),
     ("score", pa.float32()),
     ("split", pa.string()),
     ("source", pa.string()),
@@ -48,33 +45,21 @@ def bank_layout(boxes: pd.DataFrame) -> pd.DataFrame:
     Returns the index table (``INDEX_SCHEMA`` columns) sorted by (video_id, timestamp); the
     input order of boxes within a keyframe is kept as ``box_index``.
     """
-    missing = [column for column in BANK_BOX_COLUMNS if column not in boxes.columns]
-    if missing:
-        raise InputError(f"box table has no column(s) {missing} (columns: "
-                         f"{list(boxes.columns)})", key=missing[0])
+    check_columns(boxes.columns, BANK_BOX_COLUMNS, what="box table")
     if len(boxes) == 0:
         raise InputError("box table is empty: a feature bank needs at least one box",
                          key="video_id")
-    table = boxes.loc[:, list(BANK_BOX_COLUMNS)].reset_index(drop=True)
-    for column in BANK_BOX_COLUMNS:
-        if table[column].isna().any():
-            raise InputError(f"box table row {_first_bad(table, table[column].isna())} has no "
-                             f"{column}", key=column)
-    timestamps = pd.to_numeric(table["timestamp"], errors="coerce")
-    bad = timestamps.isna() | (timestamps != np.round(timestamps))
-    if bad.any():
-        row = _first_bad(table, bad)
-        raise InputError(f"box table row {row}: timestamp {table['timestamp'][row]!r} is not a "
-                         f"whole second", key="timestamp")
+    table = boxes.loc[:, BANK_BOX_COLUMNS].reset_index(drop=True)
+    timestamps = whole_second_keys(table, BANK_BOX_COLUMNS, what="box table")
     numbers = {}
-    for column in ("x1", "y1", "x2", "y2", "score"):
+    for column in [*BOX_COLUMNS, "score"]:
         values = pd.to_numeric(table[column], errors="coerce").to_numpy(np.float64)
         if np.isnan(values).any():
             row = _first_bad(table, np.isnan(values))
             raise InputError(f"box table row {row}: {column}={table[column][row]!r} is not a "
                              f"number", key=column)
         numbers[column] = values
-    coords = np.stack([numbers[c] for c in ("x1", "y1", "x2", "y2")], axis=1)
+    coords = np.stack([numbers[c] for c in BOX_COLUMNS], axis=1)
     outside = ((coords < 0) | (coords > 1)).any(axis=1)
     if outside.any():
         row = _first_bad(table, outside)
@@ -94,8 +79,8 @@ def bank_layout(boxes: pd.DataFrame) -> pd.DataFrame:
         "split": table["split"].astype(str),
         "source": source,
     })
-    index = index.sort_values(["video_id", "timestamp"], kind="stable", ignore_index=True)
-    box_index = index.groupby(["video_id", "timestamp"], sort=False).cumcount()
+    index = index.sort_values(KEYFRAME_KEY, kind="stable", ignore_index=True)
+    box_index = index.groupby(KEYFRAME_KEY, sort=False).cumcount()
     index.insert(0, "row", np.arange(len(index), dtype=np.int64))
     index.insert(3, "box_index", box_index.to_numpy(np.int64))
     return pa.Table.from_pandas(index, schema=INDEX_SCHEMA, preserve_index=False).to_pandas()

@@ -38,6 +38,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import zarr
 
+from pipeline.boxes import BOX_COLUMNS, KEYFRAME_KEY
 from pipeline.errors import InputError
 from pipeline.io import open_zarr
 
@@ -76,7 +77,7 @@ class FeatureBank:
 
         # ParquetFile.read, single-threaded: pq.read_table's dataset machinery costs ~50 MB RSS
         columns = pq.ParquetFile(self.path / INDEX_NAME).read(
-            columns=["video_id", "timestamp", "box_index", "score", "x1", "y1", "x2", "y2"],
+            columns=[*KEYFRAME_KEY, "box_index", "score", *BOX_COLUMNS],
             use_threads=False)
         if columns.num_rows != self.num_rows:
             raise InputError(f"index has {columns.num_rows} rows, bank.json says "
@@ -95,7 +96,7 @@ class FeatureBank:
         self._score = columns.column("score").to_numpy()
         self._box_index = columns.column("box_index").to_numpy()
         self._boxes = np.stack([columns.column(c).to_numpy().astype(np.float32)
-                                for c in ("x1", "y1", "x2", "y2")], axis=1)
+                                for c in BOX_COLUMNS], axis=1)
         self._array: zarr.Array | None = None
         array = self._open_array()      # now, so an array zarr cannot read fails up front
         self._data: np.ndarray | None = array[:] if in_memory else None

@@ -9,18 +9,14 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from pipeline.errors import InputError
-from pipeline.boxes import BOX_COLUMNS, paired_iou
-
-KEYS = ["video_id", "timestamp"]
+from pipeline.errors import check_columns
+from pipeline.boxes import BOX_COLUMNS, KEYFRAME_KEY, normalise_keys, paired_iou
 
 
 def _keyed(table: pd.DataFrame, what: str) -> pd.DataFrame:
-    missing = [name for name in (*KEYS, *BOX_COLUMNS) if name not in table.columns]
-    if missing:
-        raise InputError(f"{what} table lacks columns {missing}", key=missing[0])
-    return table.loc[:, [*KEYS, *BOX_COLUMNS]].astype(
-        {"video_id": "str", "timestamp": np.int64, **{c: np.float64 for c in BOX_COLUMNS}})
+    check_columns(table.columns, KEYFRAME_KEY + BOX_COLUMNS, what=f"{what} table")
+    return normalise_keys(table.loc[:, KEYFRAME_KEY + BOX_COLUMNS]).astype(
+        {c: np.float64 for c in BOX_COLUMNS})
 
 
 def proposal_metrics(proposals: pd.DataFrame, gt_boxes: pd.DataFrame, iou: float = 0.5) -> dict:
@@ -33,15 +29,15 @@ def proposal_metrics(proposals: pd.DataFrame, gt_boxes: pd.DataFrame, iou: float
     """
     gt = _keyed(gt_boxes, "ground-truth").drop_duplicates().reset_index(drop=True)
     props = _keyed(proposals, "proposals")
-    pairs = gt.reset_index(names="gt_row").merge(props, on=KEYS, suffixes=("", "_p"))
-    overlap = paired_iou(pairs[list(BOX_COLUMNS)].to_numpy(),
+    pairs = gt.reset_index(names="gt_row").merge(props, on=KEYFRAME_KEY, suffixes=("", "_p"))
+    overlap = paired_iou(pairs[BOX_COLUMNS].to_numpy(),
                          pairs[[f"{c}_p" for c in BOX_COLUMNS]].to_numpy())
     recalled = np.zeros(len(gt), dtype=bool)
     recalled[pairs["gt_row"].to_numpy()[overlap >= iou]] = True
 
-    keyframes = gt.loc[:, KEYS].drop_duplicates()
-    per_keyframe = (keyframes.merge(props.groupby(KEYS).size().rename("n").reset_index(),
-                                    on=KEYS, how="left")["n"].fillna(0).to_numpy())
+    keyframes = gt.loc[:, KEYFRAME_KEY].drop_duplicates()
+    per_keyframe = (keyframes.merge(props.groupby(KEYFRAME_KEY).size().rename("n").reset_index(),
+                                    on=KEYFRAME_KEY, how="left")["n"].fillna(0).to_numpy())
     return {
         "iou_threshold": float(iou),
         "recall": float(recalled.mean()) if len(gt) else 0.0,

@@ -7,8 +7,7 @@ from pathlib import Path
 import pandas as pd
 
 from pipeline.ava.proposals import read_proposal_pickle
-from pipeline.proposals.table import (PROPOSAL_SCHEMA, check_proposals, filter_proposals,
-                                      make_proposals)
+from pipeline.proposals.table import check_proposals, filter_proposals, proposals_from_rows
 
 
 def proposals_from_pickle(path: str | Path, *, score_thr: float = 0.9,
@@ -22,7 +21,4 @@ def proposals_from_pickle(path: str | Path, *, score_thr: float = 0.9,
     table = filter_proposals(read_proposal_pickle(path), min_score=score_thr,
                              max_per_keyframe=max_per_frame)
     check_proposals(table, path=path)
-    return make_proposals(table["video_id"].to_numpy(dtype=object),
-                          table["timestamp"].to_numpy(),
-                          table.loc[:, list(PROPOSAL_SCHEMA.names[2:6])].to_numpy(),
-                          table["score"].to_numpy())
+    return proposals_from_rows(table)

@@ -24,13 +24,13 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from pipeline.errors import InputError
-from pipeline.boxes import BOX_COLUMNS
+from pipeline.errors import InputError, check_columns
+from pipeline.boxes import BOX_COLUMNS, KEYFRAME_KEY, normalise_keys
 from pipeline.proposals.table import make_proposals
 
 MIN_BOX_SIZE = 1e-3        # normalised; boxes are widened to at least this after clipping
 FP_SIZE_RANGE = (0.05, 0.5)  # normalised width/height range of false-positive boxes
-GT_COLUMNS = ("video_id", "timestamp", *BOX_COLUMNS)
+GT_COLUMNS = KEYFRAME_KEY + BOX_COLUMNS
 
 
 def clip_boxes(boxes: np.ndarray, min_size: float = MIN_BOX_SIZE) -> np.ndarray:
@@ -80,23 +80,20 @@ class SimulatedDetector:
     def detect(self, gt_boxes: pd.DataFrame) -> pd.DataFrame:
         """Proposals for every keyframe of ``gt_boxes`` (one row per person, or per action:
         identical boxes on a keyframe count as one person)."""
-        missing = [name for name in GT_COLUMNS if name not in gt_boxes.columns]
-        if missing:
-            raise InputError(f"ground-truth table lacks columns {missing}", key=missing[0])
-        gt = (gt_boxes.loc[:, list(GT_COLUMNS)]
-              .astype({"video_id": "str", "timestamp": np.int64})
+        check_columns(gt_boxes.columns, GT_COLUMNS, what="ground-truth table")
+        gt = (normalise_keys(gt_boxes.loc[:, GT_COLUMNS])
               .drop_duplicates()
-              .sort_values(list(GT_COLUMNS), kind="stable")
+              .sort_values(GT_COLUMNS, kind="stable")
               .reset_index(drop=True))
         true_rng, false_rng = np.random.default_rng(self.seed).spawn(2)
 
-        boxes = gt.loc[:, list(BOX_COLUMNS)].to_numpy(dtype=np.float64)
+        boxes = gt.loc[:, BOX_COLUMNS].to_numpy(dtype=np.float64)
         size = np.tile(boxes[:, 2:] - boxes[:, :2], 2)
         found = true_rng.random(len(gt)) < self.recall
         moved = clip_boxes(boxes + self.box_noise * size * true_rng.standard_normal(boxes.shape))
         true_scores = _scores(true_rng, self.score_mean_tp, self.score_spread, len(gt))
 
-        keyframes = gt.loc[:, ["video_id", "timestamp"]].drop_duplicates()
+        keyframes = gt.loc[:, KEYFRAME_KEY].drop_duplicates()
         counts = false_rng.poisson(self.false_positives_per_frame, len(keyframes))
         n_false = int(counts.sum())
         centers = false_rng.random((n_false, 2))

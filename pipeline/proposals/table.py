@@ -14,17 +14,14 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline.boxes import BOX_COLUMNS
-from pipeline.errors import InputError
+from pipeline.boxes import BOX_COLUMNS, KEYFRAME_KEY
+from pipeline.errors import InputError, check_columns
 from pipeline.io import write_parquet
 
 PROPOSAL_SCHEMA = pa.schema([
     ("video_id", pa.string()),
     ("timestamp", pa.int32()),
-    ("x1", pa.float32()),
-    ("y1", pa.float32()),
-    ("x2", pa.float32()),
-    ("y2", pa.float32()),
+    *((name, pa.float32()) for name in BOX_COLUMNS),
     ("score", pa.float32()),
 ])
 
@@ -36,15 +33,22 @@ def make_proposals(video_id, timestamp, boxes: np.ndarray, score) -> pd.DataFram
         "video_id": pd.Series(np.broadcast_to(np.asarray(video_id, dtype=object), len(boxes)),
                               dtype="str"),
         "timestamp": np.broadcast_to(np.asarray(timestamp), len(boxes)).astype(np.int32),
-        "x1": boxes[:, 0], "y1": boxes[:, 1], "x2": boxes[:, 2], "y2": boxes[:, 3],
+        **dict(zip(BOX_COLUMNS, boxes.T)),
         "score": np.broadcast_to(np.asarray(score, dtype=np.float32), len(boxes)),
     })
     return sort_proposals(table)
 
 
+def proposals_from_rows(rows: pd.DataFrame) -> pd.DataFrame:
+    """The proposals table of any frame that has its columns (a pickle's rows, several sources'
+    rows concatenated): the table's types, sorted."""
+    return make_proposals(rows["video_id"].to_numpy(dtype=object), rows["timestamp"].to_numpy(),
+                          rows[BOX_COLUMNS].to_numpy(), rows["score"].to_numpy())
+
+
 def sort_proposals(table: pd.DataFrame) -> pd.DataFrame:
     """Sort by (video_id, timestamp, score desc), stable, with a fresh index."""
-    table = table.sort_values(["video_id", "timestamp", "score"], ascending=[True, True, False],
+    table = table.sort_values([*KEYFRAME_KEY, "score"], ascending=[True, True, False],
                               kind="stable")
     return table.reset_index(drop=True)
 
@@ -57,20 +61,17 @@ def filter_proposals(table: pd.DataFrame, *, min_score: float,
     highest first. Rows come back sorted as ``sort_proposals`` sorts them."""
     if table.empty:
         return table.reset_index(drop=True)
-    keys = ["video_id", "timestamp"]
-    best = table.groupby(keys, sort=False)["score"].transform("max")
+    best = table.groupby(KEYFRAME_KEY, sort=False)["score"].transform("max")
     kept = sort_proposals(table[table["score"] >= np.minimum(best, min_score)])
     if max_per_keyframe is not None:
-        kept = kept.groupby(keys, sort=False).head(max_per_keyframe).reset_index(drop=True)
+        kept = kept.groupby(KEYFRAME_KEY, sort=False).head(max_per_keyframe).reset_index(drop=True)
     return kept
 
 
 def check_proposals(table: pd.DataFrame, *, path: str | Path | None = None) -> None:
     """Raise InputError if columns are missing or a box is outside [0, 1] or degenerate."""
-    missing = [name for name in PROPOSAL_SCHEMA.names if name not in table.columns]
-    if missing:
-        raise InputError(f"proposals table lacks columns {missing}", path=path, key=missing[0])
-    boxes = table.loc[:, list(BOX_COLUMNS)].to_numpy(dtype=np.float64)
+    check_columns(table.columns, PROPOSAL_SCHEMA.names, what="proposals table", path=path)
+    boxes = table.loc[:, BOX_COLUMNS].to_numpy(dtype=np.float64)
     bad = ~(np.isfinite(boxes).all(axis=1) & (boxes >= 0).all(axis=1) & (boxes <= 1).all(axis=1)
             & (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1]))
     if bad.any():

@@ -17,6 +17,7 @@ from torch import nn
 from torchvision.models import detection
 from tqdm import tqdm
 
+from pipeline.boxes import KEYFRAME_KEY
 from pipeline.devices import resolve_device
 from pipeline.errors import InputError
 from pipeline.proposals.architectures import ARCHITECTURES
@@ -51,18 +52,18 @@ def load_person_detector(weights_path: str | Path, arch: str = "fasterrcnn_resne
 
 
 def _rows_to_run(store: FrameStore, keyframes: pd.DataFrame | None) -> pd.DataFrame:
-    index = store.index.loc[:, ["video_id", "timestamp", "frame", "height", "width"]]
+    index = store.index.loc[:, [*KEYFRAME_KEY, "frame", "height", "width"]]
     if keyframes is None:
         return index
-    wanted = keyframes.loc[:, ["video_id", "timestamp"]].astype(
+    wanted = keyframes.loc[:, KEYFRAME_KEY].astype(
         {"video_id": "str", "timestamp": np.int32}).drop_duplicates()
-    rows = wanted.merge(index, on=["video_id", "timestamp"], how="left", indicator=True)
+    rows = wanted.merge(index, on=KEYFRAME_KEY, how="left", indicator=True)
     missing = rows[rows["_merge"] == "left_only"]
     if len(missing):
         first = missing.iloc[0]
         raise InputError(f"keyframe ({first['video_id']}, {first['timestamp']}) is not in the "
                          f"frame store ({len(missing)} missing)", path=store.path)
-    return rows.drop(columns="_merge").sort_values(["video_id", "timestamp"], kind="stable")
+    return rows.drop(columns="_merge").sort_values(KEYFRAME_KEY, kind="stable")
 
 
 @torch.inference_mode()

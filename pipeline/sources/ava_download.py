@@ -35,6 +35,7 @@ from pipeline.ava.annotations import check_action_ids, read_annotations
 from pipeline.ava.clock import keyframe_frame_index
 from pipeline.ava.label_map import LabelMap, read_label_map, write_label_map
 from pipeline.ava.proposals import read_proposal_pickle
+from pipeline.boxes import KEYFRAME_KEY, count_keyframes
 from pipeline.sources.manifest import SPLITS, DatasetManifest, SplitFiles, ava_layout
 from pipeline.errors import InputError
 
@@ -131,10 +132,6 @@ def _read_action_list(path: Path, label_map: LabelMap, label_map_path: Path) -> 
     return action_list
 
 
-def _count_keyframes(table: pd.DataFrame) -> int:
-    return int(len(table[["video_id", "timestamp"]].drop_duplicates()))
-
-
 def _copy_without(source: Path, target: Path, skipped: set[str]) -> None:
     """Copy a CSV, leaving out the lines of skipped videos (the others byte for byte)."""
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -203,7 +200,7 @@ def index_download(root: str | Path, out: str | Path, *, version: str, video_sta
         path = root / annotations_dir / PROPOSAL_PICKLE.format(split=split)
         if not path.exists():
             continue
-        keys = read_proposal_pickle(path)[["video_id", "timestamp"]].drop_duplicates()
+        keys = read_proposal_pickle(path)[KEYFRAME_KEY].drop_duplicates()
         ours = [video_id for video_id, s in split_of.items() if s == split]
         foreign = keys[~keys["video_id"].isin(ours)]
         if len(foreign):
@@ -227,11 +224,11 @@ def index_download(root: str | Path, out: str | Path, *, version: str, video_sta
         left_out = tables[split]["video_id"].isin(skipped)
         table = tables[split][~left_out]
         report.videos[split] = int(table["video_id"].nunique())
-        report.keyframes[split] = _count_keyframes(table)
+        report.keyframes[split] = count_keyframes(table)
         report.rows[split] = int(len(table))
         report.rows_outside_label_map[split] = int(
             (~table["action_id"].isin(label_map.ids)).sum())
-        report.skipped_keyframes[split] = _count_keyframes(tables[split][left_out])
+        report.skipped_keyframes[split] = count_keyframes(tables[split][left_out])
         report.skipped_rows[split] = int(left_out.sum())
     # AVA's evaluated list has no label_type: its classes' groups are AVA's id ranges
     write_label_map(out / layout.name("label_map"), label_map.with_ava_groups())

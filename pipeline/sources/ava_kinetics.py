@@ -31,6 +31,7 @@ import pandas as pd
 
 from pipeline.ava._csv import check_integral
 from pipeline.ava.annotations import COLUMNS, read_annotations
+from pipeline.boxes import count_keyframes
 from pipeline.sources.ava_download import probe_videos
 from pipeline.sources.custom import keyed, listing
 from pipeline.sources.manifest import video_files
@@ -166,7 +167,7 @@ def index_ava_kinetics(ava_root: str | Path, kinetics_root: str | Path, out: str
     from pipeline.sources.custom import fingerprint, write_keyframe_times
     from pipeline.sources.ava_download import index_download
     from pipeline.sources.manifest import SplitFiles
-    from pipeline.proposals.table import make_proposals, write_proposals
+    from pipeline.proposals.table import proposals_from_rows, write_proposals
 
     out = Path(out)
     manifest, report = index_download(ava_root, out, version="2.2", video_start=video_start,
@@ -200,9 +201,7 @@ def index_ava_kinetics(ava_root: str | Path, kinetics_root: str | Path, out: str
                                _kinetics_proposals(pickle, _with_youtube_ids(kinetics, part))],
                               ignore_index=True)
             proposals[split] = f"proposals/{split}.parquet"
-            write_proposals(out / proposals[split], make_proposals(
-                boxes["video_id"].to_numpy(dtype=object), boxes["timestamp"].to_numpy(),
-                boxes[["x1", "y1", "x2", "y2"]].to_numpy(), boxes["score"].to_numpy()))
+            write_proposals(out / proposals[split], proposals_from_rows(boxes))
     write_keyframe_times(out / "keyframe_times.parquet", times)
     clip_splits = {clip: split for split, table in part.tables.items()
                    for clip in table["video_id"].unique()}
@@ -217,8 +216,7 @@ def index_ava_kinetics(ava_root: str | Path, kinetics_root: str | Path, out: str
         video_starts=dict(sorted(part.starts.items())), keyframe_times="keyframe_times.parquet")
     kinetics_report = {
         "clips": {s: int(t["video_id"].nunique()) for s, t in part.tables.items()},
-        "keyframes": {s: int(len(t[["video_id", "timestamp"]].drop_duplicates()))
-                      for s, t in part.tables.items()},
+        "keyframes": {s: count_keyframes(t) for s, t in part.tables.items()},
         "annotation_rows": {s: int(len(t)) for s, t in part.tables.items()},
         "num_skipped_keyframes": len(part.skipped),
         "skipped_keyframes": dict(sorted(part.skipped.items())),

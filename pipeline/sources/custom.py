@@ -35,9 +35,10 @@ from pipeline.sources.ava_download import probe_videos
 from pipeline.ava.exclusions import read_exclusions, write_exclusions
 from pipeline.ava.label_map import LabelMap, read_label_map, write_label_map
 from pipeline.ava.proposals import read_proposal_pickle
+from pipeline.boxes import BOX_COLUMNS, KEYFRAME_KEY, count_keyframes
 from pipeline.sources.manifest import KEYFRAME_TIMES_COLUMNS, SPLITS, DatasetManifest, SplitFiles
 from pipeline.sources.manifest import video_files
-from pipeline.errors import InputError
+from pipeline.errors import InputError, check_columns
 from pipeline.io import write_parquet
 
 log = logging.getLogger(__name__)
@@ -124,12 +125,12 @@ def keyed(table: pd.DataFrame, path: Path) -> pd.DataFrame:
     such keyframes."""
     table = table.assign(time=table["timestamp"].astype(np.float64),
                          timestamp=whole_second_key(table["timestamp"].to_numpy()))
-    times = table[["video_id", "timestamp", "time"]].drop_duplicates()
-    clash = times[times.duplicated(["video_id", "timestamp"], keep=False)]
+    times = table[[*KEYFRAME_KEY, "time"]].drop_duplicates()
+    clash = times[times.duplicated(KEYFRAME_KEY, keep=False)]
     if len(clash):
         problems = [f"{video_id} second {key}: keyframes at "
                     f"{', '.join(f'{t:.6f}' for t in sorted(rows['time']))}"
-                    for (video_id, key), rows in clash.groupby(["video_id", "timestamp"])]
+                    for (video_id, key), rows in clash.groupby(KEYFRAME_KEY)]
         raise InputError(f"{len(problems)} whole second(s) hold more than one keyframe of a "
                          f"video (a keyframe is keyed by its whole second in results and "
                          f"proposals: at most one per second):{listing(problems)}", path=path)
@@ -141,10 +142,8 @@ def read_proposal_file(path: Path) -> pd.DataFrame:
     timestamp, x1, y1, x2, y2, score) of person boxes; timestamps in seconds."""
     if path.suffix == ".parquet":
         table = pd.read_parquet(path)
-        missing = [c for c in ("video_id", "timestamp", "x1", "y1", "x2", "y2", "score")
-                   if c not in table.columns]
-        if missing:
-            raise InputError(f"proposals table lacks columns {missing}", path=path)
+        check_columns(table.columns, [*KEYFRAME_KEY, *BOX_COLUMNS, "score"],
+                      what="proposals table", path=path)
         return table.astype({"video_id": str, "timestamp": np.float64})
     return read_proposal_pickle(path, fractional=True)
 
@@ -154,9 +153,9 @@ def keyed_proposals(path: Path, keyframes: pd.DataFrame) -> pd.DataFrame:
     split (``keyframes``: video_id, timestamp, time) are an error listing every such key."""
     raw = read_proposal_file(path)
     raw = raw.assign(timestamp=whole_second_key(raw["timestamp"].to_numpy()))
-    known = keyframes[["video_id", "timestamp"]].drop_duplicates()
-    marked = raw.merge(known.assign(_known=True), on=["video_id", "timestamp"], how="left")
-    foreign = marked.loc[marked["_known"].isna(), ["video_id", "timestamp"]].drop_duplicates()
+    known = keyframes[KEYFRAME_KEY].drop_duplicates()
+    marked = raw.merge(known.assign(_known=True), on=KEYFRAME_KEY, how="left")
+    foreign = marked.loc[marked["_known"].isna(), KEYFRAME_KEY].drop_duplicates()
     if len(foreign):
         problems = [f"{v},{t}" for v, t in foreign.itertuples(index=False)]
         raise InputError(f"proposals for {len(problems)} keyframe(s) that the annotations do "
@@ -166,17 +165,16 @@ def keyed_proposals(path: Path, keyframes: pd.DataFrame) -> pd.DataFrame:
 
 def write_keyframe_times(path: Path, tables: list[pd.DataFrame]) -> None:
     """Every keyframe's whole-second key and exact time (``KEYFRAME_TIMES_COLUMNS``)."""
-    times = (pd.concat(tables, ignore_index=True)[list(KEYFRAME_TIMES_COLUMNS)]
-             .drop_duplicates(["video_id", "timestamp"])
-             .sort_values(["video_id", "timestamp"], kind="stable").reset_index(drop=True))
+    times = (pd.concat(tables, ignore_index=True)[KEYFRAME_TIMES_COLUMNS]
+             .drop_duplicates(KEYFRAME_KEY)
+             .sort_values(KEYFRAME_KEY, kind="stable").reset_index(drop=True))
     write_parquet(path, times.astype({"video_id": str, "timestamp": np.int32,
                                       "time": np.float64}))
 
 
 def counts(table: pd.DataFrame) -> tuple[int, int, int]:
     """(videos, keyframes, rows) of an annotation table."""
-    return (int(table["video_id"].nunique()),
-            int(len(table[["video_id", "timestamp"]].drop_duplicates())), int(len(table)))
+    return int(table["video_id"].nunique()), count_keyframes(table), int(len(table))
 
 
 def index_custom(root: str | Path, out: str | Path, *, skip_missing_videos: bool = False,
@@ -243,7 +241,7 @@ def index_custom(root: str | Path, out: str | Path, *, skip_missing_videos: bool
                 timestamp=whole_second_key(table["timestamp"].to_numpy()))
 
     # everything is checked: write the dataset's files
-    from pipeline.proposals.table import make_proposals, write_proposals
+    from pipeline.proposals.table import proposals_from_rows, write_proposals
 
     skipped = set(problems)
     report.skipped_videos = dict(problems)
@@ -267,9 +265,7 @@ def index_custom(root: str | Path, out: str | Path, *, skip_missing_videos: bool
             boxes = proposals[split]
             boxes = boxes[~boxes["video_id"].isin(skipped)]
             proposal_paths[split] = f"proposals/{split}.parquet"
-            write_proposals(out / proposal_paths[split], make_proposals(
-                boxes["video_id"].to_numpy(dtype=object), boxes["timestamp"].to_numpy(),
-                boxes[["x1", "y1", "x2", "y2"]].to_numpy(), boxes["score"].to_numpy()))
+            write_proposals(out / proposal_paths[split], proposals_from_rows(boxes))
     write_label_map(out / "annotations" / LABEL_MAP, label_map)
     write_keyframe_times(out / KEYFRAME_TIMES, kept_tables)
     kept_ids = sorted(set(split_of) - skipped)

@@ -18,6 +18,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from pipeline.boxes import KEYFRAME_KEY, normalise_keys
 from pipeline.errors import InputError
 from pipeline.io import write_json
 
@@ -57,7 +58,7 @@ class DatasetManifest:
         return None if relative is None else Path(root) / relative
 
 
-KEYFRAME_TIMES_COLUMNS = ("video_id", "timestamp", "time")
+KEYFRAME_TIMES_COLUMNS = [*KEYFRAME_KEY, "time"]
 
 
 def write_manifest(root: str | Path, manifest: DatasetManifest) -> None:
@@ -86,10 +87,9 @@ def keyframe_clock(root: str | Path, manifest: DatasetManifest, keyframes):
     path = Path(root) / manifest.keyframe_times
     if not path.is_file():
         raise InputError("keyframe times table not found", path=path)
-    times = pd.read_parquet(path, columns=list(KEYFRAME_TIMES_COLUMNS))
-    joined = table.drop(columns="time").merge(
-        times.astype({"video_id": str, "timestamp": np.int64}),
-        on=["video_id", "timestamp"], how="left", validate="many_to_one")
+    times = pd.read_parquet(path, columns=KEYFRAME_TIMES_COLUMNS)
+    joined = table.drop(columns="time").merge(normalise_keys(times), on=KEYFRAME_KEY,
+                                              how="left", validate="many_to_one")
     if joined["time"].isna().any():
         row = joined[joined["time"].isna()].iloc[0]
         raise InputError(f"keyframe ({row['video_id']}, {int(row['timestamp'])}) has no exact "

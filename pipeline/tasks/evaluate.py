@@ -24,6 +24,7 @@ import torch
 
 from pipeline.ava.annotations import merge_boxes
 from pipeline.ava.results import write_results_csv, write_results_parquet
+from pipeline.boxes import BOX_COLUMNS, at_keyframe
 from pipeline.data.config import DataConfig
 from pipeline.data.dataset import check_clip_reach
 from pipeline.frames.spec import clip_offsets
@@ -89,14 +90,13 @@ def render_keyframes(out_dir: Path, inputs: LoadedInputs, predictions: list[dict
     written = []
     for pick in picks:
         p = predictions[pick]
-        row = keys[(keys["video_id"] == p["video_id"]) & (keys["timestamp"] == p["timestamp"])]
+        row = at_keyframe(keys, p["video_id"], p["timestamp"])
         clip = inputs.store.video(p["video_id"]).clip(int(row["frame"].iloc[0]), offsets)
         boxes = []
-        frame_gt = gt[(gt["video_id"].astype(str) == p["video_id"])
-                      & (gt["timestamp"] == p["timestamp"])]
         # the label map's actions only: a box with none of them is neither trained nor scored
-        gt_boxes, gt_labels = merge_boxes(frame_gt, inputs.label_map)
-        for box, hot in zip(gt_boxes[["x1", "y1", "x2", "y2"]].to_numpy(), gt_labels):
+        gt_boxes, gt_labels = merge_boxes(at_keyframe(gt, p["video_id"], p["timestamp"]),
+                                          inputs.label_map)
+        for box, hot in zip(gt_boxes[BOX_COLUMNS].to_numpy(), gt_labels):
             caption = "\n".join(names[ids[k]].split(" (")[0] for k in np.flatnonzero(hot))
             boxes.append(LabelledBox(*map(float, box), caption=caption, color=GT_COLOR))
         for box, scores in zip(p["boxes"], p["scores"]):

@@ -9,6 +9,7 @@ import pandas as pd
 
 from pipeline.ava.annotations import read_annotations
 from pipeline.ava.clock import AVA_FPS
+from pipeline.boxes import KEYFRAME_KEY
 from pipeline.errors import InputError
 from pipeline.frames.extract import extract_frames
 from pipeline.io import write_json
@@ -38,7 +39,7 @@ def annotated_keyframes(dataset: Path) -> tuple[dict[str, Path], pd.DataFrame]:
     manifest = read_manifest(dataset)
     tables = []
     for split, files in manifest.splits.items():
-        keys = read_annotations(dataset / files.annotations)[["video_id", "timestamp"]]
+        keys = read_annotations(dataset / files.annotations)[KEYFRAME_KEY]
         tables.append(keys.drop_duplicates().assign(split=split))
     keyframes = keyframe_clock(dataset, manifest, pd.concat(tables, ignore_index=True))
     videos = {vid: dataset / path for vid, path in manifest.videos.items()}

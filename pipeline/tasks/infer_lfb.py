@@ -23,6 +23,7 @@ import pandas as pd
 import torch
 
 from pipeline.ava.annotations import merge_boxes
+from pipeline.boxes import BOX_COLUMNS, KEYFRAME_KEY, normalise_keys
 from pipeline.data.config import DataConfig
 from pipeline.data.dataset import check_clip_reach
 from pipeline.data.inputs import DatasetFiles, LoadedInputs
@@ -32,7 +33,7 @@ from pipeline.engine.maps import box_features, compute_maps
 from pipeline.engine.precision import autocast, autocast_dtype
 from pipeline.errors import InputError
 from pipeline.io import file_digest
-from pipeline.lfb.layout import proposal_rows
+from pipeline.lfb.layout import BANK_BOX_COLUMNS, proposal_rows
 from pipeline.lfb.writer import BankStorage, BankWriter, fill_bank
 from pipeline.models.checkpoint import build_detector_from_checkpoint
 from pipeline.params.baseline import BaselineParams
@@ -40,8 +41,6 @@ from pipeline.params.lfb import LfbParams
 from pipeline.params.schema import Params
 
 log = logging.getLogger(__name__)
-
-KEYS = ["video_id", "timestamp"]
 
 # The params keys whose values shape this stage's outputs (see pretrain_baseline.PARAMS).
 # The params groups this stage reads, with their schemas (all of PARAMS's groups).
@@ -86,26 +85,21 @@ def bank_boxes(inputs: LoadedInputs, *, train_boxes: Literal["gt", "proposals"],
     Proposals keep scores >= min(threshold, the keyframe's best): train rows
     ``data_config.train_min_proposal_score``, val rows ``val_min_proposal_score`` (params
     ``lfb.val_min_proposal_score``; mmaction2's bank-inference config uses 0.9)."""
-    stored = inputs.keyframes.assign(video_id=inputs.keyframes["video_id"].astype(str),
-                                     timestamp=inputs.keyframes["timestamp"].astype(np.int64))
-    proposals = inputs.proposals.assign(video_id=inputs.proposals["video_id"].astype(str),
-                                        timestamp=inputs.proposals["timestamp"].astype(np.int64))
+    stored = normalise_keys(inputs.keyframes)
+    proposals = normalise_keys(inputs.proposals)
     parts = []
     for split in ("train", "val"):
-        keys = stored.loc[stored["split"] == split, KEYS]
+        keys = stored.loc[stored["split"] == split, KEYFRAME_KEY]
         if split == "train" and train_boxes == "gt":
             boxes, _ = merge_boxes(inputs.gt("train"), inputs.label_map)
-            boxes = boxes.assign(video_id=boxes["video_id"].astype(str),
-                                 timestamp=boxes["timestamp"].astype(np.int64), score=1.0,
-                                 source="gt")
+            boxes = normalise_keys(boxes).assign(score=1.0, source="gt")
         else:
             min_score = (data_config.train_min_proposal_score if split == "train"
                          else val_min_proposal_score)
-            boxes = proposal_rows(proposals.merge(keys, on=KEYS), min_score=min_score,
+            boxes = proposal_rows(proposals.merge(keys, on=KEYFRAME_KEY), min_score=min_score,
                                   max_proposals=data_config.max_proposals)
-        boxes = boxes.merge(keys, on=KEYS)   # keyframes the store holds
-        parts.append(boxes.assign(split=split)[["video_id", "timestamp", "x1", "y1", "x2", "y2",
-                                                "score", "split", "source"]])
+        boxes = boxes.merge(keys, on=KEYFRAME_KEY)   # keyframes the store holds
+        parts.append(boxes.assign(split=split)[BANK_BOX_COLUMNS])
     table = pd.concat(parts, ignore_index=True)
     if table.empty:
         raise InputError("no boxes to put in the feature bank (no annotations or proposals "
@@ -160,7 +154,7 @@ def infer_lfb(*, files: DatasetFiles, baseline_checkpoint: str | Path, out_dir: 
                              zip(shard_boxes["video_id"], shard_boxes["timestamp"])])
         with autocast(ctx.device, amp_dtype):
             return box_features(model, maps.maps, maps.image_sizes, keyframe,
-                                shard_boxes[["x1", "y1", "x2", "y2"]].to_numpy(np.float32),
+                                shard_boxes[BOX_COLUMNS].to_numpy(np.float32),
                                 ctx.device)
 
     # every rank writes its own shards; all of them are done before rank 0 moves the bank

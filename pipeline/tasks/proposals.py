@@ -8,6 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from pipeline.ava.annotations import read_annotations
+from pipeline.boxes import KEYFRAME_KEY
 from pipeline.data.dataset import stored_annotations
 from pipeline.errors import InputError
 from pipeline.frames.store import FrameStore
@@ -87,5 +88,4 @@ def pickle_paths(params, manifest, dataset: Path) -> list[Path]:
 
 
 def _split(proposals: pd.DataFrame, gt: pd.DataFrame) -> pd.DataFrame:
-    keys = gt[["video_id", "timestamp"]].drop_duplicates()
-    return proposals.merge(keys, on=["video_id", "timestamp"])
+    return proposals.merge(gt[KEYFRAME_KEY].drop_duplicates(), on=KEYFRAME_KEY)

@@ -29,9 +29,10 @@ import pandas as pd
 import pyarrow as pa
 from tqdm import tqdm
 
-from pipeline.ava.annotations import write_annotations
+from pipeline.ava.annotations import COLUMNS, write_annotations
 from pipeline.ava.exclusions import write_exclusions
 from pipeline.ava.label_map import write_label_map
+from pipeline.boxes import BOX_COLUMNS, KEYFRAME_KEY
 from pipeline.io import atomic_output, write_parquet
 from pipeline.sources.synthetic.classes import ACTION_CLASSES, synthetic_label_map
 from pipeline.sources.synthetic.config import SyntheticConfig
@@ -80,20 +81,18 @@ def _excluded(config: SyntheticConfig, split: str, keyframes: pd.DataFrame) -> p
     rng = np.random.default_rng([config.seed, SPLITS.index(split), 1 << 20])
     n = max(1, round(config.excluded_fraction * len(keyframes)))
     picked = rng.choice(len(keyframes), size=n, replace=False)
-    return keyframes.iloc[picked].sort_values(["video_id", "timestamp"]).reset_index(drop=True)
+    return keyframes.iloc[picked].sort_values(KEYFRAME_KEY).reset_index(drop=True)
 
 
 def annotation_rows(scene: pd.DataFrame) -> pd.DataFrame:
     """AVA rows (one per person box and action) from scene rows, sorted like AVA's files."""
     parts = []
     for action in ACTION_CLASSES:
-        rows = scene.loc[scene[action.key], ["video_id", "timestamp", "x1", "y1", "x2", "y2",
-                                             "person_id"]]
+        rows = scene.loc[scene[action.key], [*KEYFRAME_KEY, *BOX_COLUMNS, "person_id"]]
         parts.append(rows.assign(action_id=action.id))
     rows = pd.concat(parts, ignore_index=True)
-    rows = rows.sort_values(["video_id", "timestamp", "person_id", "action_id"], kind="stable")
-    return rows[["video_id", "timestamp", "x1", "y1", "x2", "y2", "action_id", "person_id"]
-                ].reset_index(drop=True)
+    rows = rows.sort_values([*KEYFRAME_KEY, "person_id", "action_id"], kind="stable")
+    return rows[COLUMNS].reset_index(drop=True)
 
 
 def _run_jobs(jobs: list[_VideoJob], workers: int, progress: bool) -> list[pd.DataFrame]:
@@ -155,7 +154,7 @@ def generate_dataset(out_dir: str | Path, config: SyntheticConfig, *, workers: i
 def _write_split(root: Path, config: SyntheticConfig, split: str, scene: pd.DataFrame) -> dict:
     """Write one split's annotations and exclusions; mark its excluded rows in ``scene``."""
     in_split = scene["split"] == split
-    keyframes = scene.loc[in_split, ["video_id", "timestamp"]].drop_duplicates()
+    keyframes = scene.loc[in_split, KEYFRAME_KEY].drop_duplicates()
     excluded = _excluded(config, split, keyframes.reset_index(drop=True))
     key = scene["video_id"] + "," + scene["timestamp"].astype(str)
     excluded_keys = set(excluded["video_id"] + "," + excluded["timestamp"].astype(str))

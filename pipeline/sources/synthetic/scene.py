@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from pipeline.boxes import BOX_COLUMNS
 from pipeline.sources.synthetic.script import (HAND_HEIGHT, MOVING_POSES, PROP_SIZE, REACH,
                                        WATCH_DISTANCE, Segment, VideoScript)
 from pipeline.sources.synthetic.sprites import (JUMP_HEIGHT, JUMP_PERIOD_S, PHASES, RUN_PERIOD_S,
@@ -163,11 +164,11 @@ def keyframe_states(script: VideoScript, tracks: list[Track], *, fps: int,
                                   and second - still_s >= first_evidence_end)
             x_clip = track.x[clip]
             y_clip = track.box[clip, 1]
-            x1, y1, x2, y2 = np.clip(track.box[frame] / np.array(
+            box = np.clip(track.box[frame] / np.array(
                 [script.width, script.height, script.width, script.height]), 0.0, 1.0)
             rows.append({
                 "timestamp_s": second, "person_id": a,
-                "x1": float(x1), "y1": float(y1), "x2": float(x2), "y2": float(y2),
+                **dict(zip(BOX_COLUMNS, box.tolist())),
                 "pose": pose, "facing": facing, "reaching": bool(track.reach[frame]),
                 "holding": holding, "lane": actor.lane,
                 "still_s": still_s, "moved_before": moved_before,
