@@ -554,6 +554,25 @@ def test_video_changed_in_place_is_decoded_again(tmp_path, videos):
     assert _numbers(frames) == [1000 + k for k in timeline]
 
 
+def test_store_bytes_do_not_depend_on_when_the_videos_were_written(tmp_path):
+    """The same video content written at another time gives a byte-identical store, so a
+    fresh ``dvc repro`` reproduces the committed lock's hash of frames.zarr."""
+    kf = _keyframes({"a": [1, 2]})
+    spec = _spec(reach=(2, 2))
+    source = write_avi(tmp_path / "src" / "a.avi", num_frames=40, fps=FPS, codec="rawvideo")
+    _run(tmp_path, {"a": source}, kf, spec, out="first")
+    stat = source.stat()
+    os.utime(source, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**12))
+    _run(tmp_path, {"a": source}, kf, spec, out="second")
+
+    def tree(out: str) -> dict[str, bytes]:
+        root = tmp_path / out / "frames.zarr"
+        return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+    first, second = tree("first"), tree("second")
+    assert first.keys() == second.keys() and len(first) > 2
+    assert [name for name in first if first[name] != second[name]] == []
+
+
 def test_skip_bad_videos_lists_them(tmp_path, videos):
     corrupt = tmp_path / "corrupt.mp4"
     corrupt.write_bytes(b"not a video" * 100)

@@ -91,9 +91,10 @@ def _own_clock(plan: VideoPlan, spec: FrameSpec) -> tuple[list[float] | None, fl
 
 
 def source_fingerprint(path: Path, *, edge_bytes: int = 1 << 20) -> dict:
-    """What identifies a video file's content cheaply: size, modification time and a hash of
-    its first and last ``edge_bytes`` (a re-encoded or replaced file of the same size and
-    date still differs there)."""
+    """What identifies a video file's content cheaply: its size and a hash of its first and
+    last ``edge_bytes`` (a re-encoded or replaced file of the same size still differs there).
+    It is stored in the store's attributes, so it holds content only: a modification time
+    would make the store's bytes depend on when the videos were written."""
     stat = path.stat()
     digest = hashlib.sha256()
     with open(path, "rb") as f:
@@ -101,7 +102,7 @@ def source_fingerprint(path: Path, *, edge_bytes: int = 1 << 20) -> dict:
         if stat.st_size > edge_bytes:
             f.seek(max(edge_bytes, stat.st_size - edge_bytes))
             digest.update(f.read(edge_bytes))
-    return {"bytes": stat.st_size, "mtime_ns": stat.st_mtime_ns, "edges_sha256": digest.hexdigest()}
+    return {"bytes": stat.st_size, "edges_sha256": digest.hexdigest()}
 
 
 def _open_partial_store(tmp: Path, spec: FrameSpec) -> zarr.Group:
