@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import typing
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 from pipeline.data.config import DataConfig
 from pipeline.engine.config import TrainConfig
@@ -20,12 +20,14 @@ class BaselineParams:
     """The baseline detector and how it is trained (``pretrain_baseline``).
 
     ``preset`` names any model preset (mmaction2 config stems, or ``tiny`` for CPU);
-    ``backbone`` swaps the preset's backbone kind; ``model`` overrides single ModelConfig
+    ``backbone`` swaps the preset's backbone kind (checked, with the fields it uses, when the
+    stage builds the model: the backbone table needs torch, which loading params never
+    imports); ``model`` overrides single ModelConfig
     fields. The number of output columns always follows the label map (largest id + 1).
     """
 
     preset: str
-    backbone: Literal["slowonly", "slowfast"]
+    backbone: str                   # a name in pipeline.models.backbones.BACKBONES
     model: dict[str, Any]
     train: TrainConfig
     data: DataConfig
