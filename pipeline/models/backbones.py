@@ -8,9 +8,10 @@ A backbone is a plain ``nn.Module`` class that provides:
   per pathway, which the RoI head pools over time and joins on channels;
 - ``output_channels`` (the ``C_i``), ``output_stride`` (``s``, the spatial stride RoIAlign
   scales boxes by) and ``temporal_strides`` (input frames per output frame of each pathway);
-- ``recognizer_only_keys``: backbone-relative key prefixes that its Kinetics recognizer
-  checkpoints hold and the detector does not use (dropped when such a checkpoint is loaded);
-  every other key is the detector's ``backbone.<key>``, unchanged;
+- ``recognizer_only_keys`` / ``detector_only_keys``: backbone-relative key prefixes that its
+  Kinetics recognizer checkpoints hold and the detector does not use (dropped when such a
+  checkpoint is loaded) / that the detector has and the recognizers lack (left at their
+  initialisation); every other key is the detector's ``backbone.<key>``, unchanged;
 - ``num_lr_layers``, ``lr_layer_id(name) -> 0..num_lr_layers-1`` (``name`` relative to the
   backbone) and ``no_weight_decay(name, param) -> bool``: how an optimizer with layer-wise lr
   decay groups its parameters (a backbone without decay answers one layer, and False).

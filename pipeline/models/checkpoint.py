@@ -14,8 +14,9 @@ Two checkpoint kinds load into a ``Detector``:
 - a Kinetics recognizer (``backbone.*`` + ``cls_head.*``): ``cls_head.*`` and the keys the
   backbone declares recognizer-only (``recognizer_only_keys``: a VideoMAE recognizer's
   ``fc_norm``) are dropped, the rest of the backbone must match exactly, and what the
-  recognizer cannot provide (the RoI head; a ViT detector's final ``norm``) keeps its fresh
-  initialisation, as in mmaction2's non-strict ``init_cfg`` load.
+  recognizer cannot provide (the RoI head; the backbone's ``detector_only_keys``, a ViT
+  detector's final ``norm``) keeps its fresh initialisation, as in mmaction2's non-strict
+  ``init_cfg`` load.
 
 The project's own format is a plain dict ``{"format": "stad-v1", "preset", "config",
 "state_dict", "test_short_side", "labels", "frame_convention", "timeline_fps",
@@ -153,7 +154,9 @@ def inspect_state_dict(state_dict: dict[str, Tensor], model: Detector) -> LoadRe
     else:
         unused = (RECOGNIZER_HEAD, *(BACKBONE + key for key in model.backbone.recognizer_only_keys))
         report.ignored = sorted(k for k in state_dict if k.startswith(unused))
-        wanted = {k: s for k, s in model_shapes.items() if k.startswith(BACKBONE)}
+        own = tuple(BACKBONE + key for key in model.backbone.detector_only_keys)
+        wanted = {k: s for k, s in model_shapes.items()
+                  if k.startswith(BACKBONE) and not k.startswith(own)}
         report.fresh = sorted(set(model_shapes) - set(wanted))
     given = {k: tuple(v.shape) for k, v in state_dict.items() if k not in report.ignored}
     report.missing = sorted(set(wanted) - set(given))

@@ -72,6 +72,7 @@ class NoLayerDecay:
     (mmaction2's CNN configs apply weight decay to all parameters)."""
 
     recognizer_only_keys: tuple[str, ...] = ()
+    detector_only_keys: tuple[str, ...] = ()
 
     @property
     def num_lr_layers(self) -> int:

@@ -315,6 +315,8 @@ class ViTBackbone(VisionTransformer):
     """The K400 recognizers' final LayerNorm (``use_mean_pooling=True``). mmaction2 loads them
     into the detector non-strictly, so ``fc_norm`` is unused and the detector's ``norm`` keeps
     its initialisation (1, 0); the same happens here."""
+    detector_only_keys = ("norm.",)
+    """The detector's final LayerNorm (``use_mean_pooling=False``), absent from recognizers."""
 
     @classmethod
     def from_config(cls, config: ModelConfig) -> ViTBackbone:
