@@ -11,8 +11,10 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 from helpers.toy_backbone import ToyBackbone
+from pipeline.errors import InputError
 from pipeline.models.backbones import BACKBONES, build_backbone
 from pipeline.models.checkpoint import read_stad_checkpoint
 from pipeline.models.config import ModelConfig
@@ -97,3 +99,28 @@ def test_toy_backbone_trains_through_the_baseline_stage(toy_in_table, tmp_path, 
     report = json.loads((out / "report.json").read_text())
     assert report["epochs"] == 1 and math.isfinite(report["train_loss"])
     assert 0.0 <= json.loads((out / "metrics.json").read_text())["val_mAP"] <= 1.0
+
+
+@pytest.mark.parametrize("edits, key, message", [
+    ({"backbone": "i3d"}, "baseline.backbone", "must be one of slowonly, slowfast, vit"),
+    ({"backbone": "vit", "model": {"clip_len": 5}}, "baseline.model.clip_len",
+     "not a multiple of tubelet_size=2"),
+    ({"backbone": "slowfast", "model": {"clip_len": 4}}, "baseline.model.clip_len",
+     "multiple of resample_rate"),
+])
+def test_params_loading_leaves_the_backbone_to_the_stage_which_names_the_key(
+        tmp_path, edits, key, message):
+    """Params load without torch, so a backbone's own checks run when the stage asks
+    (``BaselineParams.check_backbone``); the error names the params key."""
+    params_file = tmp_path / "params.yaml"
+    shutil.copy(REPO / "params.yaml", params_file)
+    overlay = tmp_path / "edit.yaml"
+    overlay.write_text(yaml.safe_dump({"baseline": edits}))
+    apply_overlay(params_file, overlay)
+    baseline = load_all(params_file).baseline
+    with pytest.raises(InputError, match=message) as info:
+        baseline.check_backbone(baseline.model_config(num_classes=81))
+    assert info.value.key == key
+    shutil.copy(REPO / "params.yaml", params_file)
+    baseline = load_all(params_file).baseline
+    baseline.check_backbone(baseline.model_config(num_classes=81))   # the default is fine
