@@ -83,7 +83,8 @@ def test_toy_backbone_trains_through_the_baseline_stage(toy_in_table, tmp_path, 
     params = load_all(params_file)
     assert params.baseline.backbone == "toy"
 
-    dataset, frames, props = tmp_path / "dataset", tmp_path / "frames", tmp_path / "proposals.parquet"
+    dataset, frames = tmp_path / "dataset", tmp_path / "frames"
+    props = tmp_path / "proposals.parquet"
     make_dataset.run(params, out=dataset, metrics=tmp_path / "dataset.json")
     extract_frames.run(params, dataset=dataset, out=frames, metrics=tmp_path / "frames.json")
     proposals.run(params, dataset=dataset, frames=frames, out=props,
