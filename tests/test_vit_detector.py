@@ -113,6 +113,41 @@ def test_vit_lr_layers_and_weight_decay_follow_mmaction2():
                                                        "projection.weight"))}
 
 
+def test_optimizer_groups_of_the_vit_b_detector_are_mmaction2s():
+    """``pipeline.engine.optimizer.param_groups`` over the real ViT-B detector with the zoo
+    recipe (layer decay 0.75, no decay on 1-D params and biases): mmaction2's constructor gives
+    a parameter of layer i the lr scale 0.75 ** (13 - i) (``num_layers`` 12 + 1 - i), the RoI
+    head scale 1."""
+    from dataclasses import replace
+
+    from pipeline.engine.config import TrainConfig
+    from pipeline.engine.optimizer import param_groups
+
+    with torch.device("meta"):
+        model = Detector(PRESETS[VIT_B])
+    config = replace(TrainConfig(), optimizer="adamw", weight_decay=0.05, layer_decay=0.75,
+                     decay_norm_bias=False)
+    scale_of, decay_of = {}, {}
+    for group in param_groups(model, config):
+        for name in group["param_names"]:
+            scale_of[name], decay_of[name] = group["lr_scale"], group["weight_decay"]
+    table = {  # name pattern: (exponent of 0.75, weight decay)
+        "backbone.patch_embed.projection.weight": (13, 0.05),
+        "backbone.patch_embed.projection.bias": (13, 0.0),
+        "backbone.blocks.0.attn.qkv.weight": (12, 0.05),
+        "backbone.blocks.0.attn.q_bias": (12, 0.0),
+        "backbone.blocks.5.mlp.layers.0.0.weight": (7, 0.05),
+        "backbone.blocks.11.norm2.weight": (1, 0.0),
+        "backbone.norm.weight": (0, 0.0),
+        "roi_head.bbox_head.fc_cls.weight": (0, 0.05),
+        "roi_head.bbox_head.fc_cls.bias": (0, 0.0),
+    }
+    for name, (exponent, decay) in table.items():
+        assert scale_of[name] == pytest.approx(0.75 ** exponent), name
+        assert decay_of[name] == decay, name
+    assert len(scale_of) == len(dict(model.named_parameters()))
+
+
 # ------------------------------------------------------------------------- checkpoints
 
 @pytest.mark.parametrize("preset, layout", [(VIT_B, VIT_B), (VIT_L, VIT_L),
