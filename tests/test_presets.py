@@ -34,12 +34,8 @@ from pipeline.params.overlay import apply_overlay
 
 REPO = Path(__file__).resolve().parents[1]
 PRESET_DIR = REPO / "presets"
-# The VideoMAE ViT presets: their model part (baseline.preset, baseline.backbone vit, the ViT's
-# fields in baseline.model) needs the ViT backbone in the model presets; until it is there
-# they are checked without those keys (test_vit_presets_are_the_zoo_recipe).
 VIT_PRESETS = sorted(p.stem for p in PRESET_DIR.glob("vit-*_ava-kinetics-rgb.yaml"))
-VIT_MODEL_KEYS = ("preset", "backbone", "model")
-ALL_PRESETS = sorted(set(p.stem for p in PRESET_DIR.glob("*.yaml")) - set(VIT_PRESETS))
+ALL_PRESETS = sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
 AK_PRESETS = sorted(p.stem for p in PRESET_DIR.glob("slowonly_*_ava-kinetics-rgb.yaml"))
 AVA_PRESETS = sorted([p.stem for p in PRESET_DIR.glob("ava2[12]-*.yaml")] + AK_PRESETS)
 
@@ -448,19 +444,18 @@ def test_vit_presets_are_registered():
 
 
 @pytest.mark.parametrize("name", sorted(VIT_ZOO))
-def test_vit_presets_are_the_zoo_recipe(params_file, tmp_path, name):
-    """Everything but the ViT's model keys applies and validates, and is the config's recipe:
-    AdamW, weight decay 0.05 off 1-D params and biases, layer-wise lr decay, 5 warmup epochs
-    then cosine to 20, clip 40, 16x4 clips, for the baseline and the fine-tuned head alike."""
+def test_vit_presets_are_the_zoo_recipe(params_file, name):
+    """The preset applies and validates, and is the config's recipe: its ViT (16 frames 4
+    apart, drop path 0.2, the backbone buildable), AdamW, weight decay 0.05 off 1-D params and
+    biases, layer-wise lr decay, 5 warmup epochs then cosine to 20, clip 40, for the baseline
+    and the fine-tuned head alike."""
     mAP, lr, decay, total, init = VIT_ZOO[name]
-    overlay = yaml.safe_load((PRESET_DIR / f"{name}.yaml").read_text())
-    assert overlay["baseline"]["backbone"] == "vit" and overlay["baseline"]["preset"] == name
-    assert overlay["baseline"]["model"] == {"clip_len": 16, "frame_interval": 4,
-                                            "drop_path_rate": 0.2}
-    for key in VIT_MODEL_KEYS:
-        del overlay["baseline"][key]
-    apply_overlay(params_file, _write_overlay(tmp_path / f"{name}.yaml", overlay))
-    params = load_all(params_file)
+    params = applied(params_file, name)
+    assert (params.baseline.preset, params.baseline.backbone) == (name, "vit")
+    config = params.baseline.model_config(num_classes=81)
+    assert (config.backbone, config.vit_size, config.clip_len, config.frame_interval,
+            config.drop_path_rate) == ("vit", name.split("-p16")[0], 16, 4, 0.2)
+    params.baseline.check_backbone(config)
     for recipe in (params.baseline.train, params.model.train):
         assert (recipe.optimizer, recipe.lr, recipe.betas, recipe.weight_decay) == (
             "adamw", lr, (0.9, 0.999), 0.05)

@@ -11,8 +11,12 @@ weights-only. Globals from modules torch blocks (``os``, ``sys`` ...) are still 
 Two checkpoint kinds load into a ``Detector``:
 - a detector (keys ``backbone.*`` + ``roi_head.*``, the latter including an ACRN or
   feature-bank ``shared_head``): every key must match, strictly;
-- a Kinetics recognizer (``backbone.*`` + ``cls_head.*``): ``cls_head.*`` is dropped, the
-  backbone must match exactly, and the RoI head keeps its fresh initialisation.
+- a Kinetics recognizer (``backbone.*`` + ``cls_head.*``): ``cls_head.*`` and the keys the
+  backbone declares recognizer-only (``recognizer_only_keys``: a VideoMAE recognizer's
+  ``fc_norm``) are dropped, the rest of the backbone must match exactly, and what the
+  recognizer cannot provide (the RoI head; the backbone's ``detector_only_keys``, a ViT
+  detector's final ``norm``) keeps its fresh initialisation, as in mmaction2's non-strict
+  ``init_cfg`` load.
 
 The project's own format is a plain dict ``{"format": "stad-v1", "preset", "config",
 "state_dict", "test_short_side", "labels", "frame_convention", "timeline_fps",
@@ -34,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from ..ava.clock import AVA_FPS
 from ..errors import InputError
@@ -116,7 +120,7 @@ class LoadReport:
     missing: list[str] = field(default_factory=list)
     unexpected: list[str] = field(default_factory=list)
     mismatched: list[tuple[str, tuple[int, ...], tuple[int, ...]]] = field(default_factory=list)
-    ignored: list[str] = field(default_factory=list)   # a recognizer's cls_head.*
+    ignored: list[str] = field(default_factory=list)   # a recognizer's cls_head.*, fc_norm.*
     fresh: list[str] = field(default_factory=list)     # model keys a recognizer cannot provide
 
     @property
@@ -129,7 +133,7 @@ class LoadReport:
                     ("unexpected in checkpoint", self.unexpected),
                     ("shape mismatch (checkpoint vs model)",
                      [f"{k} {list(a)} vs {list(b)}" for k, a, b in self.mismatched]),
-                    ("ignored (recognizer classification head)", self.ignored),
+                    ("ignored (recognizer-only: classification head, pooled norm)", self.ignored),
                     ("left at initialisation (not in a recognizer)", self.fresh)]
         for title, keys in sections:
             if keys:
@@ -139,7 +143,7 @@ class LoadReport:
         return out
 
 
-def inspect_state_dict(state_dict: dict[str, Tensor], model: nn.Module) -> LoadReport:
+def inspect_state_dict(state_dict: dict[str, Tensor], model: Detector) -> LoadReport:
     """Compare a checkpoint's state dict with ``model`` (works on a meta-device model too)."""
     model_shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     is_detector = any(k.startswith(DETECTOR_HEAD) for k in state_dict)
@@ -148,8 +152,11 @@ def inspect_state_dict(state_dict: dict[str, Tensor], model: nn.Module) -> LoadR
     if is_detector:
         wanted = model_shapes
     else:
-        report.ignored = sorted(k for k in state_dict if k.startswith(RECOGNIZER_HEAD))
-        wanted = {k: s for k, s in model_shapes.items() if k.startswith(BACKBONE)}
+        unused = (RECOGNIZER_HEAD, *(BACKBONE + key for key in model.backbone.recognizer_only_keys))
+        report.ignored = sorted(k for k in state_dict if k.startswith(unused))
+        own = tuple(BACKBONE + key for key in model.backbone.detector_only_keys)
+        wanted = {k: s for k, s in model_shapes.items()
+                  if k.startswith(BACKBONE) and not k.startswith(own)}
         report.fresh = sorted(set(model_shapes) - set(wanted))
     given = {k: tuple(v.shape) for k, v in state_dict.items() if k not in report.ignored}
     report.missing = sorted(set(wanted) - set(given))
@@ -159,7 +166,7 @@ def inspect_state_dict(state_dict: dict[str, Tensor], model: nn.Module) -> LoadR
     return report
 
 
-def load_into(model: nn.Module, state_dict: dict[str, Tensor], *,
+def load_into(model: Detector, state_dict: dict[str, Tensor], *,
               path: str | Path | None = None) -> LoadReport:
     """Load a detector or recognizer state dict; any mismatch raises InputError with details."""
     report = inspect_state_dict(state_dict, model)

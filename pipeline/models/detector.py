@@ -18,7 +18,7 @@ from .acrn import ACRNHead
 from .config import ModelConfig
 from .fbo import LFBAvg, LFBHead, LFBMax, LFBNonLocal
 from .losses import action_loss
-from .resnet3d import build_backbone
+from .backbones import build_backbone
 from .roi_head import BBoxHeadAVA, RoIExtractor3d, RoIHead
 
 

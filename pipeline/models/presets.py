@@ -1,8 +1,12 @@
-"""Named model configurations: every SlowOnly/SlowFast/ACRN/LFB AVA detector of mmaction2's zoo.
+"""Named model configurations: every SlowOnly/SlowFast/ACRN/LFB/VideoMAE AVA detector of
+mmaction2's zoo.
 
 Keys are the exact stems of the mmaction2 config files, so users pick the name they know and a
 released checkpoint of that config loads strictly. ``tiny`` is the project's CPU default:
-the SlowOnly R50 layout at 1/8 width (0.52 M parameters).
+the SlowOnly R50 layout at 1/8 width (0.52 M parameters); ``tiny-vit`` its ViT counterpart.
+
+VideoMAE (configs/detection/videomae): the ViT-B or ViT-L backbone (16 frames, tubelet 2x16x16,
+drop path 0.2) under the plain linear RoI head (RoIAlign 8, temporal average, dropout 0.5).
 
 Head-side differences between configs: "context" = ``with_context``, "temporal-max" =
 ``temporal_pool="max"``, "nl-head" = MLP classifier, "focal" = focal loss (alpha 1, gamma 1;
@@ -44,6 +48,7 @@ _CONTEXT_MAX = dict(with_context=True, temporal_pool="max")
 _CONTEXT_MAX_MLP = dict(_CONTEXT_MAX, head="mlp")
 _FOCAL_GAMMA1 = dict(loss="focal", focal_alpha=1.0, focal_gamma=1.0)
 _ACRN = dict(shared_head="acrn", acrn_out_channels=2304, acrn_stride=1, acrn_num_convs=1)
+_VIT_16x4 = ModelConfig(backbone="vit", clip_len=16, frame_interval=4, drop_path_rate=0.2)
 _LFB = dict(lfb_channels=2048, lfb_num_lt_feat=60 * 5, lfb_include_empty_slots=True)
 _LFB_NL = dict(_LFB, shared_head="lfb_nl", lfb_latent_channels=512, lfb_num_layers=2,
                lfb_st_dropout=0.2, lfb_lt_dropout=0.2, lfb_nl_dropout=0.2,
@@ -93,8 +98,16 @@ PRESETS: dict[str, ModelConfig] = {
     "slowonly-lfb-max_kinetics400-pretrained-r50_8xb12-4x16x1-20e_ava21-rgb":
         replace(_SLOWONLY_4x16, shared_head="lfb_max", **_LFB),
     "slowonly-lfb_ava-pretrained-r50_infer-4x16x1_ava21-rgb": _SLOWONLY_4x16,
+    # VideoMAE ViT, trained on AVA-Kinetics, evaluated on AVA 2.2 (configs/detection/videomae)
+    "vit-base-p16_videomae-k400-pre_8xb8-16x4x1-20e-adamw_ava-kinetics-rgb":
+        replace(_VIT_16x4, vit_size="vit-base"),
+    "vit-large-p16_videomae-k400-pre_8xb8-16x4x1-20e-adamw_ava-kinetics-rgb":
+        replace(_VIT_16x4, vit_size="vit-large"),
     # CPU default
     "tiny": replace(_SLOWONLY_8x8, base_channels=8),
+    # CPU ViT: the ViT layout at 2 blocks of width 64, for the tiny-vit params preset
+    "tiny-vit": replace(_VIT_16x4, vit_size="tiny", clip_len=4, frame_interval=2,
+                        drop_path_rate=0.1),
 }
 
 

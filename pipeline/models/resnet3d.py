@@ -2,7 +2,8 @@
 
 One generic class, ``ResNet3dPathway`` (stem + four bottleneck stages, optional lateral convs),
 receives its parts; ``SlowOnly`` is a single pathway and ``SlowFast`` joins two. The keyword-only
-builders ``slowonly`` / ``slowfast`` and ``build_backbone(config)`` are the public entry points.
+builders ``slowonly`` / ``slowfast`` are the public entry points; ``SlowOnly.from_config`` and
+``SlowFast.from_config`` build them for a detector (``pipeline.models.backbones``).
 
 Every backbone returns a tuple of feature maps (one per pathway, ``[B, C_i, T_i, H/16, W/16]``
 for the zoo's strides) and declares ``output_channels`` and ``output_stride`` so heads are built
@@ -18,9 +19,70 @@ from torch import Tensor, nn
 import torch
 
 from .blocks import Bottleneck3d, Conv, ConvBN, Triple
-from .config import STAGE_BLOCKS, ModelConfig
+from .config import ModelConfig
 
 STEM_STRIDE = 4  # conv1 stride 2 and max-pool stride 2
+STAGE_BLOCKS = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3), 152: (3, 8, 36, 3)}
+"""Bottleneck blocks per stage for each ResNet depth."""
+
+
+def check_resnet_config(config: ModelConfig, *, slowfast: bool) -> None:
+    """The ResNet fields of ``config`` (depth, widths, kernels, strides, non-local flags, and
+    for SlowFast the pathway ratios); a bad value raises ValueError naming the field."""
+    def fail(field: str, why: str) -> None:
+        raise ValueError(f"ModelConfig.{field}={getattr(config, field)!r}: {why}")
+
+    if config.depth not in STAGE_BLOCKS:
+        fail("depth", f"must be one of {', '.join(map(str, STAGE_BLOCKS))}")
+    if config.base_channels < 1:
+        fail("base_channels", "must be positive")
+    for name in ("stem_kernel", "fast_stem_kernel"):
+        kernel = getattr(config, name)
+        if len(kernel) != 3 or any(k < 1 or k % 2 == 0 for k in kernel):
+            fail(name, "must be three odd positive sizes (t, h, w)")
+    if len(config.inflate) != 4 or any(v not in (0, 1) for v in config.inflate):
+        fail("inflate", "must be four flags, 0 or 1")
+    if len(config.spatial_strides) != 4 or any(s < 1 for s in config.spatial_strides):
+        fail("spatial_strides", "must be four positive strides")
+    if config.non_local:
+        blocks = STAGE_BLOCKS[config.depth]
+        if len(config.non_local) != 4 or any(len(flags) != n for flags, n in
+                                             zip(config.non_local, blocks)):
+            fail("non_local", f"must give one flag per block of each stage {blocks}")
+        if any(v not in (0, 1) for flags in config.non_local for v in flags):
+            fail("non_local", "flags must be 0 or 1")
+    if not slowfast:
+        return
+    for name in ("resample_rate", "speed_ratio", "channel_ratio"):
+        if getattr(config, name) < 1:
+            fail(name, "must be positive")
+    if config.resample_rate % config.speed_ratio:
+        fail("resample_rate", "must be a multiple of speed_ratio")
+    if config.clip_len % config.resample_rate:
+        fail("clip_len", "must be a multiple of resample_rate (slow frames = clip_len / tau)")
+    if config.base_channels % config.channel_ratio:
+        fail("base_channels", "must be a multiple of channel_ratio")
+    if config.fusion_kernel < 1 or config.fusion_kernel % 2 == 0:
+        fail("fusion_kernel", "must be odd and positive")
+
+
+class NoLayerDecay:
+    """The lr-decay and weight-decay answers of a CNN backbone (see
+    ``pipeline.models.backbones``): one "layer" (no layer-wise decay), every parameter decayed
+    (mmaction2's CNN configs apply weight decay to all parameters)."""
+
+    recognizer_only_keys: tuple[str, ...] = ()
+    detector_only_keys: tuple[str, ...] = ()
+
+    @property
+    def num_lr_layers(self) -> int:
+        return 1
+
+    def lr_layer_id(self, name: str) -> int:
+        return 0
+
+    def no_weight_decay(self, name: str, param: Tensor) -> bool:
+        return False
 
 
 @dataclass(frozen=True)
@@ -88,8 +150,15 @@ class ResNet3dPathway(nn.Module):
         return x
 
 
-class SlowOnly(ResNet3dPathway):
+class SlowOnly(NoLayerDecay, ResNet3dPathway):
     """A single slow pathway over all clip frames (Feichtenhofer et al., 2019)."""
+
+    @classmethod
+    def from_config(cls, config: ModelConfig) -> SlowOnly:
+        check_resnet_config(config, slowfast=False)
+        return slowonly(depth=config.depth, base_channels=config.base_channels,
+                        stem_kernel=config.stem_kernel, inflate=config.inflate,
+                        spatial_strides=config.spatial_strides, non_local=config.non_local)
 
     @property
     def output_channels(self) -> tuple[int, ...]:
@@ -99,11 +168,15 @@ class SlowOnly(ResNet3dPathway):
     def output_stride(self) -> int:
         return self.stride
 
+    @property
+    def temporal_strides(self) -> tuple[int, ...]:
+        return (1,)  # no temporal striding anywhere
+
     def forward(self, clips: Tensor) -> tuple[Tensor, ...]:
         return (super().forward(clips),)
 
 
-class SlowFast(nn.Module):
+class SlowFast(NoLayerDecay, nn.Module):
     """Slow and fast pathways with fast-to-slow lateral fusion after the stem and layers 1-3.
 
     Takes the full clip ``[B, 3, T, H, W]`` (T = fast-pathway frames x tau/alpha); the slow
@@ -121,6 +194,16 @@ class SlowFast(nn.Module):
         self.resample_rate = resample_rate
         self.speed_ratio = speed_ratio
 
+    @classmethod
+    def from_config(cls, config: ModelConfig) -> SlowFast:
+        check_resnet_config(config, slowfast=True)
+        return slowfast(depth=config.depth, base_channels=config.base_channels,
+                        resample_rate=config.resample_rate, speed_ratio=config.speed_ratio,
+                        channel_ratio=config.channel_ratio, fusion_kernel=config.fusion_kernel,
+                        slow_stem_kernel=config.stem_kernel,
+                        fast_stem_kernel=config.fast_stem_kernel, slow_inflate=config.inflate,
+                        spatial_strides=config.spatial_strides, non_local=config.non_local)
+
     @property
     def output_channels(self) -> tuple[int, ...]:
         return (self.slow_path.out_channels, self.fast_path.out_channels)
@@ -128,6 +211,11 @@ class SlowFast(nn.Module):
     @property
     def output_stride(self) -> int:
         return self.slow_path.stride
+
+    @property
+    def temporal_strides(self) -> tuple[int, ...]:
+        """Input frames per output frame of each pathway (slow: tau, fast: tau / alpha)."""
+        return (self.resample_rate, self.resample_rate // self.speed_ratio)
 
     def forward(self, clips: Tensor) -> tuple[Tensor, ...]:
         frames = clips.shape[2]
@@ -145,8 +233,6 @@ class SlowFast(nn.Module):
                 slow = torch.cat([slow, lateral(fast)], dim=1)
         return slow, fast
 
-
-Backbone = SlowOnly | SlowFast
 
 
 def slowonly(*, depth: int = 50, base_channels: int = 64, stem_kernel: Triple = (1, 7, 7),
@@ -176,15 +262,3 @@ def slowfast(*, depth: int = 50, base_channels: int = 64, resample_rate: int = 8
     return SlowFast(slow_path=slow_path, fast_path=fast_path, resample_rate=resample_rate,
                     speed_ratio=speed_ratio)
 
-
-def build_backbone(config: ModelConfig) -> Backbone:
-    if config.backbone == "slowonly":
-        return slowonly(depth=config.depth, base_channels=config.base_channels,
-                        stem_kernel=config.stem_kernel, inflate=config.inflate,
-                        spatial_strides=config.spatial_strides, non_local=config.non_local)
-    return slowfast(depth=config.depth, base_channels=config.base_channels,
-                    resample_rate=config.resample_rate, speed_ratio=config.speed_ratio,
-                    channel_ratio=config.channel_ratio, fusion_kernel=config.fusion_kernel,
-                    slow_stem_kernel=config.stem_kernel, fast_stem_kernel=config.fast_stem_kernel,
-                    slow_inflate=config.inflate, spatial_strides=config.spatial_strides,
-                    non_local=config.non_local)

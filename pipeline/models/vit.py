@@ -30,6 +30,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .config import ModelConfig
+
 # ------------------------------------------------------------------------- configurations
 
 
@@ -304,7 +306,52 @@ class VisionTransformer(nn.Module):
         return x[:, 0]
 
 
+class ViTBackbone(VisionTransformer):
+    """The detector's ViT (``backbone: vit``): the feature map as a one-pathway tuple, and the
+    seam's lr-decay and checkpoint answers (``pipeline.models.backbones``). Same modules and
+    state-dict keys as ``VisionTransformer``."""
+
+    recognizer_only_keys = ("fc_norm.",)
+    """The K400 recognizers' final LayerNorm (``use_mean_pooling=True``). mmaction2 loads them
+    into the detector non-strictly, so ``fc_norm`` is unused and the detector's ``norm`` keeps
+    its initialisation (1, 0); the same happens here."""
+    detector_only_keys = ("norm.",)
+    """The detector's final LayerNorm (``use_mean_pooling=False``), absent from recognizers."""
+
+    @classmethod
+    def from_config(cls, config: ModelConfig) -> ViTBackbone:
+        if config.vit_size not in VIT_CONFIGS:
+            raise ValueError(f"ModelConfig.vit_size={config.vit_size!r}: must be one of "
+                             f"{', '.join(VIT_CONFIGS)}")
+        try:
+            vit = replace(VIT_CONFIGS[config.vit_size], num_frames=config.clip_len,
+                          drop_path_rate=config.drop_path_rate)
+        except ValueError as error:  # "ViTConfig.num_frames: why"
+            raise ValueError(f"ModelConfig.clip_len={config.clip_len!r}: {error}") from None
+        return cls(vit)
+
+    def forward(self, clips: Tensor) -> tuple[Tensor]:
+        return (super().forward(clips),)
+
+    @property
+    def temporal_strides(self) -> tuple[int]:
+        return (self.config.tubelet_size,)
+
+    @property
+    def num_lr_layers(self) -> int:
+        """Embeddings, one per block, then the rest (mmaction2's ``num_layers`` + 2)."""
+        return self.config.depth + 2
+
+    def lr_layer_id(self, name: str) -> int:
+        return layer_id(BACKBONE_PREFIX + name, self.config.depth)
+
+    def no_weight_decay(self, name: str, param: Tensor) -> bool:
+        return not uses_weight_decay(name, param)
+
+
 # ------------------------------------------------------------- layout and lr-decay layers
+
+BACKBONE_PREFIX = "backbone."
 
 
 def state_dict_layout(config: ViTConfig, prefix: str = "") -> dict[str, tuple[int, ...]]:

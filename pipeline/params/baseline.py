@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import typing
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 from pipeline.data.config import DataConfig
 from pipeline.engine.config import TrainConfig
@@ -20,12 +20,14 @@ class BaselineParams:
     """The baseline detector and how it is trained (``pretrain_baseline``).
 
     ``preset`` names any model preset (mmaction2 config stems, or ``tiny`` for CPU);
-    ``backbone`` swaps the preset's backbone kind; ``model`` overrides single ModelConfig
+    ``backbone`` swaps the preset's backbone kind (checked, with the fields it uses, when the
+    stage builds the model: the backbone table needs torch, which loading params never
+    imports); ``model`` overrides single ModelConfig
     fields. The number of output columns always follows the label map (largest id + 1).
     """
 
     preset: str
-    backbone: Literal["slowonly", "slowfast"]
+    backbone: str                   # a name in pipeline.models.backbones.BACKBONES
     model: dict[str, Any]
     train: TrainConfig
     data: DataConfig
@@ -58,8 +60,26 @@ class BaselineParams:
         try:
             return ModelConfig.from_dict(values)
         except ValueError as exc:   # "ModelConfig.<field>=<value>: why"
-            field = str(exc).removeprefix("ModelConfig.").split("=", 1)[0]
-            key = (f"baseline.model.{field}" if field in self.model else
-                   "baseline.backbone" if field == "backbone" else
-                   f"baseline.preset (its {field})")
-            raise InputError(str(exc), key=key) from exc
+            raise InputError(str(exc), key=self._key_of(exc)) from exc
+
+    def check_backbone(self, config: ModelConfig) -> None:
+        """Build ``config``'s backbone on the meta device (no memory, no initialisation), so
+        that a name missing from the backbone table, or a field the backbone refuses, fails
+        before any data is read, naming its params key. Imports torch: the stage calls it,
+        loading params does not."""
+        import torch
+
+        from pipeline.models.backbones import build_backbone
+
+        try:
+            with torch.device("meta"):
+                build_backbone(config)
+        except ValueError as exc:
+            raise InputError(str(exc), key=self._key_of(exc)) from exc
+
+    def _key_of(self, error: ValueError) -> str:
+        """The params key a "ModelConfig.<field>=<value>: why" error comes from."""
+        field = str(error).removeprefix("ModelConfig.").split("=", 1)[0]
+        return (f"baseline.model.{field}" if field in self.model else
+                "baseline.backbone" if field == "backbone" else
+                f"baseline.preset (its {field})")

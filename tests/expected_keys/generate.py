@@ -2,7 +2,8 @@
 
 This is an independent statement of the layout, written from the rules in
 ``shared/reference/ava-and-mmaction2-facts.md`` (sections 2.1, 2.2, 2.3, 4 and 5.3), mmcv's
-``NonLocal3d`` naming and mmaction2's ``ACRNHead`` / ``FBOHead`` attribute names, NOT from ``pipeline.models``: it must never import the model code, so a
+``NonLocal3d`` naming, mmaction2's ``ACRNHead`` / ``FBOHead`` attribute names and its
+``VisionTransformer`` (``vit_mae.py``), NOT from ``pipeline.models``: it must never import the model code, so a
 naming slip there cannot silently agree with itself. Run it only when a preset is added:
 
     .venv/bin/python tests/expected_keys/generate.py
@@ -147,6 +148,38 @@ def slowfast(*, fusion_kernel: int, context: bool = False, mlp: bool = False,
     return out
 
 
+def vit(*, embed: int, depth: int, frames: int = 16, recognizer: bool = False
+        ) -> list[tuple[str, list[int]]]:
+    """mmaction2's ``VisionTransformer`` (vit_mae.py): mmcv ``PatchEmbed`` (Conv3d
+    ``projection``, tubelet 2x16x16), the fixed sinusoid ``pos_embed`` buffer over
+    (frames / 2) x 14 x 14 tokens at 224 px, blocks with ``q_bias``/``v_bias`` and a bias-free
+    ``qkv``, mmcv ``FFN`` (``layers.0.0``, ``layers.1``; hidden 4x), then ``norm``
+    (``use_mean_pooling=False``, the detectors) or ``fc_norm`` (the K400 recognizers, whose
+    ``cls_head.fc_cls`` maps ``embed`` to 400 classes). Detectors get the linear AVA head."""
+    out: list[tuple[str, list[int]]] = [
+        ("backbone.patch_embed.projection.weight", [embed, 3, 2, 16, 16]),
+        ("backbone.patch_embed.projection.bias", [embed]),
+        ("backbone.pos_embed", [1, frames // 2 * 14 * 14, embed])]
+    for i in range(depth):
+        block = f"backbone.blocks.{i}"
+        out += [(f"{block}.norm1.weight", [embed]), (f"{block}.norm1.bias", [embed]),
+                (f"{block}.attn.q_bias", [embed]), (f"{block}.attn.v_bias", [embed]),
+                (f"{block}.attn.qkv.weight", [3 * embed, embed]),
+                (f"{block}.attn.proj.weight", [embed, embed]), (f"{block}.attn.proj.bias", [embed]),
+                (f"{block}.norm2.weight", [embed]), (f"{block}.norm2.bias", [embed]),
+                (f"{block}.mlp.layers.0.0.weight", [4 * embed, embed]),
+                (f"{block}.mlp.layers.0.0.bias", [4 * embed]),
+                (f"{block}.mlp.layers.1.weight", [embed, 4 * embed]),
+                (f"{block}.mlp.layers.1.bias", [embed])]
+    norm = "fc_norm" if recognizer else "norm"
+    out += [(f"backbone.{norm}.weight", [embed]), (f"backbone.{norm}.bias", [embed])]
+    if recognizer:
+        out += [("cls_head.fc_cls.weight", [400, embed]), ("cls_head.fc_cls.bias", [400])]
+    else:
+        head(embed, False, out)
+    return out
+
+
 LAYOUTS = {
     # configs/detection/slowonly (AVA 2.1)
     "slowonly_kinetics400-pretrained-r50_8xb16-4x16x1-20e_ava21-rgb": slowonly(),
@@ -187,16 +220,32 @@ LAYOUTS = {
     "slowonly-lfb-max_kinetics400-pretrained-r50_8xb12-4x16x1-20e_ava21-rgb": slowonly(lfb="max"),
     # the bank-inference config: LFBInferHead has no parameters, bbox head in 2048
     "slowonly-lfb_ava-pretrained-r50_infer-4x16x1_ava21-rgb": slowonly(),
+    # configs/detection/videomae: ViT-B / ViT-L, 16 frames, linear head on the map's width
+    "vit-base-p16_videomae-k400-pre_8xb8-16x4x1-20e-adamw_ava-kinetics-rgb":
+        vit(embed=768, depth=12),
+    "vit-large-p16_videomae-k400-pre_8xb8-16x4x1-20e-adamw_ava-kinetics-rgb":
+        vit(embed=1024, depth=24),
     # the project's CPU default: SlowOnly R50 8x8 layout at 1/8 width
     "tiny": slowonly(base=8),
+    # its ViT counterpart: 2 blocks of width 64 over 4 frames
+    "tiny-vit": vit(embed=64, depth=2, frames=4),
+}
+
+RECOGNIZER_LAYOUTS = {
+    # the K400 VideoMAE recognizers the two ViT detector configs start from
+    # (configs/recognition/videomae/vit-{base,large}-p16_videomae-k400-pre_16x4x1_kinetics-400)
+    "recognizer_vit-base-p16_videomae-k400-pre_16x4x1_kinetics-400":
+        vit(embed=768, depth=12, recognizer=True),
+    "recognizer_vit-large-p16_videomae-k400-pre_16x4x1_kinetics-400":
+        vit(embed=1024, depth=24, recognizer=True),
 }
 
 
 def main() -> None:
-    for name, keys in LAYOUTS.items():
+    for name, keys in {**LAYOUTS, **RECOGNIZER_LAYOUTS}.items():
         lines = [f"{key} [{','.join(map(str, shape))}]" for key, shape in keys]
         (HERE / f"{name}.txt").write_text("\n".join(lines) + "\n")
-    print(f"wrote {len(LAYOUTS)} key lists to {HERE}")
+    print(f"wrote {len(LAYOUTS) + len(RECOGNIZER_LAYOUTS)} key lists to {HERE}")
 
 
 if __name__ == "__main__":
