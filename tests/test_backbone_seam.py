@@ -125,3 +125,17 @@ def test_params_loading_leaves_the_backbone_to_the_stage_which_names_the_key(
     shutil.copy(REPO / "params.yaml", params_file)
     baseline = load_all(params_file).baseline
     baseline.check_backbone(baseline.model_config(num_classes=81))   # the default is fine
+
+
+def test_the_baseline_stage_names_a_bad_backbone_key_before_reading_data(tmp_path):
+    params_file = tmp_path / "params.yaml"
+    shutil.copy(REPO / "params.yaml", params_file)
+    overlay = tmp_path / "edit.yaml"
+    overlay.write_text(yaml.safe_dump({"baseline": {"backbone": "vit", "model": {"clip_len": 5}}}))
+    apply_overlay(params_file, overlay)
+    missing = tmp_path / "not-made-yet"
+    with pytest.raises(InputError, match="tubelet_size") as info:
+        pretrain_baseline.run(load_all(params_file), dataset=missing, frames=missing,
+                              proposals=missing / "proposals.parquet", out=tmp_path / "out",
+                              checkpoints=tmp_path / "checkpoints")
+    assert info.value.key == "baseline.model.clip_len"

@@ -65,10 +65,14 @@ def run(params: Params, *, dataset: Path, frames: Path, proposals: Path, out: Pa
     baseline = params.baseline
     set_cpu_threads(baseline.num_threads)
     ctx = setup_distributed(baseline.train.device, key="baseline.train.device")
+    # A bad backbone field names its params key before any data is read (the class count,
+    # not known yet, does not shape the backbone).
+    baseline.check_backbone(baseline.model_config(num_classes=2))
     files = DatasetFiles.from_dag(dataset=dataset, frames=frames, proposals=proposals)
     num_classes = max(read_label_map(files.label_map).ids) + 1
+    model_config = baseline.model_config(num_classes)
     return train_baseline(files=files, out_dir=out, checkpoint_dir=checkpoints,
-                          model_config=baseline.model_config(num_classes),
+                          model_config=model_config,
                           train_config=baseline.train, data_config=baseline.data,
                           init_checkpoint=baseline.init_checkpoint or None,
                           preset=baseline.preset, ctx=ctx)
