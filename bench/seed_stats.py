@@ -27,6 +27,15 @@ own ``--workdir`` and ``--out``, then merge them with ``--combine``:
 
 It prints a Markdown table: mean ± sample standard deviation (n - 1) over the seeds, and
 which stages each run reran.
+
+``--sizes`` sweeps the synthetic data's size (``NxD``: ``n_train_videos`` x ``duration_s``;
+``--val-videos`` sets ``n_val_videos``), each size with every seed and head, and ``--set``
+overrides any key (e.g. ``baseline.train.epochs=3``). A run that stops with "training
+diverged" is recorded as diverged, not an error; the output adds a table of diverged runs per
+head and size, and one mAP table per size:
+
+    .venv/bin/python bench/seed_stats.py --preset smoke --sizes 4x16 8x16 24x16 4x48 8x48 24x48 \
+        --val-videos 3 --set baseline.train.epochs=3 --seeds 0 1 2 --out /tmp/sweep.json
 """
 
 from __future__ import annotations
@@ -42,13 +51,25 @@ import tempfile
 import time
 from pathlib import Path
 
+import yaml
+
 REPO = Path(__file__).resolve().parents[1]
 HEADS = ("lfb_nl", "linear", "mlp", "lfb_max", "lfb_avg", "acrn")   # acrn takes 6x the others
 GROUPS = ("movement", "object", "interaction", "long_term")
 
 
+DIVERGED = "training diverged"
+
+
+class Diverged(Exception):
+    """A stage stopped with the training guard's message (the message is the argument)."""
+
+
 def sh(args: list[str], cwd: Path, env: dict) -> str:
     result = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True)
+    if result.returncode != 0 and DIVERGED in result.stderr + result.stdout:
+        line = next(l for l in (result.stderr + result.stdout).splitlines() if DIVERGED in l)
+        raise Diverged(line.strip())
     if result.returncode != 0:
         raise SystemExit(f"{' '.join(args)} failed ({result.returncode}) in {cwd}:\n"
                          f"{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
@@ -123,15 +144,21 @@ def mean_std(values: list[float | None]) -> tuple[float | None, float | None, in
 
 
 def summarise(runs: list[dict]) -> dict:
-    """Per model (baseline, then each head): mean, std and n of mAP and each group's mean."""
+    """Per model (baseline, then each head): mean, std and n of mAP and each group's mean,
+    over the runs that finished (n counts them; diverged runs are counted apart)."""
     models: dict[str, list[dict]] = {}
-    baselines = {r["seed"]: r["baseline"] for r in runs}
+    baselines = {r["seed"]: r["baseline"] for r in runs if r["baseline"] is not None}
     models["baseline"] = list(baselines.values())
     for r in runs:
-        models.setdefault(r["head"], []).append(r["head_eval"])
+        models.setdefault(r["head"], [])
+        if r["head_eval"] is not None:
+            models[r["head"]].append(r["head_eval"])
     summary = {}
     for name, results in models.items():
-        row = {"n": len(results)}
+        row = {"n": len(results),
+               "diverged": sum(1 for r in runs if r.get("diverged") and
+                               (r["head"] == name or (name == "baseline" and
+                                                      r["baseline"] is None)))}
         for metric in ("mAP", *GROUPS):
             values = [res["mAP"] if metric == "mAP" else res["group_mAP"].get(metric)
                       for res in results]
@@ -139,6 +166,45 @@ def summarise(runs: list[dict]) -> dict:
             row[metric] = {"mean": mean, "std": std, "undefined_runs": missing}
         summary[name] = row
     return summary
+
+
+def size_label(run: dict) -> str:
+    return run.get("size") or "preset"
+
+
+def by_size(runs: list[dict]) -> dict[str, list[dict]]:
+    groups: dict[str, list[dict]] = {}
+    for run in runs:
+        groups.setdefault(size_label(run), []).append(run)
+    return groups
+
+
+def diverged_table(runs: list[dict], heads: list[str]) -> str:
+    """Diverged runs / runs, per head (columns) and data size (rows)."""
+    lines = ["| train videos x seconds | " + " | ".join(f"`{h}`" for h in heads) + " |",
+             "| --- | " + " | ".join("---" for _ in heads) + " |"]
+    for size, group in by_size(runs).items():
+        cells = []
+        for head in heads:
+            mine = [r for r in group if r["head"] == head]
+            cells.append(f"{sum(bool(r.get('diverged')) for r in mine)}/{len(mine)}"
+                         if mine else "-")
+        lines.append(f"| {size} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def report(runs: list[dict], heads: list[str]) -> str:
+    """The mAP table, and with sizes, the diverged-runs table and one mAP table per size."""
+    if not any("size" in r for r in runs):
+        return markdown(summarise(runs))
+    parts = ["Diverged runs / runs:", "", diverged_table(runs, heads)]
+    for size, group in by_size(runs).items():
+        parts += ["", f"Val AP, {size} (train videos x seconds), over the runs that finished:",
+                  "", markdown(summarise(group))]
+    for r in runs:
+        if r.get("diverged"):
+            parts.append(f"- {size_label(r)} seed {r['seed']} {r['head']}: {r['diverged']}")
+    return "\n".join(parts)
 
 
 def markdown(summary: dict) -> str:
@@ -167,6 +233,12 @@ def main() -> None:
     parser.add_argument("--cache", type=Path, help="DVC cache to share (see above)")
     parser.add_argument("--workdir", type=Path, help="scratch project (default: a temp dir, "
                         "removed at the end)")
+    parser.add_argument("--sizes", nargs="+", metavar="NxD",
+                        help="synthetic data sizes: n_train_videos x duration_s, e.g. 4x16 8x48")
+    parser.add_argument("--val-videos", type=int,
+                        help="data.synthetic.n_val_videos for every size (default: as params)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="a dotted params key and a YAML value, for every run; repeatable")
     parser.add_argument("--out", type=Path, required=True, help="results JSON (resumed)")
     parser.add_argument("--combine", type=Path, nargs="+", metavar="JSON",
                         help="no runs: merge the runs of these results files (e.g. one process "
@@ -180,12 +252,29 @@ def main() -> None:
                   "commit": commits[0] if len(commits) == 1 else commits,
                   "runs": runs, "summary": summarise(runs)}
         args.out.write_text(json.dumps(result, indent=1) + "\n")
-        print(markdown(result["summary"]))
+        print(report(runs, list(dict.fromkeys(r["head"] for r in runs))))
         return
+    fixed = {}
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep:
+            parser.error(f"--set wants KEY=VALUE, got {item!r}")
+        fixed[key] = yaml.safe_load(value)
+    sizes: list[tuple[str | None, dict]] = [(None, {})]
+    if args.sizes:
+        sizes = []
+        for size in args.sizes:
+            videos, sep, seconds = size.partition("x")
+            if not (sep and videos.isdigit() and seconds.isdigit()):
+                parser.error(f"--sizes wants NxD (train videos x seconds), got {size!r}")
+            sizes.append((size, {"data.synthetic.n_train_videos": int(videos),
+                                 "data.synthetic.duration_s": int(seconds)}))
+    if args.val_videos is not None:
+        fixed["data.synthetic.n_val_videos"] = args.val_videos
 
     done = json.loads(args.out.read_text()) if args.out.is_file() else {"runs": []}
     runs: list[dict] = done["runs"]
-    recorded = {(r["seed"], r["head"]) for r in runs}
+    recorded = {(r.get("size"), r["seed"], r["head"]) for r in runs}
     root = args.workdir or Path(tempfile.mkdtemp(prefix="seed_stats_"))
     if (root / ".git").is_dir():
         # Resuming: keep the code and params the earlier runs used, so the runs of one results
@@ -198,31 +287,47 @@ def main() -> None:
         (root / "SOURCE_COMMIT").write_text(source_commit())
     heads = args.heads   # in the order given: the costly ones last, if time may run out
     try:
-        for seed in args.seeds:
+        for size, size_params in sizes:
+          for seed in args.seeds:
             for head in heads:
-                if (seed, head) in recorded:
+                if (size, seed, head) in recorded:
                     continue
-                set_params(root, env, {"baseline.train.seed": seed, "model.train.seed": seed,
-                                       "model.head": head})
+                set_params(root, env, {**fixed, **size_params, "baseline.train.seed": seed,
+                                       "model.train.seed": seed, "model.head": head})
                 tick = time.perf_counter()
-                output = sh(["dvc", "repro"], root, env)
+                diverged, output = None, ""
+                try:
+                    output = sh(["dvc", "repro"], root, env)
+                except Diverged as exc:
+                    diverged = str(exc)
                 seconds = time.perf_counter() - tick
-                baseline = json.loads((root / "models/baseline/metrics.json").read_text())
-                head_eval = json.loads((root / "metrics/eval.json").read_text())
+                baseline = head_eval = None
+                # a diverged head leaves the baseline's metrics of this seed and size in place;
+                # a diverged baseline leaves none that belong to this run
+                if not (diverged and "baseline" in diverged_stage(root, env)):
+                    metrics = json.loads((root / "models/baseline/metrics.json").read_text())
+                    baseline = {"mAP": metrics["val_mAP"],
+                                "group_mAP": metrics["val_group_mAP"]}
+                if not diverged:
+                    metrics = json.loads((root / "metrics/eval.json").read_text())
+                    head_eval = {"mAP": metrics["mAP"], "group_mAP": metrics["group_mAP"]}
                 runs.append({
+                    **({"size": size} if size else {}),
                     "seed": seed, "head": head, "ran": ran_stages(output),
-                    "seconds": round(seconds, 1),
-                    "baseline": {"mAP": baseline["val_mAP"],
-                                 "group_mAP": baseline["val_group_mAP"]},
-                    "head_eval": {"mAP": head_eval["mAP"], "group_mAP": head_eval["group_mAP"]},
+                    "seconds": round(seconds, 1), "diverged": diverged,
+                    "baseline": baseline, "head_eval": head_eval,
                 })
-                print(f"seed {seed} {head}: mAP {head_eval['mAP']} (baseline "
-                      f"{baseline['val_mAP']}), ran {runs[-1]['ran']}, {seconds:.0f} s",
-                      flush=True)
+                print(f"{size or ''} seed {seed} {head}: "
+                      + (f"DIVERGED {diverged}" if diverged else
+                         f"mAP {head_eval['mAP']} (baseline {baseline['mAP']}), "
+                         f"ran {runs[-1]['ran']}")
+                      + f", {seconds:.0f} s", flush=True)
                 result = {"presets": args.preset, "seeds": args.seeds, "heads": args.heads,
+                          "sizes": args.sizes, "val_videos": args.val_videos, "set": fixed,
                           "commit": (root / "SOURCE_COMMIT").read_text() if
                           (root / "SOURCE_COMMIT").is_file() else None,
-                          "runs": runs, "summary": summarise(runs)}
+                          "runs": runs, "summary": {size_label(g[0]): summarise(g) for g in
+                                                    by_size(runs).values()}}
                 args.out.parent.mkdir(parents=True, exist_ok=True)
                 tmp = args.out.with_suffix(".partial")
                 tmp.write_text(json.dumps(result, indent=1) + "\n")
@@ -230,7 +335,15 @@ def main() -> None:
     finally:
         if args.workdir is None:
             shutil.rmtree(root, ignore_errors=True)
-    print(markdown(summarise(runs)))
+    print(report(runs, heads))
+
+
+def diverged_stage(root: Path, env: dict) -> str:
+    """The stages ``dvc status`` reports as changed (the diverged stage is among them)."""
+    out = subprocess.run(["dvc", "status"], cwd=root, env=env, capture_output=True,
+                         text=True).stdout
+    return " ".join(line.rstrip(":") for line in out.splitlines()
+                    if line and not line.startswith((" ", "\t")))
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Literal
 
@@ -48,6 +49,13 @@ class ModelParams:
     ``head``: linear | mlp (plain classifiers on the RoI vector), acrn (actor-context
     relations), lfb_nl | lfb_max | lfb_avg (long-term feature bank operators). The backbone is
     the baseline's, frozen unless ``finetune_backbone``.
+
+    ``lr_feature_norm``: the norm of frozen RoI features ``train.lr`` is meant for. A head on
+    frozen features is stable only below a step size that shrinks with the square of their
+    norm, and a briefly trained baseline gives features of any norm (up to 100 and more, per
+    video, against the default's 99th percentile of about 13); where the train RoIs' 99th
+    percentile exceeds this, ``train.lr`` is scaled by ``(lr_feature_norm / percentile) ** 2``.
+    null: ``train.lr`` as is. The frozen-backbone path only.
     """
 
     head: Literal["linear", "mlp", "acrn", "lfb_nl", "lfb_max", "lfb_avg"]
@@ -57,11 +65,16 @@ class ModelParams:
     lfb: LfbOperatorParams
     acrn: AcrnParams
     train: TrainConfig
+    lr_feature_norm: float | None
     num_threads: int
 
     def __post_init__(self):
         base = ModelConfig(num_classes=81)
         self.model_config(base, num_slots=1, bank_dim=1)  # validates the combination now
+        if self.lr_feature_norm is not None and not (
+                math.isfinite(self.lr_feature_norm) and self.lr_feature_norm > 0):
+            raise ValueError(f"lr_feature_norm must be a positive number or null, got "
+                             f"{self.lr_feature_norm}")
         if self.num_threads < 0:
             raise ValueError(f"num_threads must be >= 0, got {self.num_threads}")
 

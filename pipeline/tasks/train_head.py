@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from pipeline.data.collate import Batch
+from pipeline.data.collate import Batch, boxes_to_rois
 from pipeline.data.config import DataConfig
 from pipeline.data.config import shaping_fields as data_shaping_fields
 from pipeline.data.dataset import KeyframeDataset, check_clip_reach
@@ -66,6 +66,7 @@ PARAMS = (
     "model.dropout",
     "model.lfb",
     "model.acrn",
+    "model.lr_feature_norm",
     *(f"model.train.{key}" for key in train_shaping_fields()),
     "lfb.window_seconds",
     "lfb.max_per_second",
@@ -88,7 +89,8 @@ def run(params: Params, *, dataset: Path, frames: Path, proposals: Path, baselin
             baseline_config, num_slots=num_slots(lfb.window_seconds, lfb.max_per_second),
             bank_dim=FeatureBank(bank).dim),
         train_config=model.train, data_config=params.baseline.data, window=lfb.window(),
-        finetune_backbone=model.finetune_backbone, bank_in_memory=lfb.in_memory, ctx=ctx)
+        finetune_backbone=model.finetune_backbone, bank_in_memory=lfb.in_memory,
+        lr_feature_norm=model.lr_feature_norm, ctx=ctx)
 
 
 @dataclass
@@ -262,12 +264,42 @@ def eval_dataset(inputs: LoadedInputs, split: str, config: ModelConfig,
                           min_proposal_score=min_score, max_proposals=data.max_proposals)
 
 
+def roi_feature_norm(model: Detector, maps: KeyframeMaps, *, batch_size: int = 64,
+                     quantile: float = 0.99) -> float:
+    """The ``quantile`` of the norms of the pooled features of the train keyframes' GT boxes
+    (what the head and, through the bank, the LFB operators read); 0 without boxes."""
+    norms = []
+    device = next(model.parameters()).device
+    with torch.no_grad():
+        for start in range(0, len(maps), batch_size):
+            boxes = maps.gt_boxes[start:start + batch_size]
+            if not any(len(b) for b in boxes):
+                continue
+            features = model.roi_head.features(
+                as_features(maps.maps[start:start + batch_size].to(device)),
+                boxes_to_rois(boxes).to(device))
+            norms.append(features.float().norm(dim=1))
+    if not norms:
+        return 0.0
+    return float(torch.quantile(torch.cat(norms), quantile))
+
+
+def scaled_lr(lr: float, feature_norm: float, reference: float | None) -> float:
+    """``lr`` x ``(reference / feature_norm) ** 2`` where the features are larger than the
+    reference. Why: SGD on a classifier over fixed inputs ``x`` is stable only below a step
+    size proportional to ``1 / |x|^2``; a head's lr tuned on one baseline's features diverges
+    on a baseline whose features are several times larger (bench/results/head_recipe_sweep.md)."""
+    if reference is None or feature_norm <= reference:
+        return lr
+    return lr * (reference / feature_norm) ** 2
+
+
 def train_head(*, files: DatasetFiles, baseline_checkpoint: str | Path,
                bank_dir: str | Path | None, out_dir: str | Path, checkpoint_dir: str | Path,
                model_config: ModelConfig, train_config: TrainConfig,
                data_config: DataConfig = DataConfig(), window: BankWindow | None = None,
                finetune_backbone: bool = False, bank_in_memory: bool = True,
-               eval_protocol: str = TRAINING_PROTOCOL,
+               lr_feature_norm: float | None = None, eval_protocol: str = TRAINING_PROTOCOL,
                min_action_score: float = MIN_ACTION_SCORE,
                ctx: DistContext | None = None) -> dict[str, Any]:
     """Train the head; write ``model.pt`` (the whole detector, stad-v1), ``steps.csv``,
@@ -278,6 +310,7 @@ def train_head(*, files: DatasetFiles, baseline_checkpoint: str | Path,
     ``checkpoint_dir``. Returns metrics and report in one dict (main rank).
 
     ``bank_dir`` and ``window`` are needed by lfb heads only (others ignore the bank).
+    ``lr_feature_norm``: see ``scaled_lr`` (frozen backbone only; None: ``train_config.lr``).
     """
     if train_config.epochs < 1:
         raise InputError("a fresh head needs at least one epoch", key="model.train.epochs")
@@ -296,6 +329,7 @@ def train_head(*, files: DatasetFiles, baseline_checkpoint: str | Path,
                              f"{model_config.lfb_channels}; the window gives {slots}, the bank "
                              f"{bank.dim}", path=bank_dir, key="lfb_num_lt_feat")
     inputs = LoadedInputs(files)
+    lr_note: dict[str, Any] = {"lr": train_config.lr}
     trainer = Trainer(inputs, train_config=train_config, data_config=data_config, ctx=ctx,
                       out_dir=out_dir, checkpoint_dir=checkpoint_dir, params_key="model.train",
                       eval_protocol=eval_protocol, min_action_score=min_action_score)
@@ -346,11 +380,18 @@ def train_head(*, files: DatasetFiles, baseline_checkpoint: str | Path,
             train_maps = all_gather_objects(train_maps, ctx)[0]
         collate = CachedBatches(train_maps, config=model_config, columns=columns, bank=bank,
                                 window=window)
+        feature_norm = roi_feature_norm(model, train_maps)
+        lr = scaled_lr(train_config.lr, feature_norm, lr_feature_norm)
+        lr_note.update(train_feature_norm_p99=round(feature_norm, 4), lr=lr)
+        if lr != train_config.lr:
+            log.info("lr %.4g (model.train.lr %g x (model.lr_feature_norm %g / %.4g, the train "
+                     "RoI features' 99th-percentile norm)^2)", lr, train_config.lr,
+                     lr_feature_norm, feature_norm)
         # The maps live in this process's memory: no loader workers.
         trainer.fit(model.roi_head, KeyframeKeys(len(train_maps)),
                     loss=CachedHeadLoss(model, columns, device), predictor=predictor,
                     fingerprint=fingerprint, collate_fn=collate,
-                    config=replace(train_config, num_workers=0))
+                    config=replace(train_config, num_workers=0, lr=lr))
     recipe = None
     if bank is not None and ctx.is_main:
         recipe = bank_recipe(model, baseline_checkpoint, bank, window, data_config)
@@ -360,6 +401,7 @@ def train_head(*, files: DatasetFiles, baseline_checkpoint: str | Path,
                                         "classifier": model_config.head,
                                         "shared_head": model_config.shared_head,
                                         "finetune_backbone": finetune_backbone,
+                                        **lr_note,
                                         "not_in_frame_store": {
                                             split: inputs.not_in_store(split)
                                             for split in ("train", "val")}})
