@@ -179,6 +179,13 @@ def by_size(runs: list[dict]) -> dict[str, list[dict]]:
     return groups
 
 
+def summaries(runs: list[dict]) -> dict:
+    """``summarise`` of all runs, or with sizes, of each size's runs (keyed by size)."""
+    if not any("size" in r for r in runs):
+        return summarise(runs)
+    return {size: summarise(group) for size, group in by_size(runs).items()}
+
+
 def diverged_table(runs: list[dict], heads: list[str]) -> str:
     """Diverged runs / runs, per head (columns) and data size (rows)."""
     lines = ["| train videos x seconds | " + " | ".join(f"`{h}`" for h in heads) + " |",
@@ -250,7 +257,7 @@ def main() -> None:
                           for p in args.combine})
         result = {"presets": args.preset, "combined": [str(p) for p in args.combine],
                   "commit": commits[0] if len(commits) == 1 else commits,
-                  "runs": runs, "summary": summarise(runs)}
+                  "runs": runs, "summary": summaries(runs)}
         args.out.write_text(json.dumps(result, indent=1) + "\n")
         print(report(runs, list(dict.fromkeys(r["head"] for r in runs))))
         return
@@ -326,8 +333,7 @@ def main() -> None:
                           "sizes": args.sizes, "val_videos": args.val_videos, "set": fixed,
                           "commit": (root / "SOURCE_COMMIT").read_text() if
                           (root / "SOURCE_COMMIT").is_file() else None,
-                          "runs": runs, "summary": {size_label(g[0]): summarise(g) for g in
-                                                    by_size(runs).values()}}
+                          "runs": runs, "summary": summaries(runs)}
                 args.out.parent.mkdir(parents=True, exist_ok=True)
                 tmp = args.out.with_suffix(".partial")
                 tmp.write_text(json.dumps(result, indent=1) + "\n")
