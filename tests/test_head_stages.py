@@ -347,3 +347,23 @@ def test_videos_the_store_skipped_are_neither_trained_nor_scored(tmp_path):
     assert dict(zip(per_class["class"], per_class["gt_count"])) == {
         f"{i} {n}": alone.per_class[i].gt_count for i, n in alone.label_map.names.items()}
     assert result["mAP"] == pytest.approx(alone.to_json()["mAP"])
+
+
+def test_head_lr_is_scaled_down_where_train_features_exceed_lr_feature_norm(
+        data, baseline, banks, tmp_path):
+    config = head_config(baseline, "linear")
+    train = TrainConfig(epochs=1, batch_size=2, lr=0.05, warmup_epochs=0.5, schedule="cosine",
+                        num_workers=0, val_every=1)
+    runs = {}
+    for name in ("high", "low"):
+        reference = 1e6 if name == "high" else runs["high"]["train_feature_norm_p99"] / 2
+        runs[name] = train_head(files=files_of(data), baseline_checkpoint=baseline,
+                                bank_dir=banks["float16"], out_dir=tmp_path / name,
+                                checkpoint_dir=tmp_path / f"ck_{name}", model_config=config,
+                                train_config=train, data_config=DATA, window=WINDOW,
+                                lr_feature_norm=reference, ctx=CPU)
+    assert runs["high"]["train_feature_norm_p99"] > 0
+    assert runs["high"]["lr"] == 0.05
+    assert runs["low"]["lr"] == pytest.approx(0.05 / 4)
+    lrs = {name: pd.read_csv(tmp_path / name / "steps.csv")["lr"] for name in runs}
+    assert list(lrs["low"]) == pytest.approx(list(lrs["high"] / 4))   # the optimiser ran with it
