@@ -186,6 +186,17 @@ def summaries(runs: list[dict]) -> dict:
     return {size: summarise(group) for size, group in by_size(runs).items()}
 
 
+def silent_groups(run: dict) -> list[str]:
+    """Class groups the baseline has an AP for (so val has their ground truth) but the head's
+    evaluation has none: no detection of any of their classes above ``eval.score_threshold``,
+    every logit driven far below zero, the mark of a run that overshot without tripping the
+    guard. Such classes drop out of the head's mAP instead of counting as 0."""
+    if run["head_eval"] is None or run["baseline"] is None:
+        return []
+    return [g for g, v in run["head_eval"]["group_mAP"].items()
+            if v is None and run["baseline"]["group_mAP"].get(g) is not None]
+
+
 def diverged_table(runs: list[dict], heads: list[str]) -> str:
     """Diverged runs / runs, per head (columns) and data size (rows)."""
     lines = ["| train videos x seconds | " + " | ".join(f"`{h}`" for h in heads) + " |",
@@ -206,8 +217,11 @@ def report(runs: list[dict], heads: list[str]) -> str:
         return markdown(summarise(runs))
     parts = ["Diverged runs / runs:", "", diverged_table(runs, heads)]
     for size, group in by_size(runs).items():
-        parts += ["", f"Val AP, {size} (train videos x seconds), over the runs that finished:",
-                  "", markdown(summarise(group))]
+        finished = [r for r in group if r["head_eval"] is not None]
+        silent = sum(bool(silent_groups(r)) for r in finished)
+        parts += ["", f"Val AP, {size} (train videos x seconds), over the runs that finished "
+                  f"({silent} of {len(finished)} with a class group that the baseline scores "
+                  "but the head gives no detection):", "", markdown(summarise(group))]
     for r in runs:
         if r.get("diverged"):
             parts.append(f"- {size_label(r)} seed {r['seed']} {r['head']}: {r['diverged']}")

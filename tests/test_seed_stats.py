@@ -34,6 +34,15 @@ def test_diverged_runs_are_counted_per_head_and_size_and_left_out_of_the_means()
     assert summary["8x16"]["linear"]["mAP"]["mean"] == pytest.approx(0.4)
     text = seed_stats.report(runs, ["linear", "lfb_nl"])
     assert "- 4x16 seed 1 linear: error: training diverged" in text
+    assert "(0 of 2 with a class group" in text
+
+
+def test_a_group_with_ground_truth_but_no_detections_is_reported():
+    silent = run("4x16", 0, "linear", 0.3)
+    silent["baseline"]["group_mAP"] = {"movement": 0.2, "object": 0.1, "long_term": None}
+    silent["head_eval"]["group_mAP"] = {"movement": 0.3, "object": None, "long_term": None}
+    assert seed_stats.silent_groups(silent) == ["object"]
+    assert "(1 of 1 with a class group" in seed_stats.report([silent], ["linear"])
 
 
 def test_a_diverged_stage_is_told_apart_from_other_failures(tmp_path):
