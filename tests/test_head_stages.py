@@ -150,9 +150,9 @@ def test_killed_infer_lfb_resumes_from_written_shards(data, baseline, banks, tmp
     np.testing.assert_allclose(resumed, fresh, rtol=1e-4, atol=1e-5)  # batching differs
 
 
-def _lfb_head(dim: int, shared_head: str = "lfb_nl", position: bool = False) -> Detector:
+def _lfb_head(dim: int, relation: str = "lfb_nl", position: bool = False) -> Detector:
     torch.manual_seed(1)
-    config = replace(get_preset("tiny"), num_classes=6, shared_head=shared_head,
+    config = replace(get_preset("tiny"), num_classes=6, relation=relation,
                      lfb_channels=dim, lfb_num_lt_feat=num_slots(WINDOW.window_seconds,
                                                                  WINDOW.max_per_second),
                      lfb_latent_channels=32, lfb_position=position)
@@ -192,8 +192,8 @@ def test_head_on_cached_maps_equals_the_full_detector(data, baseline, banks):
     lt, mask, geometry = roi_windows(bank, WINDOW, [s["video_id"] for s in samples],
                                      np.array([s["timestamp"] for s in samples]), rois[:, 0],
                                      rng=None)
-    for shared_head, position in (("lfb_nl", False), ("lfb_nl", True), ("lfb_max", False)):
-        model = _lfb_head(bank.dim, shared_head, position)
+    for relation, position in (("lfb_nl", False), ("lfb_nl", True), ("lfb_max", False)):
+        model = _lfb_head(bank.dim, relation, position)
         with torch.no_grad():
             full = model(normalize_clips(clips), rois, lt, mask, geometry)
             cached = model.roi_head(as_features(pooled_maps(model, clips)), rois, lt, mask,
@@ -234,7 +234,7 @@ def test_train_head_then_evaluate_writes_every_output(data, baseline, banks, tmp
                          bank_dir=banks["float16"], out_dir=tmp_path / "head",
                          checkpoint_dir=tmp_path / "ck", model_config=config, train_config=train,
                          data_config=DATA, window=WINDOW, ctx=CPU)
-    assert metrics["epochs"] == 2 and metrics["shared_head"] == head
+    assert metrics["epochs"] == 2 and metrics["relation"] == head
     assert metrics["head"] == head      # as params model.head names it, not the classifier
     assert metrics["val_counts"]["classes"] == len(pd.read_csv(tmp_path / "head/per_class_ap.csv"))
     epochs = pd.read_csv(tmp_path / "head/epochs.csv")

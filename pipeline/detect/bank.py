@@ -33,7 +33,7 @@ def bank_recipe_of(stad: StadCheckpoint, checkpoint: Path, bank_baseline: str | 
     config = stad.config
     if bank_baseline is None:
         if stad.bank is None:
-            raise InputError(f"shared_head {config.shared_head!r} reads a long-term feature bank "
+            raise InputError(f"relation {config.relation!r} reads a long-term feature bank "
                              "and this checkpoint records no baseline to build one with (not "
                              "written by train_head): give --bank-baseline, the bank-inference "
                              "checkpoint (stad-v1, e.g. mmaction2's infer model converted)",

@@ -31,7 +31,7 @@ class LfbOperatorParams:
 
 @dataclass(frozen=True)
 class AcrnParams:
-    """The ACRN relation head; ``out_channels`` null = the RoI feature width."""
+    """The ACRN relation; ``out_channels`` null = the RoI feature width."""
 
     out_channels: int | None
     stride: int
@@ -71,11 +71,11 @@ class ModelParams:
 
         ``num_slots``/``bank_dim`` (window slots, bank feature width) matter for lfb heads only.
         """
-        head = "mlp" if self.head == "mlp" else "linear"
-        shared = self.head if self.head not in ("linear", "mlp") else "none"
+        classifier = "mlp" if self.head == "mlp" else "linear"
+        relation = self.head if self.head not in ("linear", "mlp") else "none"
         try:
             return dataclasses.replace(
-                baseline, head=head, shared_head=shared, with_context=self.with_context,
+                baseline, classifier=classifier, relation=relation, with_context=self.with_context,
                 dropout=self.dropout, acrn_out_channels=self.acrn.out_channels,
                 acrn_stride=self.acrn.stride, acrn_num_convs=self.acrn.num_convs,
                 lfb_channels=bank_dim, lfb_num_lt_feat=num_slots,

@@ -287,7 +287,7 @@ def train_head(*, files: DatasetFiles, baseline_checkpoint: str | Path,
     bank = None
     if model_config.uses_bank:
         if bank_dir is None or window is None:
-            raise InputError(f"head {model_config.shared_head!r} needs a feature bank and a "
+            raise InputError(f"head {model_config.head_name!r} needs a feature bank and a "
                              "window", key="bank")
         bank = FeatureBank(bank_dir, in_memory=bank_in_memory)
         slots = num_slots(window.window_seconds, window.max_per_second)
@@ -357,8 +357,8 @@ def train_head(*, files: DatasetFiles, baseline_checkpoint: str | Path,
     return trainer.finish(model, preset=None, write_detections=False, headline_scores=False,
                           bank=recipe,
                           report_extra={"head": model_config.head_name,
-                                        "classifier": model_config.head,
-                                        "shared_head": model_config.shared_head,
+                                        "classifier": model_config.classifier,
+                                        "relation": model_config.relation,
                                         "finetune_backbone": finetune_backbone,
                                         "not_in_frame_store": {
                                             split: inputs.not_in_store(split)
