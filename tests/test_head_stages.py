@@ -28,7 +28,8 @@ from pipeline.data.collate import boxes_to_rois
 from pipeline.engine.maps import (as_features, compute_maps, pooled_maps,
                                  predict_on_maps, predict_streaming, roi_windows)
 from pipeline.tasks.evaluate import evaluate_head
-from pipeline.tasks.train_head import train_head
+from pipeline.errors import InputError
+from pipeline.tasks.train_head import load_baseline_backbone, train_head
 from pipeline.lfb.reader import FeatureBank, num_slots
 from pipeline.models.detector import Detector
 from pipeline.models.presets import get_preset
@@ -222,6 +223,26 @@ def test_streaming_prediction_equals_prediction_on_cached_maps(data, baseline, b
     for a, b in zip(streamed, cached):
         np.testing.assert_allclose(a["boxes"], b["boxes"])
         np.testing.assert_allclose(a["scores"], b["scores"], rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("preset, field, value", [("tiny-vit", "vit_size", "vit-base"),
+                                                  ("tiny", "depth", 101)])
+def test_a_head_on_another_baseline_is_refused_naming_the_field(tmp_path, preset, field, value):
+    """The head's detector is the baseline's up to the fields the model params set; any other
+    difference (here the ViT size or the ResNet depth) is refused before weights are copied."""
+    config = replace(get_preset(preset), num_classes=6)
+    torch.manual_seed(0)
+    baseline = Detector(config)
+    save_stad_checkpoint(tmp_path / "baseline.pt", model=baseline, preset=preset)
+    with torch.device("meta"):   # refused before any weight is needed
+        other = Detector(replace(config, classifier="mlp", **{field: value}))
+    with pytest.raises(InputError, match=rf"{field}={value!r} \(baseline's: ") as info:
+        load_baseline_backbone(other, tmp_path / "baseline.pt")
+    assert "classifier" not in str(info.value)   # a head field differs freely
+    head = Detector(replace(config, classifier="mlp", dropout=0.1))
+    load_baseline_backbone(head, tmp_path / "baseline.pt")
+    assert all(torch.equal(a, b) for a, b in zip(head.backbone.state_dict().values(),
+                                                 baseline.backbone.state_dict().values()))
 
 
 @pytest.mark.parametrize("head", ["lfb_nl", "acrn"])
