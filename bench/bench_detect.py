@@ -86,7 +86,7 @@ def main() -> None:
         checkpoint = tmp / "model.pt"
         window = (3, 3)
         if args.head == "lfb_max":
-            head_config = replace(config, shared_head="lfb_max",
+            head_config = replace(config, relation="lfb_max",
                                   lfb_channels=baseline.feature_channels,
                                   lfb_num_lt_feat=num_slots(*window))
             model = Detector(head_config)

@@ -9,7 +9,7 @@ import os
 import pickle
 import shutil
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -17,11 +17,13 @@ import pytest
 import torch
 
 from pipeline.errors import InputError
+from pipeline.models.config import ModelConfig
 from pipeline.models.detector import Detector
 from pipeline.models.presets import PRESETS
-from pipeline.models.checkpoint import (build_detector_from_checkpoint, convert,
+from pipeline.models.checkpoint import (BankRecipe, build_detector_from_checkpoint, convert,
                                         inspect_state_dict, load_into,
-                                        load_mmaction2_checkpoint, load_stad_checkpoint)
+                                        load_mmaction2_checkpoint, load_stad_checkpoint,
+                                        read_stad_checkpoint, save_stad_checkpoint)
 from pipeline.models.command import add_checkpoint_command
 from helpers.zoo_layout import expected_layout, random_state
 
@@ -223,3 +225,38 @@ def test_stad_loader_rejects_mmaction2_files(tmp_path):
     source = write_mmaction2(tmp_path / "det.pth", random_state(expected_layout("tiny")))
     with pytest.raises(InputError, match="format"):
         load_stad_checkpoint(source)
+
+
+def test_stad_file_with_the_earlier_config_field_names_reads_as_today(tmp_path):
+    """A file whose configs (the model's and its bank recipe's baseline) store ``classifier``
+    and ``relation`` as ``head`` and ``shared_head`` reads as the same configs."""
+    config = replace(PRESETS["tiny"], num_classes=6, classifier="mlp", relation="lfb_max",
+                     lfb_channels=256, lfb_num_lt_feat=4)
+    baseline = replace(PRESETS["tiny"], num_classes=6)
+    recipe = BankRecipe(baseline_config=baseline, baseline_backbone=None, dtype="float16",
+                        min_proposal_score=0.9, max_proposals=100, short_side=64,
+                        window_seconds=2, max_per_second=2)
+    path = tmp_path / "head.pth"
+    save_stad_checkpoint(path, model=Detector(config), preset=None, bank=recipe)
+    raw = torch.load(path, weights_only=True)
+
+    def earlier(values: dict) -> dict:
+        out = {"head" if k == "classifier" else "shared_head" if k == "relation" else k: v
+               for k, v in values.items()}
+        assert "head" in out and "classifier" not in out   # the file really is the old layout
+        return out
+
+    raw["config"] = earlier(raw["config"])
+    raw["bank"]["baseline_config"] = earlier(raw["bank"]["baseline_config"])
+    old = tmp_path / "earlier.pth"
+    torch.save(raw, old)
+    read = read_stad_checkpoint(old)
+    assert read.config == config and read.bank.baseline_config == baseline
+    assert build_detector_from_checkpoint(old).config.relation == "lfb_max"
+    # today's names and an unknown one are still checked
+    raw["config"]["shared_head"] = "fbo"
+    torch.save(raw, old)
+    with pytest.raises(InputError, match=r"ModelConfig\.relation='fbo'"):
+        read_stad_checkpoint(old)
+    with pytest.raises(ValueError, match="no field"):
+        ModelConfig.from_dict({"head": "mlp"})   # only stored files map the earlier names

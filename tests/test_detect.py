@@ -245,7 +245,7 @@ def test_detect_reads_the_frames_of_the_checkpoints_clock(film, tmp_path, monkey
 
 @pytest.fixture(scope="module")
 def lfb_checkpoint(tmp_path_factory) -> Path:
-    config = replace(get_preset("tiny"), num_classes=6, shared_head="lfb_max", lfb_channels=16,
+    config = replace(get_preset("tiny"), num_classes=6, relation="lfb_max", lfb_channels=16,
                      lfb_num_lt_feat=4)
     path = tmp_path_factory.mktemp("lfb") / "head.pt"
     save_stad_checkpoint(path, model=Detector(config), preset=None)

@@ -28,7 +28,8 @@ from pipeline.data.collate import boxes_to_rois
 from pipeline.engine.maps import (as_features, compute_maps, pooled_maps,
                                  predict_on_maps, predict_streaming, roi_windows)
 from pipeline.tasks.evaluate import evaluate_head
-from pipeline.tasks.train_head import train_head
+from pipeline.errors import InputError
+from pipeline.tasks.train_head import load_baseline_backbone, train_head
 from pipeline.lfb.reader import FeatureBank, num_slots
 from pipeline.models.detector import Detector
 from pipeline.models.presets import get_preset
@@ -150,9 +151,9 @@ def test_killed_infer_lfb_resumes_from_written_shards(data, baseline, banks, tmp
     np.testing.assert_allclose(resumed, fresh, rtol=1e-4, atol=1e-5)  # batching differs
 
 
-def _lfb_head(dim: int, shared_head: str = "lfb_nl", position: bool = False) -> Detector:
+def _lfb_head(dim: int, relation: str = "lfb_nl", position: bool = False) -> Detector:
     torch.manual_seed(1)
-    config = replace(get_preset("tiny"), num_classes=6, shared_head=shared_head,
+    config = replace(get_preset("tiny"), num_classes=6, relation=relation,
                      lfb_channels=dim, lfb_num_lt_feat=num_slots(WINDOW.window_seconds,
                                                                  WINDOW.max_per_second),
                      lfb_latent_channels=32, lfb_position=position)
@@ -192,8 +193,8 @@ def test_head_on_cached_maps_equals_the_full_detector(data, baseline, banks):
     lt, mask, geometry = roi_windows(bank, WINDOW, [s["video_id"] for s in samples],
                                      np.array([s["timestamp"] for s in samples]), rois[:, 0],
                                      rng=None)
-    for shared_head, position in (("lfb_nl", False), ("lfb_nl", True), ("lfb_max", False)):
-        model = _lfb_head(bank.dim, shared_head, position)
+    for relation, position in (("lfb_nl", False), ("lfb_nl", True), ("lfb_max", False)):
+        model = _lfb_head(bank.dim, relation, position)
         with torch.no_grad():
             full = model(normalize_clips(clips), rois, lt, mask, geometry)
             cached = model.roi_head(as_features(pooled_maps(model, clips)), rois, lt, mask,
@@ -224,6 +225,26 @@ def test_streaming_prediction_equals_prediction_on_cached_maps(data, baseline, b
         np.testing.assert_allclose(a["scores"], b["scores"], rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize("preset, field, value", [("tiny-vit", "vit_size", "vit-base"),
+                                                  ("tiny", "depth", 101)])
+def test_a_head_on_another_baseline_is_refused_naming_the_field(tmp_path, preset, field, value):
+    """The head's detector is the baseline's up to the fields the model params set; any other
+    difference (here the ViT size or the ResNet depth) is refused before weights are copied."""
+    config = replace(get_preset(preset), num_classes=6)
+    torch.manual_seed(0)
+    baseline = Detector(config)
+    save_stad_checkpoint(tmp_path / "baseline.pt", model=baseline, preset=preset)
+    with torch.device("meta"):   # refused before any weight is needed
+        other = Detector(replace(config, classifier="mlp", **{field: value}))
+    with pytest.raises(InputError, match=rf"{field}={value!r} \(baseline's: ") as info:
+        load_baseline_backbone(other, tmp_path / "baseline.pt")
+    assert "classifier" not in str(info.value)   # a head field differs freely
+    head = Detector(replace(config, classifier="mlp", dropout=0.1))
+    load_baseline_backbone(head, tmp_path / "baseline.pt")
+    assert all(torch.equal(a, b) for a, b in zip(head.backbone.state_dict().values(),
+                                                 baseline.backbone.state_dict().values()))
+
+
 @pytest.mark.parametrize("head", ["lfb_nl", "acrn"])
 def test_train_head_then_evaluate_writes_every_output(data, baseline, banks, tmp_path, head):
     inputs = LoadedInputs(files_of(data))
@@ -234,7 +255,7 @@ def test_train_head_then_evaluate_writes_every_output(data, baseline, banks, tmp
                          bank_dir=banks["float16"], out_dir=tmp_path / "head",
                          checkpoint_dir=tmp_path / "ck", model_config=config, train_config=train,
                          data_config=DATA, window=WINDOW, ctx=CPU)
-    assert metrics["epochs"] == 2 and metrics["shared_head"] == head
+    assert metrics["epochs"] == 2 and metrics["relation"] == head
     assert metrics["head"] == head      # as params model.head names it, not the classifier
     assert metrics["val_counts"]["classes"] == len(pd.read_csv(tmp_path / "head/per_class_ap.csv"))
     epochs = pd.read_csv(tmp_path / "head/epochs.csv")

@@ -1,5 +1,6 @@
-"""Shared heads: ACRN and the long-term feature-bank operators (non-local, max, avg), their
-zoo presets against mmaction2's key layout, bank masking, and strict checkpoint inspection.
+"""Relations (mmaction2's shared heads): ACRN and the feature-bank operators (non-local, max,
+avg), their zoo presets against mmaction2's key layout, bank masking, and strict checkpoint
+inspection.
 
 References below are written from the mmaction2 formulas in the facts file (5D conv layouts,
 ``[N, C, S, 1, 1]`` bank tensors, unmasked softmax / pooling), not from the model code."""
@@ -16,11 +17,11 @@ import torch.nn.functional as F
 from pipeline.models.config import ModelConfig
 from pipeline.models.detector import Detector
 from pipeline.models.presets import PRESETS
-from pipeline.models.acrn import ACRNHead
+from pipeline.models.acrn import ACRN
 from pipeline.models.checkpoint import (build_detector_from_checkpoint, load_into,
                                         save_stad_checkpoint)
 from pipeline.models.command import add_checkpoint_command
-from pipeline.models.fbo import (BOX_EMBEDDING, TIME_EMBEDDING, LFBAvg, LFBHead, LFBMax,
+from pipeline.models.fbo import (BOX_EMBEDDING, TIME_EMBEDDING, LFBAvg, LFBRelation, LFBMax,
                                 LFBNonLocal, box_embedding, time_embedding)
 from pipeline.models.roi_head import RoIExtractor3d
 from helpers.zoo_layout import expected_layout, random_state
@@ -64,26 +65,26 @@ def bank_mask(rows: int, slots: int, real: list[int]) -> torch.Tensor:
 # ---------------------------------------------------------------- presets and key layout
 
 @pytest.mark.parametrize("name", [ACRN21, ACRN22, LFB_NL, LFB_MAX, LFB_INFER])
-def test_zoo_shared_head_presets_match_mmaction2_layout(name):
+def test_zoo_relation_presets_match_mmaction2_layout(name):
     with torch.device("meta"):  # shapes only; test_models runs every preset for real
         model = Detector(PRESETS[name])
     got = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     assert got == expected_layout(name)
 
 
-def test_shared_head_presets_encode_their_configs():
+def test_relation_presets_encode_their_configs():
     acrn = PRESETS[ACRN21]
     assert (acrn.backbone, acrn.clip_len, acrn.frame_interval, acrn.fusion_kernel,
-            acrn.shared_head, acrn.acrn_out_channels, acrn.acrn_stride,
+            acrn.relation, acrn.acrn_out_channels, acrn.acrn_stride,
             acrn.acrn_num_convs) == ("slowfast", 32, 2, 7, "acrn", 2304, 1, 1)
     assert PRESETS[ACRN22] == acrn
     nl = PRESETS[LFB_NL]
-    assert (nl.backbone, nl.clip_len, nl.frame_interval, nl.temporal_pool, nl.shared_head,
+    assert (nl.backbone, nl.clip_len, nl.frame_interval, nl.temporal_pool, nl.relation,
             nl.lfb_channels, nl.lfb_num_lt_feat, nl.lfb_latent_channels, nl.lfb_num_layers,
             nl.lfb_st_dropout, nl.lfb_lt_dropout, nl.lfb_nl_dropout, nl.lfb_pre_activate,
             nl.lfb_layer_norm, nl.lfb_zero_init_out_conv) == \
         ("slowonly", 4, 16, "avg", "lfb_nl", 2048, 300, 512, 2, 0.2, 0.2, 0.2, True, True, False)
-    assert PRESETS[LFB_MAX].shared_head == "lfb_max" and PRESETS[LFB_MAX].uses_bank
+    assert PRESETS[LFB_MAX].relation == "lfb_max" and PRESETS[LFB_MAX].uses_bank
     # mmaction2's zero-filled bank window, read in full (the project's default masks it)
     assert nl.lfb_include_empty_slots and PRESETS[LFB_MAX].lfb_include_empty_slots
     assert not PRESETS["tiny"].lfb_include_empty_slots
@@ -104,10 +105,10 @@ HEAD_CASES = [
 ]
 
 
-@pytest.mark.parametrize("head, shared_head, context", HEAD_CASES)
-def test_head_forward_backward_on_tiny_backbone(head, shared_head, context):
+@pytest.mark.parametrize("classifier, relation, context", HEAD_CASES)
+def test_head_forward_backward_on_tiny_backbone(classifier, relation, context):
     torch.manual_seed(0)
-    model = Detector(tiny(head=head, shared_head=shared_head, with_context=context)).train()
+    model = Detector(tiny(classifier=classifier, relation=relation, with_context=context)).train()
     rois = rois_for(2, 32)
     bank = mask = None
     if model.config.uses_bank:
@@ -129,19 +130,19 @@ def test_head_forward_backward_on_tiny_backbone(head, shared_head, context):
         if module is not None and any(True for _ in module.parameters()):
             assert sum(p.grad.abs().sum() for p in module.parameters()) > 0
     expected_in = {"none": 256, "acrn": 256, "lfb_nl": 256 + 16, "lfb_max": 2 * 256,
-                   "lfb_avg": 2 * 256}[shared_head]
-    if shared_head in ("none", "lfb_nl") and context:
+                   "lfb_avg": 2 * 256}[relation]
+    if relation in ("none", "lfb_nl") and context:
         expected_in += 256
-    if shared_head in ("lfb_max", "lfb_avg") and context:
+    if relation in ("lfb_max", "lfb_avg") and context:
         expected_in *= 2
     fc = model.roi_head.bbox_head.fc_cls
-    assert (fc[0] if head == "mlp" else fc).in_features == expected_in
+    assert (fc[0] if classifier == "mlp" else fc).in_features == expected_in
 
 
-def test_head_parameters_are_exactly_the_roi_head_keys():
-    model = Detector(tiny(shared_head="lfb_nl"))
+def test_roi_head_parameters_are_exactly_the_roi_head_keys():
+    model = Detector(tiny(relation="lfb_nl"))
     names = {id(p): n for n, p in model.named_parameters()}
-    head = {names[id(p)] for p in model.head_parameters()}
+    head = {names[id(p)] for p in model.roi_head_parameters()}
     backbone = {names[id(p)] for p in model.backbone_parameters()}
     assert head == {n for n in names.values() if n.startswith("roi_head.")}
     assert any(n.startswith("roi_head.shared_head.fbo.non_local_layer_2.") for n in head)
@@ -157,10 +158,10 @@ def bn_eval(x: torch.Tensor, bn: torch.nn.BatchNorm3d) -> torch.Tensor:
 
 def test_acrn_matches_tile_concat_conv_reference_and_uses_each_rois_clip():
     torch.manual_seed(0)
-    head = ACRNHead(in_channels=4, out_channels=6, stride=2, num_convs=2).eval()
-    assert sorted(k for k in head.state_dict() if k.endswith("conv.weight")) == \
+    acrn = ACRN(in_channels=4, out_channels=6, stride=2, num_convs=2).eval()
+    assert sorted(k for k in acrn.state_dict() if k.endswith("conv.weight")) == \
         ["conv1.conv.weight", "conv2.conv.weight", "convs.0.conv.weight"]
-    for bn in (head.conv1.bn, head.conv2.bn, head.convs[0].bn):   # non-trivial statistics
+    for bn in (acrn.conv1.bn, acrn.conv2.bn, acrn.convs[0].bn):   # non-trivial statistics
         bn.running_mean.normal_()
         bn.running_var.uniform_(0.5, 2.0)
         bn.weight.data.normal_()
@@ -168,17 +169,17 @@ def test_acrn_matches_tile_concat_conv_reference_and_uses_each_rois_clip():
     roi_maps = torch.randn(3, 4, 2, 2)
     frame = torch.randn(2, 4, 5, 7)
     batch_index = torch.tensor([1, 0, 1])
-    out = head(roi_maps, frame, batch_index)
+    out = acrn(roi_maps, frame, batch_index)
     assert out.shape == (3, 6, 3, 4)   # (1,3,3) conv with stride 2, padding 1
 
     # mmaction2 layout: RoI feats [N, C, 1, S, S], clip map [B, C, 1, h, w].
     actor = F.adaptive_max_pool3d(roi_maps.unsqueeze(2), 1).repeat(1, 1, 1, 5, 7)
     x = torch.cat([actor, frame.unsqueeze(2)[batch_index]], dim=1)
-    x = F.relu(bn_eval(F.conv3d(x, head.conv1.conv.weight), head.conv1.bn))
-    x = F.relu(bn_eval(F.conv3d(x, head.conv2.conv.weight, stride=(1, 2, 2), padding=(0, 1, 1)),
-                       head.conv2.bn))
-    x = F.relu(bn_eval(F.conv3d(x, head.convs[0].conv.weight, padding=(0, 1, 1)),
-                       head.convs[0].bn))
+    x = F.relu(bn_eval(F.conv3d(x, acrn.conv1.conv.weight), acrn.conv1.bn))
+    x = F.relu(bn_eval(F.conv3d(x, acrn.conv2.conv.weight, stride=(1, 2, 2), padding=(0, 1, 1)),
+                       acrn.conv2.bn))
+    x = F.relu(bn_eval(F.conv3d(x, acrn.convs[0].conv.weight, padding=(0, 1, 1)),
+                       acrn.convs[0].bn))
     assert torch.allclose(out, x.squeeze(2), atol=1e-5)
 
 
@@ -244,9 +245,9 @@ def test_non_local_with_all_slots_real_equals_mmaction2(pre_activate):
     (out * torch.randn(3, 4)).sum().backward()
     for name, param in op.named_parameters():
         assert param.grad.abs().sum() > 0, name
-    head = LFBHead(op, st_channels=6, lt_channels=5).eval()
+    relation = LFBRelation(op, st_channels=6, lt_channels=5).eval()
     roi_maps = torch.randn(3, 6, 2, 2)
-    combined = head(roi_maps, lt, torch.ones(3, 7, dtype=torch.bool))
+    combined = relation(roi_maps, lt, torch.ones(3, 7, dtype=torch.bool))
     st = roi_maps.amax(dim=(2, 3))
     assert torch.allclose(combined, torch.cat([st, mmaction2_non_local(op, st, lt)], 1), atol=1e-5)
 
@@ -254,12 +255,12 @@ def test_non_local_with_all_slots_real_equals_mmaction2(pre_activate):
 def test_non_local_ignores_padded_slots_and_empty_windows_stay_finite():
     torch.manual_seed(0)
     op = randomised(LFBNonLocal(st_channels=6, lt_channels=5, latent_channels=4, num_layers=2))
-    head = LFBHead(op, st_channels=6, lt_channels=5).eval()
+    relation = LFBRelation(op, st_channels=6, lt_channels=5).eval()
     real = [7, 4, 1, 0]
     mask = bank_mask(4, 7, real)
     roi_maps = torch.randn(4, 6, 2, 2, requires_grad=True)
     lt = torch.randn(4, 7, 5)
-    out = head(roi_maps, lt, mask)
+    out = relation(roi_maps, lt, mask)
     st = roi_maps.detach().amax(dim=(2, 3))
     for i, k in enumerate(real):   # each row = mmaction2 on its real slots only
         expected = mmaction2_non_local(op, st[i:i + 1], lt[i:i + 1, :k])
@@ -268,12 +269,12 @@ def test_non_local_ignores_padded_slots_and_empty_windows_stay_finite():
     garbage = lt.clone()
     garbage[~mask] = float("nan")
     garbage[1, 5] = float("inf")
-    assert torch.allclose(head(roi_maps, garbage, mask), out, atol=1e-6)
+    assert torch.allclose(relation(roi_maps, garbage, mask), out, atol=1e-6)
     # Gradients stay finite through the empty window.
     out.sum().backward()
     assert torch.isfinite(roi_maps.grad).all() and roi_maps.grad[3].abs().sum() > 0
     # An unmasked softmax would have let the padding in.
-    unmasked = head(roi_maps, lt, torch.ones(4, 7, dtype=torch.bool))
+    unmasked = relation(roi_maps, lt, torch.ones(4, 7, dtype=torch.bool))
     assert not torch.allclose(unmasked[1], out[1], atol=1e-4)
 
 
@@ -288,8 +289,8 @@ def test_include_empty_slots_is_mmaction2s_zero_filled_window(pre_activate):
     for name, param in op.named_parameters():   # trained biases: a zero slot projects to them
         if name.endswith("bias") and ".ln." not in name:
             param.data.normal_()
-    exact = LFBHead(op, st_channels=6, lt_channels=5, include_empty_slots=True).eval()
-    masked = LFBHead(op, st_channels=6, lt_channels=5).eval()
+    exact = LFBRelation(op, st_channels=6, lt_channels=5, include_empty_slots=True).eval()
+    masked = LFBRelation(op, st_channels=6, lt_channels=5).eval()
     real = [7, 4, 1, 0]
     mask = bank_mask(4, 7, real)
     roi_maps = torch.randn(4, 6, 2, 2)
@@ -317,19 +318,19 @@ def test_include_empty_slots_max_and_avg_pool_zeros_as_mmaction2():
     garbage = lt.masked_fill(~mask[..., None], float("nan"))
     for operator, pool in ((LFBMax, F.adaptive_max_pool3d), (LFBAvg, F.adaptive_avg_pool3d)):
         want = pool(zero_filled, (1, None, None)).flatten(1)            # mmaction2: [N, D, S, 1, 1]
-        exact = LFBHead(operator(lt_channels=3), st_channels=2, lt_channels=3,
+        exact = LFBRelation(operator(lt_channels=3), st_channels=2, lt_channels=3,
                         include_empty_slots=True)
         got = exact(roi_maps, garbage, mask)[:, 2:]
         assert torch.allclose(got, want, atol=1e-6), operator.__name__
-        masked = LFBHead(operator(lt_channels=3), st_channels=2, lt_channels=3)
+        masked = LFBRelation(operator(lt_channels=3), st_channels=2, lt_channels=3)
         other = masked(roi_maps, garbage, mask)[:, 2:]
         assert torch.equal(other[0], got[0])
         assert ((other - got)[1:3].abs().amax(dim=1) > 1e-3).all(), operator.__name__
     # the config switch reaches the head
-    for shared_head in ("lfb_nl", "lfb_max", "lfb_avg"):
-        model = Detector(tiny(shared_head=shared_head, lfb_include_empty_slots=True))
+    for relation in ("lfb_nl", "lfb_max", "lfb_avg"):
+        model = Detector(tiny(relation=relation, lfb_include_empty_slots=True))
         assert model.roi_head.shared_head.include_empty_slots
-        assert not Detector(tiny(shared_head=shared_head)).roi_head.shared_head.include_empty_slots
+        assert not Detector(tiny(relation=relation)).roi_head.shared_head.include_empty_slots
 
 
 def test_non_local_zero_init_out_conv_starts_as_projection_only():
@@ -400,7 +401,7 @@ def test_max_and_avg_pool_real_slots_and_equal_mmaction2_when_all_real():
 
 def test_lfb_max_detector_is_classifier_over_roi_vector_then_bank_max():
     torch.manual_seed(0)
-    model = Detector(tiny(shared_head="lfb_max")).eval()
+    model = Detector(tiny(relation="lfb_max")).eval()
     clips, rois = torch.randn(2, 3, 8, 32, 32), rois_for(2, 32)
     bank = torch.rand(4, SLOTS, 256)
     mask = bank_mask(4, SLOTS, [6, 2, 1, 0])
@@ -418,7 +419,7 @@ def test_lfb_max_detector_is_classifier_over_roi_vector_then_bank_max():
 
 def test_detector_checks_bank_inputs():
     clips, rois = torch.randn(1, 3, 8, 32, 32), rois_for(1, 32)
-    lfb = Detector(tiny(shared_head="lfb_avg"))
+    lfb = Detector(tiny(relation="lfb_avg"))
     with pytest.raises(ValueError, match=r"needs lt_features \[R, S, D\] = \(2, 6, 256\)"):
         lfb(clips, rois)
     with pytest.raises(ValueError, match="needs lt_features"):
@@ -428,8 +429,8 @@ def test_detector_checks_bank_inputs():
     with pytest.raises(ValueError, match="lt_mask must be bool"):
         lfb(clips, rois, torch.rand(2, 6, 256), torch.ones(2, 6))
     with pytest.raises(ValueError, match="takes no bank features"):
-        Detector(tiny(shared_head="acrn"))(clips, rois, torch.rand(2, 6, 256))
-    narrow = Detector(tiny(shared_head="lfb_nl", lfb_channels=32))
+        Detector(tiny(relation="acrn"))(clips, rois, torch.rand(2, 6, 256))
+    narrow = Detector(tiny(relation="lfb_nl", lfb_channels=32))
     assert narrow.bank_channels == 32 and narrow.feature_channels == 256
     assert narrow.roi_head.shared_head.fbo.lt_feat_conv.weight.shape == (16, 32, 1, 1, 1)
 
@@ -437,20 +438,21 @@ def test_detector_checks_bank_inputs():
 # ---------------------------------------------------------------- config
 
 @pytest.mark.parametrize("field, value", [
-    ("shared_head", "fbo"), ("acrn_out_channels", 0), ("acrn_stride", 0), ("acrn_num_convs", 0),
+    ("relation", "fbo"), ("classifier", "fbo"), ("acrn_out_channels", 0), ("acrn_stride", 0),
+    ("acrn_num_convs", 0),
     ("lfb_channels", 0), ("lfb_num_lt_feat", 0), ("lfb_latent_channels", 0),
     ("lfb_num_layers", 0), ("lfb_st_dropout", 1.0), ("lfb_lt_dropout", -0.1),
     ("lfb_nl_dropout", 1.5),
 ])
-def test_config_rejects_bad_shared_head_values(field, value):
+def test_config_rejects_bad_relation_values(field, value):
     with pytest.raises(ValueError, match=rf"ModelConfig\.{field}="):
         ModelConfig(**{field: value})
 
 
 def test_acrn_refuses_frame_context_and_configs_round_trip():
     with pytest.raises(ValueError, match=r"ModelConfig\.with_context=.*acrn"):
-        ModelConfig(shared_head="acrn", with_context=True)
-    for config in (PRESETS[ACRN21], PRESETS[LFB_NL], tiny(shared_head="lfb_avg")):
+        ModelConfig(relation="acrn", with_context=True)
+    for config in (PRESETS[ACRN21], PRESETS[LFB_NL], tiny(relation="lfb_avg")):
         as_lists = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(config).items()}
         assert ModelConfig.from_dict(as_lists) == config
 
@@ -473,7 +475,7 @@ def test_zoo_acrn_and_lfb_checkpoints_inspect_strictly(tmp_path, capsys):
 
 
 def test_tiny_lfb_checkpoint_loads_strictly_and_round_trips_the_stad_format(tmp_path):
-    config = tiny(shared_head="lfb_nl")
+    config = tiny(relation="lfb_nl")
     model = Detector(config)
     state = random_state({k: tuple(v.shape) for k, v in model.state_dict().items()}, seed=3)
     assert load_into(model, state).ok

@@ -73,8 +73,8 @@ def test_preset_matches_mmaction2_layout_and_runs(name):
 def test_presets_encode_what_their_names_say():
     so = "slowonly_k700-pre-r50-context-temporal-max-nl-head_8xb8-8x8x1-focal-10e_ava-kinetics-rgb"
     c = PRESETS[so]
-    assert (c.with_context, c.temporal_pool, c.head, c.loss, c.focal_gamma, c.focal_alpha) == \
-        (True, "max", "mlp", "focal", 1.0, 1.0)
+    assert (c.with_context, c.temporal_pool, c.classifier, c.loss, c.focal_gamma,
+            c.focal_alpha) == (True, "max", "mlp", "focal", 1.0, 1.0)
     assert (c.clip_len, c.frame_interval) == (8, 8)
     sf = PRESETS["slowfast_r50-k400-pre-temporal-max-focal-alpha3-gamma1_8xb6-8x8x1-cosine-10e_ava22-rgb"]
     assert (sf.resample_rate, sf.speed_ratio, sf.fusion_kernel, sf.loss, sf.focal_alpha,
@@ -83,7 +83,7 @@ def test_presets_encode_what_their_names_say():
     assert (sf4.clip_len, sf4.frame_interval, sf4.resample_rate, sf4.speed_ratio,
             sf4.fusion_kernel) == (32, 2, 8, 8, 5)
     tricks = PRESETS["slowonly_k700-pre-r50_8xb8-16x4x1-10e-tricks_ava-kinetics-rgb"]
-    assert (tricks.clip_len, tricks.frame_interval, tricks.head) == (16, 4, "mlp")
+    assert (tricks.clip_len, tricks.frame_interval, tricks.classifier) == (16, 4, "mlp")
     base = PRESETS["slowonly_kinetics400-pretrained-r50_8xb16-4x16x1-20e_ava21-rgb"]
     assert (base.clip_len, base.frame_interval, base.num_classes, base.dropout,
             base.assigner_iou_threshold, base.train_negatives) == (4, 16, 81, 0.5, 0.9, False)
@@ -100,7 +100,7 @@ def test_unknown_preset_lists_valid_names():
 # ---------------------------------------------------------------- config validation
 
 @pytest.mark.parametrize("field, value", [
-    ("backbone", ""), ("temporal_pool", "median"), ("head", "transformer"), ("dropout", 1.0),
+    ("backbone", ""), ("temporal_pool", "median"), ("classifier", "transformer"), ("dropout", 1.0),
     ("num_classes", 1), ("loss", "softmax"), ("focal_gamma", -1.0), ("focal_alpha", 0.0),
     ("assigner_iou_threshold", 0.0), ("rois_per_image", 0), ("drop_path_rate", 1.0),
 ])
@@ -276,7 +276,7 @@ def test_features_are_the_classifier_input_and_heads_differ():
     feats = model.features(clips, rois)
     assert feats.shape == (4, 256)
     assert torch.allclose(model.roi_head.bbox_head.fc_cls(feats), model(clips, rois), atol=1e-5)
-    mlp = Detector(replace(PRESETS["tiny"], head="mlp", with_context=True))
+    mlp = Detector(replace(PRESETS["tiny"], classifier="mlp", with_context=True))
     assert isinstance(mlp.roi_head.bbox_head.fc_cls, torch.nn.Sequential)
     assert mlp.feature_channels == 512
     assert mlp.roi_head.bbox_head.fc_cls[0].weight.shape == (512, 512)

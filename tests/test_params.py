@@ -79,6 +79,9 @@ def test_wrong_type_names_the_key(params_file, key, value, message):
     ("proposals.score_threshold", 1.5),
     ("proposals.simulated.recall", 1.5),
     ("data.synthetic.fps", 1000),
+    # the machine settings lfb and eval share (InferenceRuntime), checked in either group
+    ("lfb.batch_size", 0), ("eval.batch_size", 0), ("lfb.num_workers", -1),
+    ("eval.num_threads", -1), ("eval.render_keyframes", -1),
 ])
 def test_impossible_value_names_the_key(params_file, key, value):
     _edit(params_file, key, value)

@@ -136,7 +136,7 @@ def test_changing_the_head_reruns_only_head_training_and_evaluation(smoke_repo):
     result = sh(["dvc", "exp", "run", "-S", f"model.head={head}"], root, env)
     assert ran_stages(result.stdout) == ["train_head", "evaluate"], result.stdout
     report = json.loads((root / "models/head/report.json").read_text())
-    assert report["shared_head"] == head
+    assert report["relation"] == head
     evaluation = json.loads((root / "metrics/eval.json").read_text())
     assert set(evaluation) == {"mAP", "group_mAP"}
     assert {"counts", "undefined"} <= set(json.loads(

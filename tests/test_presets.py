@@ -28,7 +28,7 @@ from pipeline.tasks.infer_lfb import bank_boxes
 from pipeline.lfb.reader import num_slots
 from pipeline.models.config import ModelConfig
 from pipeline.models.presets import PRESETS
-from pipeline.models.config import BANK_HEADS
+from pipeline.models.config import BANK_RELATIONS
 from pipeline.params.all import load_all
 from pipeline.params.overlay import apply_overlay
 
@@ -64,7 +64,7 @@ ZOO = {
         head="slowonly-lfb-nl_kinetics400-pretrained-r50_8xb12-4x16x1-20e_ava21-rgb"),
     "ava21-slowonly-lfb-max-r50-4x16": dict(baseline=LFB_INFER, recipe=SO_AVA21_4x16, head=LFB_MAX),
     "ava21-slowonly-lfb-avg-r50-4x16": dict(baseline=LFB_INFER, recipe=SO_AVA21_4x16, head=LFB_MAX,
-                                            head_change={"shared_head": "lfb_avg"},
+                                            head_change={"relation": "lfb_avg"},
                                             stem="lfb_avg_kinetics_pretrained_slowonly_r50_4x16x1_20e_ava_rgb"),
     "ava22-slowonly-r50-4x16": dict(baseline="slowonly_k400-pre-r50_8xb8-4x16x1-10e_ava-kinetics-rgb"),
     "ava22-slowonly-r50-8x8": dict(baseline="slowonly_k400-pre-r50_8xb8-8x8x1-10e_ava-kinetics-rgb"),
@@ -272,16 +272,16 @@ def test_ava_kinetics_headers_give_the_zoo_map_and_init(name):
 
 
 def _architecture(config: ModelConfig) -> dict:
-    """The fields that decide a detector's layout and loss: a shared head's settings only when
-    that head is used (the params fill them in for every head)."""
+    """The fields that decide a detector's layout and loss: a relation's settings only when
+    that relation is used (the params fill them in for every head)."""
     values = asdict(config)
     nl_only = ("lfb_latent_channels", "lfb_num_layers", "lfb_st_dropout", "lfb_lt_dropout",
                "lfb_nl_dropout", "lfb_pre_activate", "lfb_layer_norm", "lfb_zero_init_out_conv",
                "lfb_position")
     for name in list(values):
-        if (name.startswith("acrn_") and config.shared_head != "acrn"
-                or name.startswith("lfb_") and config.shared_head not in BANK_HEADS
-                or name in nl_only and config.shared_head != "lfb_nl"):
+        if (name.startswith("acrn_") and config.relation != "acrn"
+                or name.startswith("lfb_") and config.relation not in BANK_RELATIONS
+                or name in nl_only and config.relation != "lfb_nl"):
             del values[name]
     return values
 

@@ -30,7 +30,7 @@ def test_tiny_vit_preset_runs_the_dag_and_every_head(tmp_path):
         result = sh(["dvc", "exp", "run", "-S", f"model.head={head}"], root, env)
         assert ran_stages(result.stdout) == ["train_head", "evaluate"], result.stdout
         report = json.loads((root / "models/head/report.json").read_text())
-        assert report["shared_head"] == (head if head.startswith(("acrn", "lfb")) else "none")
+        assert report["relation"] == (head if head.startswith(("acrn", "lfb")) else "none")
         heads[head] = json.loads((root / "models/head/metrics.json").read_text())["train_loss"]
         assert math.isfinite(json.loads((root / "metrics/eval.json").read_text())["mAP"])
     assert all(math.isfinite(loss) for loss in heads.values()), heads

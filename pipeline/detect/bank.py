@@ -19,6 +19,7 @@ from pipeline.lfb.reader import FeatureBank, num_slots
 from pipeline.lfb.writer import BankStorage, BankWriter, fill_bank
 from pipeline.models.checkpoint import BankRecipe, StadCheckpoint, read_stad_checkpoint
 from pipeline.models.detector import Detector
+from pipeline.params.model import baseline_differences
 
 # mmaction2's bank rules, for a converted zoo head given --bank-baseline (its LFB configs)
 ZOO_BANK = {"dtype": "float16", "min_proposal_score": 0.9, "max_proposals": 1000}
@@ -33,7 +34,7 @@ def bank_recipe_of(stad: StadCheckpoint, checkpoint: Path, bank_baseline: str | 
     config = stad.config
     if bank_baseline is None:
         if stad.bank is None:
-            raise InputError(f"shared_head {config.shared_head!r} reads a long-term feature bank "
+            raise InputError(f"relation {config.relation!r} reads a long-term feature bank "
                              "and this checkpoint records no baseline to build one with (not "
                              "written by train_head): give --bank-baseline, the bank-inference "
                              "checkpoint (stad-v1, e.g. mmaction2's infer model converted)",
@@ -55,11 +56,10 @@ def bank_recipe_of(stad: StadCheckpoint, checkpoint: Path, bank_baseline: str | 
 def bank_model(recipe: BankRecipe, head: Detector) -> Detector:
     """The baseline that computes the bank: its backbone (the head's own when the recipe stores
     none) and its RoI pooling. Its classifier never runs, so it is left uninitialised."""
-    for field in ("backbone", "depth", "base_channels", "clip_len", "frame_interval"):
-        if getattr(recipe.baseline_config, field) != getattr(head.config, field):
-            raise InputError(f"the bank's baseline has {field}="
-                             f"{getattr(recipe.baseline_config, field)!r}, the head "
-                             f"{getattr(head.config, field)!r}", key=field)
+    differences = baseline_differences(recipe.baseline_config, head.config)
+    if differences:
+        raise InputError("the head is not built on the bank's baseline: "
+                         + ", ".join(differences), key="bank")
     with torch.device("meta"):
         model = Detector(recipe.baseline_config)
     model.roi_head.to_empty(device="cpu")

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from pipeline.ava.results import COLUMNS as RESULT_COLUMNS
+from pipeline.boxes import BOX_COLUMNS
 from pipeline.data.collate import Batch, boxes_to_rois
 from pipeline.data.transforms import normalize_clips
 from pipeline.models.assign import assign_targets, sample_rois
@@ -109,7 +110,7 @@ def detections_table(predictions: list[dict[str, Any]], action_ids: tuple[int, .
         boxes = p["boxes"][box_index].astype(np.float32)
         parts.append(pd.DataFrame({
             "video_id": p["video_id"], "timestamp": np.int32(p["timestamp"]),
-            "x1": boxes[:, 0], "y1": boxes[:, 1], "x2": boxes[:, 2], "y2": boxes[:, 3],
+            **{name: boxes[:, i] for i, name in enumerate(BOX_COLUMNS)},
             "action_id": ids[class_index],
             "score": p["scores"][box_index, class_index].astype(np.float32)}))
     if not parts:

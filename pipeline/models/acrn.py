@@ -1,4 +1,4 @@
-"""Actor-centric relation network (ACRN) head, laid out as mmaction2's ``ACRNHead``.
+"""Actor-centric relation network (ACRN), a ``relation``, laid out as mmaction2's ``ACRNHead``.
 
 Each actor's RoI feature is max-pooled to one vector, tiled over the whole frame's feature map
 of its clip and concatenated with it (actor channels first), so the following convs see every
@@ -15,7 +15,7 @@ from torch import Tensor, nn
 from .blocks import ConvBN
 
 
-class ACRNHead(nn.Module):
+class ACRN(nn.Module):
     def __init__(self, *, in_channels: int, out_channels: int, stride: int = 1,
                  num_convs: int = 1):
         """``in_channels`` is the RoI feature width C; the first conv sees 2C."""

@@ -9,8 +9,8 @@ to an inert stand-in that only records its arguments, then the file is loaded ag
 weights-only. Globals from modules torch blocks (``os``, ``sys`` ...) are still refused.
 
 Two checkpoint kinds load into a ``Detector``:
-- a detector (keys ``backbone.*`` + ``roi_head.*``, the latter including an ACRN or
-  feature-bank ``shared_head``): every key must match, strictly;
+- a detector (keys ``backbone.*`` + ``roi_head.*``, the latter including the relation, ACRN
+  or a feature-bank operator, as ``roi_head.shared_head``): every key must match, strictly;
 - a Kinetics recognizer (``backbone.*`` + ``cls_head.*``): ``cls_head.*`` and the keys the
   backbone declares recognizer-only (``recognizer_only_keys``: a VideoMAE recognizer's
   ``fc_norm``) are dropped, the rest of the backbone must match exactly, and what the
@@ -20,7 +20,9 @@ Two checkpoint kinds load into a ``Detector``:
 
 The project's own format is a plain dict ``{"format": "stad-v1", "preset", "config",
 "state_dict", "test_short_side", "labels", "frame_convention", "timeline_fps",
-"frame_short_side", "bank"}`` where ``config`` is ``dataclasses.asdict(ModelConfig)``;
+"frame_short_side", "bank"}`` where ``config`` is ``dataclasses.asdict(ModelConfig)`` (a
+file that stores ``classifier`` and ``relation`` under their earlier names ``head`` and
+``shared_head`` reads the same);
 ``frame_convention``, ``timeline_fps`` and ``frame_short_side`` say which frames the model was
 trained on (the keyframe convention, the frame timeline and the decode-time resize of its frame
 store), so that ``stad detect`` reads the same pixels from any video. ``bank`` (feature-bank
@@ -50,9 +52,12 @@ from .presets import get_preset
 log = logging.getLogger(__name__)
 
 FORMAT = "stad-v1"
-RECOGNIZER_HEAD = "cls_head."
-DETECTOR_HEAD = "roi_head."
+# state-dict key prefixes, as mmaction2 spells them
+CLS_HEAD = "cls_head."      # a recognizer's classifier
+ROI_HEAD = "roi_head."      # a detector's RoI head
 BACKBONE = "backbone."
+# ModelConfig fields under their earlier names, as older stad-v1 files store them
+RENAMED_CONFIG_FIELDS = {"head": "classifier", "shared_head": "relation"}
 
 
 class UnresolvedObject:
@@ -146,13 +151,13 @@ class LoadReport:
 def inspect_state_dict(state_dict: dict[str, Tensor], model: Detector) -> LoadReport:
     """Compare a checkpoint's state dict with ``model`` (works on a meta-device model too)."""
     model_shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    is_detector = any(k.startswith(DETECTOR_HEAD) for k in state_dict)
+    is_detector = any(k.startswith(ROI_HEAD) for k in state_dict)
     report = LoadReport(kind="detector" if is_detector else "recognizer",
                         num_tensors=len(state_dict))
     if is_detector:
         wanted = model_shapes
     else:
-        unused = (RECOGNIZER_HEAD, *(BACKBONE + key for key in model.backbone.recognizer_only_keys))
+        unused = (CLS_HEAD, *(BACKBONE + key for key in model.backbone.recognizer_only_keys))
         report.ignored = sorted(k for k in state_dict if k.startswith(unused))
         own = tuple(BACKBONE + key for key in model.backbone.detector_only_keys)
         wanted = {k: s for k, s in model_shapes.items()
@@ -204,7 +209,13 @@ class BankRecipe:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> BankRecipe:
-        return cls(**{**values, "baseline_config": ModelConfig.from_dict(values["baseline_config"])})
+        return cls(**{**values, "baseline_config": stored_model_config(values["baseline_config"])})
+
+
+def stored_model_config(values: dict[str, Any]) -> ModelConfig:
+    """A ``ModelConfig`` as a stad-v1 file stores it, earlier field names mapped to today's."""
+    values = {RENAMED_CONFIG_FIELDS.get(name, name): value for name, value in values.items()}
+    return ModelConfig.from_dict(values)
 
 
 def save_stad_checkpoint(path: str | Path, *, model: Detector, preset: str | None,
@@ -255,7 +266,7 @@ def read_stad_checkpoint(path: str | Path) -> StadCheckpoint:
         raise InputError(f"not a {FORMAT} checkpoint (format: {found!r}); convert mmaction2 "
                          "checkpoints with 'stad checkpoint convert'", path=path, key="format")
     try:
-        config = ModelConfig.from_dict(obj["config"])
+        config = stored_model_config(obj["config"])
     except (KeyError, TypeError, ValueError) as error:
         raise InputError(f"bad model config: {error}", path=path, key="config") from None
     labels = obj.get("labels")

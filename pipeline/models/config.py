@@ -1,5 +1,5 @@
-"""The one description of a detector: backbone, RoI pooling, shared head, classifier, loss and
-targets.
+"""The one description of a detector: backbone, RoI pooling, relation module, classifier, loss
+and targets.
 
 A plain frozen dataclass so presets can be shared safely and overridden with
 ``dataclasses.replace``; the integrator maps params.yaml onto it. Every field is checked in
@@ -16,9 +16,9 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 TEMPORAL_POOLS = ("avg", "max")
-HEADS = ("linear", "mlp")
-SHARED_HEADS = ("none", "acrn", "lfb_nl", "lfb_max", "lfb_avg")
-BANK_HEADS = ("lfb_nl", "lfb_max", "lfb_avg")
+CLASSIFIERS = ("linear", "mlp")
+RELATIONS = ("none", "acrn", "lfb_nl", "lfb_max", "lfb_avg")
+BANK_RELATIONS = ("lfb_nl", "lfb_max", "lfb_avg")
 LOSSES = ("bce", "focal")
 
 
@@ -72,10 +72,12 @@ class ModelConfig:
     """RoIAlign output size (square)."""
     with_context: bool = False
     """Concatenate the whole frame's average-pooled feature to every RoI feature."""
-    head: str = "linear"
-    """Classifier: "linear" or "mlp" (Linear-ReLU-Linear, hidden = input width)."""
-    shared_head: str = "none"
-    """Between RoI pooling and the classifier (mmaction2's ``roi_head.shared_head``): "none";
+    classifier: str = "linear"
+    """The action classifier (mmaction2's ``roi_head.bbox_head``): "linear" or "mlp"
+    (Linear-ReLU-Linear, hidden = input width)."""
+    relation: str = "none"
+    """What relates each RoI to more than its own box, between RoI pooling and the classifier
+    (mmaction2's ``roi_head.shared_head``): "none";
     "acrn" (actor-context relation convs); or a long-term feature-bank operator over bank
     features given to ``forward``: "lfb_nl" (non-local), "lfb_max", "lfb_avg". The bank
     operator's output is concatenated to the short-term RoI vector."""
@@ -145,14 +147,14 @@ class ModelConfig:
             fail("temporal_pool", f"must be one of {', '.join(TEMPORAL_POOLS)}")
         if self.roi_output_size < 1:
             fail("roi_output_size", "must be positive")
-        if self.head not in HEADS:
-            fail("head", f"must be one of {', '.join(HEADS)}")
+        if self.classifier not in CLASSIFIERS:
+            fail("classifier", f"must be one of {', '.join(CLASSIFIERS)}")
         if not 0.0 <= self.dropout < 1.0:
             fail("dropout", "must be in [0, 1)")
-        if self.shared_head not in SHARED_HEADS:
-            fail("shared_head", f"must be one of {', '.join(SHARED_HEADS)}")
-        if self.shared_head == "acrn" and self.with_context:
-            fail("with_context", "must be False with shared_head 'acrn', which already relates "
+        if self.relation not in RELATIONS:
+            fail("relation", f"must be one of {', '.join(RELATIONS)}")
+        if self.relation == "acrn" and self.with_context:
+            fail("with_context", "must be False with relation 'acrn', which already relates "
                  "each actor to the whole frame")
         for name in ("acrn_out_channels", "lfb_channels"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
@@ -179,14 +181,14 @@ class ModelConfig:
 
     @property
     def head_name(self) -> str:
-        """The head as params ``model.head`` names it: the shared head (``acrn``, ``lfb_*``)
+        """The head as params ``model.head`` names it: the relation (``acrn``, ``lfb_*``)
         when there is one, else the classifier (``linear``, ``mlp``)."""
-        return self.shared_head if self.shared_head != "none" else self.head
+        return self.relation if self.relation != "none" else self.classifier
 
     @property
     def uses_bank(self) -> bool:
-        """True when the detector needs long-term bank features (an ``lfb_*`` shared head)."""
-        return self.shared_head in BANK_HEADS
+        """True when the detector needs long-term bank features (an ``lfb_*`` relation)."""
+        return self.relation in BANK_RELATIONS
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> ModelConfig:

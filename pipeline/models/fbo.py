@@ -1,14 +1,14 @@
 """Long-term feature-bank operators (LFB, Wu et al. 2019), laid out as mmaction2's ``FBOHead``.
 
 Each RoI brings a window of S bank features ``lt [R, S, D]`` and a mask ``[R, S]`` (True = a
-real feature, False = padding). ``LFBHead`` pools the RoI map to the short-term vector ``st``
+real feature, False = padding). ``LFBRelation`` pools the RoI map to the short-term vector ``st``
 (spatial max of the time-pooled map, i.e. what the bank itself stores), runs one operator and
 returns ``cat([st, operator(st, lt)])`` for the classifier.
 
-Empty slots, two modes (``LFBHead(include_empty_slots=...)``, param
+Empty slots, two modes (``LFBRelation(include_empty_slots=...)``, param
 ``model.lfb.include_empty_slots``):
 
-- masked (False, the project's heads): empty slots are ignored: the attention is a masked
+- masked (False, the project's default): empty slots are ignored: the attention is a masked
   softmax, ``lfb_max`` and ``lfb_avg`` pool real slots only, and a RoI without any real slot
   gets a zero attention output and zero max/avg (finite, no NaN);
 - mmaction2 (True, the zoo presets): mmaction2's bank window (``LFB.sample_long_term_features``)
@@ -189,7 +189,7 @@ class LFBAvg(nn.Module):
         return lt.masked_fill(~mask[..., None], 0.0).sum(dim=1) / count
 
 
-class LFBHead(nn.Module):
+class LFBRelation(nn.Module):
     """Short-term RoI vector concatenated with a bank operator's output: ``[R, C + out]``.
 
     ``include_empty_slots``: the operator reads all S slots, empty ones as zero features

@@ -14,7 +14,7 @@ the SlowFast focal config says alpha 3, gamma 1 in its name). AVA-Kinetics confi
 AVA-Kinetics but share the AVA architecture. Kinetics-400 vs -700 pretraining changes nothing
 here; it only decides which recognizer checkpoint initialises the backbone.
 
-ACRN (configs/detection/acrn): SlowFast R50 8x8 with an ACRN shared head (4608 -> 2304, stride
+ACRN (configs/detection/acrn): SlowFast R50 8x8 with an ACRN relation (4608 -> 2304, stride
 1, one (1,3,3) conv); AVA 2.1 and 2.2 differ only in data and schedule.
 
 LFB (configs/detection/lfb): SlowOnly R50 4x16 whose head reads a bank window of 60 s x 5
@@ -22,7 +22,7 @@ features of width 2048 (S = 300 slots): "lfb-nl" = two non-local layers of width
 0.2, pre-activation with LayerNorm), "lfb-max" = max over the window; both read empty slots as
 zero features, as mmaction2 does (``lfb_include_empty_slots``). The bank is filled by
 ``slowonly-lfb_ava-pretrained-r50_infer-4x16x1_ava21-rgb``: in mmaction2 a SlowOnly R50 4x16
-AVA detector whose shared head only records the pooled RoI features. Here it is exactly that
+AVA detector whose ``shared_head`` only records the pooled RoI features. Here it is exactly that
 baseline detector (same keys as the SlowOnly 4x16 AVA 2.1 preset, so its released checkpoint
 loads strictly), and ``Detector.features()`` gives the vectors that go into the bank; recording
 them is the bank writer's job, not the model's.
@@ -45,12 +45,12 @@ _SLOWFAST_4x16 = ModelConfig(backbone="slowfast", clip_len=32, frame_interval=2,
 _SLOWFAST_8x8 = replace(_SLOWFAST_4x16, resample_rate=4, speed_ratio=4, fusion_kernel=7)
 _CONTEXT = dict(with_context=True)
 _CONTEXT_MAX = dict(with_context=True, temporal_pool="max")
-_CONTEXT_MAX_MLP = dict(_CONTEXT_MAX, head="mlp")
+_CONTEXT_MAX_MLP = dict(_CONTEXT_MAX, classifier="mlp")
 _FOCAL_GAMMA1 = dict(loss="focal", focal_alpha=1.0, focal_gamma=1.0)
-_ACRN = dict(shared_head="acrn", acrn_out_channels=2304, acrn_stride=1, acrn_num_convs=1)
+_ACRN = dict(relation="acrn", acrn_out_channels=2304, acrn_stride=1, acrn_num_convs=1)
 _VIT_16x4 = ModelConfig(backbone="vit", clip_len=16, frame_interval=4, drop_path_rate=0.2)
 _LFB = dict(lfb_channels=2048, lfb_num_lt_feat=60 * 5, lfb_include_empty_slots=True)
-_LFB_NL = dict(_LFB, shared_head="lfb_nl", lfb_latent_channels=512, lfb_num_layers=2,
+_LFB_NL = dict(_LFB, relation="lfb_nl", lfb_latent_channels=512, lfb_num_layers=2,
                lfb_st_dropout=0.2, lfb_lt_dropout=0.2, lfb_nl_dropout=0.2,
                lfb_pre_activate=True, lfb_layer_norm=True, lfb_zero_init_out_conv=False)
 
@@ -96,7 +96,7 @@ PRESETS: dict[str, ModelConfig] = {
     "slowonly-lfb-nl_kinetics400-pretrained-r50_8xb12-4x16x1-20e_ava21-rgb":
         replace(_SLOWONLY_4x16, **_LFB_NL),
     "slowonly-lfb-max_kinetics400-pretrained-r50_8xb12-4x16x1-20e_ava21-rgb":
-        replace(_SLOWONLY_4x16, shared_head="lfb_max", **_LFB),
+        replace(_SLOWONLY_4x16, relation="lfb_max", **_LFB),
     "slowonly-lfb_ava-pretrained-r50_infer-4x16x1_ava21-rgb": _SLOWONLY_4x16,
     # VideoMAE ViT, trained on AVA-Kinetics, evaluated on AVA 2.2 (configs/detection/videomae)
     "vit-base-p16_videomae-k400-pre_8xb8-16x4x1-20e-adamw_ava-kinetics-rgb":

@@ -1,9 +1,10 @@
-"""RoI head: temporal pooling, RoIAlign, optional frame context, optional shared head (ACRN or
-a feature-bank operator), and the action classifier.
+"""RoI head: temporal pooling, RoIAlign, optional frame context, optional relation (ACRN or a
+feature-bank operator), and the action classifier.
 
 Keys follow mmaction2: the classifier lives in ``roi_head.bbox_head.fc_cls`` (Linear, or
-``fc_cls.0`` / ``fc_cls.2`` for the MLP head), a shared head in ``roi_head.shared_head``; the
-RoI extractor is parameter-free.
+``fc_cls.0`` / ``fc_cls.2`` for the MLP classifier), the relation in ``roi_head.shared_head``;
+the RoI extractor is parameter-free. The module attributes ``shared_head`` and ``bbox_head``
+are those keys, so they keep mmaction2's names.
 """
 
 from __future__ import annotations
@@ -15,8 +16,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.ops import roi_align
 
-from .acrn import ACRNHead
-from .fbo import LFBHead
+from .acrn import ACRN
+from .fbo import LFBRelation
 
 
 class RoIFeatures(NamedTuple):
@@ -77,8 +78,9 @@ class RoIExtractor3d(nn.Module):
                 f"temporal_pool={self.temporal_pool!r}, with_context={self.with_context}")
 
 
-class BBoxHeadAVA(nn.Module):
-    """Dropout on the RoI map, spatial max pooling, then a linear or 2-layer MLP classifier."""
+class ActionClassifier(nn.Module):
+    """Dropout on the RoI map, spatial max pooling, then a linear or 2-layer MLP classifier
+    (mmaction2's ``BBoxHeadAVA`` without box regression)."""
 
     def __init__(self, *, in_channels: int, num_classes: int, dropout: float = 0.5,
                  mlp: bool = False):
@@ -104,9 +106,9 @@ class BBoxHeadAVA(nn.Module):
 
 
 class RoIHead(nn.Module):
-    """Extractor -> optional shared head -> classifier (mmaction2's ``AVARoIHead``).
+    """Extractor -> optional relation -> classifier (mmaction2's ``AVARoIHead``).
 
-    ``shared_head`` None: the classifier sees the RoI maps. ACRN: it sees the relation maps.
+    ``relation`` None: the classifier sees the RoI maps. ACRN: it sees the relation maps.
     LFB: it sees ``[st, operator(st, bank)]``, where ``st`` is the spatial max of the RoI map.
 
     Dropout (``bbox_head.dropout``) acts on a map before its spatial max for every head: for
@@ -117,24 +119,24 @@ class RoIHead(nn.Module):
     and with it every released checkpoint's output, is the same as mmaction2's.
     """
 
-    def __init__(self, *, extractor: RoIExtractor3d, bbox_head: BBoxHeadAVA,
-                 shared_head: ACRNHead | LFBHead | None = None):
+    def __init__(self, *, extractor: RoIExtractor3d, classifier: ActionClassifier,
+                 relation: ACRN | LFBRelation | None = None):
         super().__init__()
         self.roi_extractor = extractor
-        self.shared_head = shared_head  # before bbox_head: mmaction2's key order
-        self.bbox_head = bbox_head
+        self.shared_head = relation  # before bbox_head: mmaction2's key order
+        self.bbox_head = classifier
 
     def forward(self, features: tuple[Tensor, ...], rois: Tensor,
                 lt_features: Tensor | None = None, lt_mask: Tensor | None = None,
                 lt_geometry: Tensor | None = None) -> Tensor:
-        """Logits; ``lt_features``/``lt_mask`` are used by (and required for) an LFB head,
-        ``lt_geometry`` by an ``lfb_nl`` head with position embeddings."""
+        """Logits; ``lt_features``/``lt_mask`` are used by (and required for) an LFB relation,
+        ``lt_geometry`` by an ``lfb_nl`` relation with position embeddings."""
         roi = self.roi_extractor.extract(features, rois)
-        if isinstance(self.shared_head, ACRNHead):
+        if isinstance(self.shared_head, ACRN):
             x = self.shared_head(roi.maps, roi.frame, rois[:, 0].long())
-        elif isinstance(self.shared_head, LFBHead):
+        elif isinstance(self.shared_head, LFBRelation):
             if lt_features is None or lt_mask is None:
-                raise ValueError("an LFB head needs lt_features and lt_mask")
+                raise ValueError("an LFB relation needs lt_features and lt_mask")
             st_boxes = None
             if self.shared_head.uses_geometry:
                 # the input's size is the pooled map's times the stride (exact for the sizes
@@ -150,5 +152,5 @@ class RoIHead(nn.Module):
 
     def features(self, features: tuple[Tensor, ...], rois: Tensor) -> Tensor:
         """Pooled short-term RoI vectors ``[R, C']`` (spatial max, no dropout): the bank's
-        content, and the classifier's input when there is no shared head."""
+        content, and the classifier's input when there is no relation."""
         return self.bbox_head.pool(self.roi_extractor(features, rois))

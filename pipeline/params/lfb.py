@@ -5,20 +5,20 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from pipeline.devices import check_device
 from pipeline.errors import InputError
 from pipeline.lfb.window import BankWindow
+from pipeline.params.runtime import InferenceRuntime
 from pipeline.params.schema import positive
 
 
 @dataclass(frozen=True)
-class LfbParams:
+class LfbParams(InferenceRuntime):
     """The long-term feature bank (``infer_lfb``) and the window a head reads from it.
 
     ``train_boxes``: whose features the train split's bank rows hold, ground-truth boxes (as
     the LFB paper) or detector proposals (as mmaction2's bank-inference config, which runs its
     detector on the train split's proposals >= 0.9); val rows are always proposals.
-    ``amp``/``amp_dtype``: the model's autocast on CUDA (``pipeline.engine.precision``).
+    The machine settings (batch size, workers, device, autocast, threads): ``InferenceRuntime``.
     ``val_min_proposal_score``: the val rows' proposals keep scores >= min(this, the
     keyframe's best), as mmaction2's ``person_det_score_thr`` of its bank-inference config
     (0.9); separate from ``baseline.data.test_min_proposal_score``, the boxes the heads score
@@ -34,25 +34,16 @@ class LfbParams:
     window_seconds: int
     max_per_second: int
     in_memory: bool
-    batch_size: int
-    num_workers: int
-    device: str
-    amp: bool
-    amp_dtype: Literal["float16", "bfloat16"]
-    num_threads: int
 
     def __post_init__(self):
-        positive(self, "chunk_rows", "shard_rows", "window_seconds", "max_per_second",
-                  "batch_size")
+        super().__post_init__()
+        positive(self, "chunk_rows", "shard_rows", "window_seconds", "max_per_second")
         if self.shard_rows % self.chunk_rows:
             raise ValueError(f"shard_rows={self.shard_rows} must be a multiple of "
                              f"chunk_rows={self.chunk_rows}")
-        if self.num_workers < 0 or self.num_threads < 0:
-            raise ValueError("num_workers and num_threads must be >= 0")
         if not 0.0 <= self.val_min_proposal_score <= 1.0:
             raise InputError(f"must be in [0, 1], got {self.val_min_proposal_score}",
                              key="lfb.val_min_proposal_score")
-        check_device(self.device, "lfb.device")
 
     def window(self) -> BankWindow:
         """The bank rows a keyframe's RoIs read (train_head and evaluate read the same)."""

@@ -32,7 +32,7 @@ class LfbOperatorParams:
 
 @dataclass(frozen=True)
 class AcrnParams:
-    """The ACRN relation head; ``out_channels`` null = the RoI feature width."""
+    """The ACRN relation; ``out_channels`` null = the RoI feature width."""
 
     out_channels: int | None
     stride: int
@@ -40,6 +40,23 @@ class AcrnParams:
 
 
 HEAD_CHOICES = ("linear", "mlp", "acrn", "lfb_nl", "lfb_max", "lfb_avg")
+
+# The ModelConfig fields ``ModelParams.model_config`` sets: every other field is the baseline's,
+# which is how ``train_head`` checks that a baseline checkpoint fits the head's detector.
+HEAD_FIELDS = frozenset({
+    "classifier", "relation", "with_context", "dropout",
+    "acrn_out_channels", "acrn_stride", "acrn_num_convs",
+    "lfb_channels", "lfb_num_lt_feat", "lfb_latent_channels", "lfb_num_layers",
+    "lfb_st_dropout", "lfb_lt_dropout", "lfb_nl_dropout", "lfb_pre_activate", "lfb_layer_norm",
+    "lfb_zero_init_out_conv", "lfb_include_empty_slots", "lfb_position"})
+
+
+def baseline_differences(baseline: ModelConfig, head: ModelConfig) -> list[str]:
+    """``"field=head value (baseline's: value)"`` for each field outside ``HEAD_FIELDS`` where
+    ``head`` is not built on ``baseline`` (another backbone, size, clip, classes ...)."""
+    return [f"{f.name}={getattr(head, f.name)!r} (baseline's: {getattr(baseline, f.name)!r})"
+            for f in dataclasses.fields(ModelConfig)
+            if f.name not in HEAD_FIELDS and getattr(head, f.name) != getattr(baseline, f.name)]
 
 
 @dataclass(frozen=True)
@@ -80,24 +97,27 @@ class ModelParams:
 
     def model_config(self, baseline: ModelConfig, *, num_slots: int, bank_dim: int
                      ) -> ModelConfig:
-        """The head's detector: the baseline's backbone and RoI pooling, this head on top.
+        """The head's detector: the baseline's config with this group's ``HEAD_FIELDS``.
 
         ``num_slots``/``bank_dim`` (window slots, bank feature width) matter for lfb heads only.
         """
-        head = "mlp" if self.head == "mlp" else "linear"
-        shared = self.head if self.head not in ("linear", "mlp") else "none"
+        values = dict(
+            classifier="mlp" if self.head == "mlp" else "linear",
+            relation=self.head if self.head not in ("linear", "mlp") else "none",
+            with_context=self.with_context, dropout=self.dropout,
+            acrn_out_channels=self.acrn.out_channels, acrn_stride=self.acrn.stride,
+            acrn_num_convs=self.acrn.num_convs,
+            lfb_channels=bank_dim, lfb_num_lt_feat=num_slots,
+            lfb_latent_channels=self.lfb.latent_channels,
+            lfb_num_layers=self.lfb.num_layers, lfb_st_dropout=self.lfb.st_dropout,
+            lfb_lt_dropout=self.lfb.lt_dropout, lfb_nl_dropout=self.lfb.nl_dropout,
+            lfb_pre_activate=self.lfb.pre_activate, lfb_layer_norm=self.lfb.layer_norm,
+            lfb_zero_init_out_conv=self.lfb.zero_init_out_conv,
+            lfb_include_empty_slots=self.lfb.include_empty_slots,
+            lfb_position=self.lfb.position)
+        # checked at every load (__post_init__ calls this), so HEAD_FIELDS cannot drift
+        assert values.keys() == HEAD_FIELDS, sorted(values.keys() ^ HEAD_FIELDS)
         try:
-            return dataclasses.replace(
-                baseline, head=head, shared_head=shared, with_context=self.with_context,
-                dropout=self.dropout, acrn_out_channels=self.acrn.out_channels,
-                acrn_stride=self.acrn.stride, acrn_num_convs=self.acrn.num_convs,
-                lfb_channels=bank_dim, lfb_num_lt_feat=num_slots,
-                lfb_latent_channels=self.lfb.latent_channels,
-                lfb_num_layers=self.lfb.num_layers, lfb_st_dropout=self.lfb.st_dropout,
-                lfb_lt_dropout=self.lfb.lt_dropout, lfb_nl_dropout=self.lfb.nl_dropout,
-                lfb_pre_activate=self.lfb.pre_activate, lfb_layer_norm=self.lfb.layer_norm,
-                lfb_zero_init_out_conv=self.lfb.zero_init_out_conv,
-                lfb_include_empty_slots=self.lfb.include_empty_slots,
-                lfb_position=self.lfb.position)
+            return dataclasses.replace(baseline, **values)
         except ValueError as exc:
             raise InputError(str(exc), key="model") from exc

@@ -126,9 +126,9 @@ def train_baseline(*, files: DatasetFiles, out_dir: str | Path, checkpoint_dir: 
     Epochs 0 scores ``init_checkpoint`` as it is (e.g. a released mmaction2 checkpoint).
     """
     if model_config.uses_bank:
-        raise InputError(f"shared_head {model_config.shared_head!r} needs a long-term feature "
+        raise InputError(f"relation {model_config.relation!r} needs a long-term feature "
                          "bank, which the baseline is trained to produce; pick a preset without one",
-                         key="shared_head")
+                         key="relation")
     if train_config.epochs == 0 and init_checkpoint is None:
         raise InputError("epochs 0 scores baseline.init_checkpoint without training, but "
                          "none is set", key="baseline.train.epochs")

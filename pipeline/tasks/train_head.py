@@ -51,7 +51,7 @@ from pipeline.models.config import ModelConfig
 from pipeline.models.detector import Detector
 from pipeline.params.baseline import BaselineParams
 from pipeline.params.lfb import LfbParams
-from pipeline.params.model import ModelParams
+from pipeline.params.model import ModelParams, baseline_differences
 from pipeline.params.schema import Params
 
 log = logging.getLogger(__name__)
@@ -153,13 +153,13 @@ def _to(tensor: Tensor | None, device: torch.device) -> Tensor | None:
 
 
 def load_baseline_backbone(model: Detector, baseline_checkpoint: str | Path) -> None:
-    """Copy the baseline's backbone weights into ``model`` (same backbone config required)."""
+    """Copy the baseline's backbone weights into ``model``, whose config must be the
+    baseline's up to the fields the model params set (``HEAD_FIELDS``)."""
     baseline = build_detector_from_checkpoint(baseline_checkpoint)
-    for field in ("backbone", "depth", "base_channels", "clip_len", "frame_interval"):
-        if getattr(baseline.config, field) != getattr(model.config, field):
-            raise InputError(f"the head's {field}={getattr(model.config, field)!r} differs from "
-                             f"the baseline's {getattr(baseline.config, field)!r}",
-                             path=baseline_checkpoint, key=field)
+    differences = baseline_differences(baseline.config, model.config)
+    if differences:
+        raise InputError("the head's detector is not built on this baseline: "
+                         + ", ".join(differences), path=baseline_checkpoint, key="config")
     model.backbone.load_state_dict(baseline.backbone.state_dict(), strict=True)
 
 
@@ -320,7 +320,7 @@ def train_head(*, files: DatasetFiles, baseline_checkpoint: str | Path,
     bank = None
     if model_config.uses_bank:
         if bank_dir is None or window is None:
-            raise InputError(f"head {model_config.shared_head!r} needs a feature bank and a "
+            raise InputError(f"head {model_config.head_name!r} needs a feature bank and a "
                              "window", key="bank")
         bank = FeatureBank(bank_dir, in_memory=bank_in_memory)
         slots = num_slots(window.window_seconds, window.max_per_second)
@@ -398,8 +398,8 @@ def train_head(*, files: DatasetFiles, baseline_checkpoint: str | Path,
     return trainer.finish(model, preset=None, write_detections=False, headline_scores=False,
                           bank=recipe,
                           report_extra={"head": model_config.head_name,
-                                        "classifier": model_config.head,
-                                        "shared_head": model_config.shared_head,
+                                        "classifier": model_config.classifier,
+                                        "relation": model_config.relation,
                                         "finetune_backbone": finetune_backbone,
                                         **lr_note,
                                         "not_in_frame_store": {
