@@ -18,20 +18,6 @@ from pipeline.models import vit
 from pipeline.params.schema import build
 
 
-class ContractViT(vit.VisionTransformer):
-    """The backbone contract on the project's ViT, through its module-level mmaction2 rules."""
-
-    @property
-    def num_lr_layers(self) -> int:
-        return self.config.depth + 2
-
-    def lr_layer_id(self, name: str) -> int:
-        return vit.layer_id("backbone." + name, self.config.depth)
-
-    def no_weight_decay(self, name: str, param: torch.Tensor) -> bool:
-        return not vit.uses_weight_decay("backbone." + name, param)
-
-
 class ToyDetector(nn.Module):
     def __init__(self, backbone: nn.Module, width: int):
         super().__init__()
@@ -77,7 +63,7 @@ def expected(name: str) -> tuple[int, bool]:
 
 def test_vit_b_groups_equal_mmaction2_layer_decay():
     with torch.device("meta"):
-        model = ToyDetector(ContractViT(vit.VIT_BASE), 768)
+        model = ToyDetector(vit.ViTBackbone(vit.VIT_BASE), 768)
     optimizer = build_optimizer(model, VIT_B_RECIPE, params_key="baseline.train")
     assert isinstance(optimizer, torch.optim.AdamW)
     assert optimizer.defaults["betas"] == (0.9, 0.999)
@@ -146,7 +132,7 @@ def test_adamw_step_uses_each_groups_lr():
     """One AdamW step moves a parameter by about its group's lr (Adam's first step is
     lr * sign(grad)), so the scales reach the update, not just the group records."""
     torch.manual_seed(0)
-    model = ToyDetector(ContractViT(replace(vit.VIT_TINY, drop_path_rate=0.0)), 64)
+    model = ToyDetector(vit.ViTBackbone(replace(vit.VIT_TINY, drop_path_rate=0.0)), 64)
     config = replace(VIT_B_RECIPE, weight_decay=0.0, lr=1e-3)
     optimizer = build_optimizer(model, config)
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
