@@ -6,13 +6,11 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from pipeline.models.config import ModelConfig
+from pipeline.models.resnet3d import NoLayerDecay
 
 
-class ToyBackbone(nn.Module):
+class ToyBackbone(NoLayerDecay, nn.Module):
     """One strided Conv3d: [B, 3, T, H, W] -> [B, 16, T, H/8, W/8]."""
-
-    recognizer_only_keys: tuple[str, ...] = ()
-    detector_only_keys: tuple[str, ...] = ()
 
     def __init__(self, width: int = 16):
         super().__init__()
@@ -37,13 +35,3 @@ class ToyBackbone(nn.Module):
     @property
     def temporal_strides(self) -> tuple[int]:
         return (1,)
-
-    @property
-    def num_lr_layers(self) -> int:
-        return 1
-
-    def lr_layer_id(self, name: str) -> int:
-        return 0
-
-    def no_weight_decay(self, name: str, param: Tensor) -> bool:
-        return False
